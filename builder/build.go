@@ -1,0 +1,202 @@
+// Package builder runs BuildKit inside the kiln process: it assembles the
+// containerd worker and the controller, serves them over an in-memory
+// connection, turns build options into a solve request and streams progress.
+package builder
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	bkclient "github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/moby/buildkit/util/progress/progressui"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/docker/cli/cli/config"
+	"github.com/tonistiigi/fsutil"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kiln-build/kiln/store"
+)
+
+// danglingPrefix names images built without -t, as docker keeps them:
+// without a name containerd's garbage collector would delete the result.
+const danglingPrefix = "kiln-dangling"
+
+// Result describes a finished build.
+type Result struct {
+	// Digest is the digest of the image index (or manifest, for one platform).
+	Digest string
+	// Names are the normalised names the image is stored under.
+	Names []string
+	// Platforms are the platforms built.
+	Platforms []ocispecs.Platform
+	// Metadata is BuildKit's exporter response, decoded as buildx does.
+	Metadata map[string]any
+}
+
+// Build builds the Dockerfile described by opts with the embedded BuildKit and
+// stores the result in containerd. Everything the user can get wrong is
+// checked before any connection is made.
+func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	req, err := opts.prepare()
+	if err != nil {
+		return nil, err
+	}
+	defer req.cleanup()
+
+	st, err := store.Open(ctx, cfg.Address, cfg.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+
+	if w := req.syntaxWarning(); w != "" {
+		fmt.Fprintln(opts.Stderr, w)
+	}
+
+	unlock, err := lockRoot(ctx, cfg.Root, opts.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	eng, err := newEngine(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer eng.Close()
+
+	resp, rec, err := solve(ctx, eng.client, req)
+	if err != nil {
+		return nil, explain(ctx, st, req, rec, err)
+	}
+	res := &Result{
+		Digest:    resp.ExporterResponse["containerimage.digest"],
+		Names:     req.names,
+		Platforms: req.platforms,
+		Metadata:  decodeMetadata(resp.ExporterResponse),
+	}
+	if err := writeOutputs(opts, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// solve runs the build and the progress display side by side.
+func solve(ctx context.Context, c *bkclient.Client, req *request) (*bkclient.SolveResponse, *recorder, error) {
+	display, err := progressui.NewDisplay(req.opts.Stderr, progressui.DisplayMode(req.progress))
+	if err != nil {
+		return nil, nil, fmt.Errorf("starting the progress display: %w", err)
+	}
+	contextFS, err := fsutil.NewFS(req.contextDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading build context %s: %w", req.contextDir, err)
+	}
+	dockerfileFS, err := fsutil.NewFS(req.dockerfileDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the Dockerfile's directory %s: %w", req.dockerfileDir, err)
+	}
+	solveOpt := bkclient.SolveOpt{
+		Frontend:      "dockerfile.v0",
+		FrontendAttrs: req.frontendAttrs,
+		LocalMounts:   map[string]fsutil.FS{"context": contextFS, "dockerfile": dockerfileFS},
+		Exports:       []bkclient.ExportEntry{imageExport(req.names)},
+		Session:       []session.Attachable{authProvider(req.opts.Stderr)},
+	}
+
+	statusCh := make(chan *bkclient.SolveStatus)
+	displayCh := make(chan *bkclient.SolveStatus)
+	rec := newRecorder()
+	var resp *bkclient.SolveResponse
+	eg, gctx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		var err error
+		resp, err = c.Solve(gctx, nil, solveOpt, statusCh)
+		return err
+	})
+	eg.Go(func() error {
+		rec.forward(statusCh, displayCh)
+		return nil
+	})
+	eg.Go(func() error {
+		// The display must drain every status even when the build fails,
+		// so it runs on a context the failure does not cancel.
+		_, err := display.UpdateFrom(context.WithoutCancel(ctx), displayCh)
+		return err
+	})
+	err = eg.Wait()
+	return resp, rec, err
+}
+
+func imageExport(names []string) bkclient.ExportEntry {
+	attrs := map[string]string{
+		"store":  "true",
+		"unpack": "true",
+	}
+	if len(names) > 0 {
+		attrs["name"] = strings.Join(names, ",")
+	} else {
+		attrs["dangling-name-prefix"] = danglingPrefix
+	}
+	return bkclient.ExportEntry{Type: bkclient.ExporterImage, Attrs: attrs}
+}
+
+// authProvider hands registry credentials to BuildKit from the docker config
+// file and credential helpers, as docker and nerdctl use them.
+func authProvider(stderr io.Writer) session.Attachable {
+	cfg := config.LoadDefaultConfigFile(stderr)
+	return authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+		AuthConfigProvider: authprovider.LoadAuthConfig(cfg),
+	})
+}
+
+// decodeMetadata turns BuildKit's exporter response into the JSON buildx
+// writes with --metadata-file: base64 JSON values become JSON.
+func decodeMetadata(resp map[string]string) map[string]any {
+	out := make(map[string]any, len(resp))
+	for k, v := range resp {
+		out[k] = v
+		dt, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			continue
+		}
+		var raw json.RawMessage
+		if json.Unmarshal(dt, &raw) == nil {
+			out[k] = raw
+		}
+	}
+	return out
+}
+
+func writeOutputs(opts *Options, res *Result) error {
+	if opts.IIDFile != "" {
+		if err := os.WriteFile(opts.IIDFile, []byte(res.Digest), 0o644); err != nil {
+			return fmt.Errorf("writing the image digest to --iidfile %s: %w", opts.IIDFile, err)
+		}
+	}
+	if opts.MetadataFile != "" {
+		dt, err := json.MarshalIndent(res.Metadata, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encoding build metadata: %w", err)
+		}
+		if err := os.WriteFile(opts.MetadataFile, dt, 0o644); err != nil {
+			return fmt.Errorf("writing build metadata to --metadata-file %s: %w", opts.MetadataFile, err)
+		}
+	}
+	if opts.Quiet {
+		fmt.Fprintln(opts.Stdout, res.Digest)
+	}
+	return nil
+}

@@ -1,0 +1,221 @@
+package builder
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	ctd "github.com/containerd/containerd/v2/client"
+	"github.com/moby/buildkit/cache/remotecache"
+	inlineremotecache "github.com/moby/buildkit/cache/remotecache/inline"
+	localremotecache "github.com/moby/buildkit/cache/remotecache/local"
+	registryremotecache "github.com/moby/buildkit/cache/remotecache/registry"
+	bkclient "github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/cmd/buildkitd/config"
+	"github.com/moby/buildkit/control"
+	"github.com/moby/buildkit/frontend"
+	dockerfile "github.com/moby/buildkit/frontend/dockerfile/builder"
+	"github.com/moby/buildkit/frontend/gateway/forwarder"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/solver"
+	"github.com/moby/buildkit/solver/bboltcachestorage"
+	"github.com/moby/buildkit/util/db/boltutil"
+	"github.com/moby/buildkit/util/network/netproviders"
+	"github.com/moby/buildkit/util/resolver"
+	"github.com/moby/buildkit/worker"
+	"github.com/moby/buildkit/worker/base"
+	"github.com/moby/buildkit/worker/containerd"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+
+	// BuildKit's client and controller exchange messages with its own codec.
+	_ "github.com/moby/buildkit/util/grpcutil/encoding/proto"
+
+	"github.com/kiln-build/kiln/version"
+)
+
+// maxMsgSize matches buildkitd's defaults, so large build contexts and
+// results pass through the in-memory connection as they would over a socket.
+const maxMsgSize = 16 << 20
+
+// bufSize is the in-memory connection's buffer; BuildKit streams files
+// through it in chunks far smaller than this.
+const bufSize = 4 << 20
+
+// Config says which containerd kiln talks to and where its own state lives.
+type Config struct {
+	// Address is containerd's socket.
+	Address string
+	// Namespace is the containerd namespace images are built and stored in.
+	Namespace string
+	// Snapshotter is the containerd snapshotter steps run on.
+	Snapshotter string
+	// Root holds kiln's own state: BuildKit's metadata and cache databases.
+	Root string
+	// Platforms, when set, replaces the platforms the worker reports; the
+	// build sets it from what emulation found runnable.
+	Platforms []ocispecs.Platform
+}
+
+// engine is BuildKit's controller and containerd worker running inside this
+// process, with a BuildKit client connected to it over memory.
+type engine struct {
+	client     *bkclient.Client
+	controller *control.Controller
+	workers    *worker.Controller
+	server     *grpc.Server
+	listener   *bufconn.Listener
+	stop       context.CancelFunc
+}
+
+// newEngine assembles the worker and controller as buildkitd does, but
+// serves them on an in-memory listener instead of a socket.
+func newEngine(ctx context.Context, cfg Config) (*engine, error) {
+	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
+		return nil, fmt.Errorf("creating kiln's state directory %s: %w", cfg.Root, err)
+	}
+	ctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	e := &engine{stop: stop}
+	ok := false
+	defer func() {
+		if !ok {
+			e.Close()
+		}
+	}()
+
+	sessionManager, err := session.NewManager()
+	if err != nil {
+		return nil, fmt.Errorf("starting BuildKit's session manager: %w", err)
+	}
+	w, err := newWorker(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	e.workers = &worker.Controller{}
+	if err := e.workers.Add(w); err != nil {
+		return nil, err
+	}
+	ctrl, err := newController(ctx, cfg, sessionManager, e.workers, w)
+	if err != nil {
+		return nil, err
+	}
+	e.controller = ctrl
+
+	e.listener = bufconn.Listen(bufSize)
+	e.server = grpc.NewServer(grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize))
+	ctrl.Register(e.server)
+	go e.server.Serve(e.listener) //nolint:errcheck // ends when the listener closes
+
+	dial := func(ctx context.Context, _ string) (net.Conn, error) { return e.listener.DialContext(ctx) }
+	c, err := bkclient.New(ctx, "",
+		bkclient.WithContextDialer(dial),
+		bkclient.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
+		bkclient.WithGRPCDialOption(grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize), grpc.MaxCallSendMsgSize(maxMsgSize))),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the embedded BuildKit: %w", err)
+	}
+	e.client = c
+	ok = true
+	return e, nil
+}
+
+func newWorker(ctx context.Context, cfg Config) (*base.Worker, error) {
+	opt, err := containerd.NewWorkerOpt(containerd.WorkerOptions{
+		Root:            cfg.Root,
+		Address:         cfg.Address,
+		SnapshotterName: cfg.Snapshotter,
+		Namespace:       cfg.Namespace,
+		NetworkOpt: netproviders.Opt{
+			Mode: "host",
+		},
+		Runtime: &containerd.RuntimeInfo{Name: "io.containerd.runc.v2"},
+	}, ctd.WithTimeout(30*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("starting the containerd worker: %w", err)
+	}
+	opt.BuildkitVersion = bkclient.BuildkitVersion{Package: "github.com/kiln-build/kiln", Version: version.Version, Revision: "kiln"}
+	opt.RegistryHosts = resolver.NewRegistryConfig(nil)
+	if len(cfg.Platforms) > 0 {
+		opt.Platforms = cfg.Platforms
+	}
+	w, err := base.NewWorker(ctx, opt)
+	if err != nil {
+		return nil, fmt.Errorf("starting the containerd worker: %w", err)
+	}
+	return w, nil
+}
+
+func newController(ctx context.Context, cfg Config, sm *session.Manager, wc *worker.Controller, w *base.Worker) (*control.Controller, error) {
+	cacheStorage, err := bboltcachestorage.NewStore(filepath.Join(cfg.Root, "cache.db"))
+	if err != nil {
+		return nil, fmt.Errorf("opening the build cache database in %s: %w", cfg.Root, err)
+	}
+	historyDB, err := boltutil.SafeOpen(filepath.Join(cfg.Root, "history.db"), 0o600, &bolt.Options{
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening the build history database in %s: %w", cfg.Root, err)
+	}
+	hosts := resolver.NewRegistryConfig(nil)
+	// Zero entries turns build history off: a one-shot process has nobody
+	// to show it to, and recording it would create a "<ns>_history"
+	// namespace in the user's containerd.
+	noHistory := int64(0)
+	frontends := map[string]frontend.Frontend{
+		"dockerfile.v0": forwarder.NewGatewayForwarder(wc.Infos(), dockerfile.Build),
+	}
+	return control.NewController(control.Opt{
+		SessionManager:   sm,
+		WorkerController: wc,
+		Frontends:        frontends,
+		ResolveCacheExporterFuncs: map[string]remotecache.ResolveCacheExporterFunc{
+			"registry": registryremotecache.ResolveCacheExporterFunc(sm, hosts),
+			"local":    localremotecache.ResolveCacheExporterFunc(sm),
+			"inline":   inlineremotecache.ResolveCacheExporterFunc(),
+		},
+		ResolveCacheImporterFuncs: map[string]remotecache.ResolveCacheImporterFunc{
+			"registry": registryremotecache.ResolveCacheImporterFunc(sm, w.ContentStore(), hosts),
+			"local":    localremotecache.ResolveCacheImporterFunc(sm),
+		},
+		CacheManager:   solver.NewCacheManager(ctx, "local", cacheStorage, worker.NewCacheResultStorage(wc)),
+		HistoryDB:      historyDB,
+		CacheStore:     cacheStorage,
+		LeaseManager:   w.LeaseManager(),
+		ContentStore:   w.ContentStore(),
+		HistoryConfig:  &config.HistoryConfig{MaxEntries: &noHistory},
+		GarbageCollect: w.GarbageCollect,
+		GracefulStop:   ctx.Done(),
+	})
+}
+
+// Close stops the in-memory server and releases BuildKit's databases, so
+// the next kiln process can open them.
+func (e *engine) Close() error {
+	if e.client != nil {
+		e.client.Close()
+	}
+	if e.server != nil {
+		e.server.Stop()
+	}
+	if e.listener != nil {
+		e.listener.Close()
+	}
+	// The controller closes its workers; close them directly only when the
+	// controller never came up.
+	var err error
+	if e.controller != nil {
+		err = e.controller.Close()
+	} else if e.workers != nil {
+		err = e.workers.Close()
+	}
+	e.stop()
+	return err
+}

@@ -1,0 +1,167 @@
+package builder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/platforms"
+	gwpb "github.com/moby/buildkit/frontend/gateway/pb"
+	solvererrdefs "github.com/moby/buildkit/solver/errdefs"
+	"github.com/moby/buildkit/util/grpcerrors"
+	digest "github.com/opencontainers/go-digest"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-build/kiln/store"
+)
+
+// BuildError is a build that failed in a step the user wrote: it carries the
+// message and the last lines the step printed.
+type BuildError struct {
+	Message string
+	Output  []string
+	err     error
+}
+
+func (e *BuildError) Error() string {
+	if len(e.Output) == 0 {
+		return e.Message
+	}
+	return e.Message + "\nlast output:\n  " + strings.Join(e.Output, "\n  ")
+}
+
+// Unwrap returns BuildKit's error.
+func (e *BuildError) Unwrap() error { return e.err }
+
+var (
+	grpcPrefix   = regexp.MustCompile(`rpc error: code = \w+ desc = `)
+	parsePrefix  = regexp.MustCompile(`dockerfile parse error on line \d+: `)
+	resolveImage = regexp.MustCompile(`(?:failed to resolve source metadata for|failed to load cache key: .*? for|pull access denied.*? for) ([^\s:]+(?::[\w][\w.-]*)?(?:@sha256:[0-9a-f]{64})?)`)
+	networkTrap  = regexp.MustCompile(`no such host|connection refused|dial tcp|i/o timeout|network is unreachable|TLS handshake timeout|server misbehaving`)
+)
+
+// explain turns a failed solve into an error a user can act on: the
+// Dockerfile line of a syntax error, the step and exit code of a failed RUN,
+// the missing platform of a local base image.
+func explain(ctx context.Context, st *store.Store, req *request, rec *recorder, err error) error {
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return fmt.Errorf("build interrupted: %w", ctx.Err())
+	}
+	msg := clean(err)
+	if srcs := solvererrdefs.Sources(err); len(srcs) > 0 {
+		if loc := location(req, srcs[len(srcs)-1]); loc != "" {
+			return &BuildError{Message: loc + ": " + parsePrefix.ReplaceAllString(msg, ""), err: err}
+		}
+	}
+	var ve *solvererrdefs.VertexError
+	if errors.As(err, &ve) {
+		name, tail := rec.step(digest.Digest(ve.Digest))
+		var ee *gwpb.ExitError
+		if errors.As(err, &ee) && name != "" {
+			return &BuildError{Message: fmt.Sprintf("step %s failed with exit code %d", name, ee.ExitCode), Output: tail, err: err}
+		}
+		if name != "" {
+			return &BuildError{Message: fmt.Sprintf("step %s failed: %s", name, msg), Output: tail, err: err}
+		}
+	}
+	if m := resolveImage.FindStringSubmatch(msg); m != nil && networkTrap.MatchString(msg) {
+		if local := localImageError(ctx, st, req, m[1]); local != nil {
+			return local
+		}
+		return fmt.Errorf("cannot fetch base image %s: the registry is not reachable; pull it while online (kiln pull %s) or build it locally: %s", m[1], m[1], msg)
+	}
+	return errors.New(msg)
+}
+
+// clean strips gRPC's status prefix and BuildKit's generic lead-in, which
+// say nothing to a user.
+func clean(err error) string {
+	msg := grpcerrors.FromGRPC(err).Error()
+	msg = grpcPrefix.ReplaceAllString(msg, "")
+	msg = strings.TrimPrefix(msg, "failed to solve: ")
+	return strings.TrimSpace(msg)
+}
+
+// location names the Dockerfile line an error points at, with the path
+// the user knows the file by.
+func location(req *request, src *solvererrdefs.Source) string {
+	if src.Info == nil || len(src.Ranges) == 0 {
+		return ""
+	}
+	name := src.Info.Filename
+	if req.opts.Dockerfile == "-" {
+		name = "Dockerfile (stdin)"
+	} else if name == req.dockerfile || name == "Dockerfile" {
+		name = displayPath(filepath.Join(req.dockerfileDir, req.dockerfile))
+	}
+	return fmt.Sprintf("%s:%d", name, src.Ranges[0].Start.Line)
+}
+
+func displayPath(abs string) string {
+	if rel, err := filepath.Rel(".", abs); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return abs
+}
+
+// localImageError reports a base image that is in the namespace but lacks a
+// requested platform: BuildKit then falls back to the registry, and the
+// user would otherwise see a DNS or connection error for an image they have.
+func localImageError(ctx context.Context, st *store.Store, req *request, ref string) error {
+	name, err := store.NormalizeName(ref)
+	if err != nil {
+		return nil
+	}
+	ctx = st.WithNamespace(ctx)
+	img, err := st.Client().ImageService().Get(ctx, name)
+	if err != nil {
+		return nil
+	}
+	listed, _ := images.Platforms(ctx, st.Client().ContentStore(), img.Target)
+	var have []ocispecs.Platform
+	for _, p := range listed {
+		if hasPlatform(ctx, st, img, p) {
+			have = append(have, p)
+		}
+	}
+	want := req.platforms
+	if len(want) == 0 {
+		want = []ocispecs.Platform{platforms.DefaultSpec()}
+	}
+	var missing []ocispecs.Platform
+	for _, p := range want {
+		if !hasPlatform(ctx, st, img, p) {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("base image %s is in the local store but has no content for %s (it has %s): pull that platform with \"kiln pull --platform %s %s\" or build the base for it",
+		name, describePlatforms(missing), describeHave(have), formatPlatforms(missing), ref)
+}
+
+func hasPlatform(ctx context.Context, st *store.Store, img images.Image, p ocispecs.Platform) bool {
+	cs := st.Client().ContentStore()
+	m, err := images.Manifest(ctx, cs, img.Target, platforms.Only(p))
+	if err != nil {
+		return false
+	}
+	for _, l := range append([]ocispecs.Descriptor{m.Config}, m.Layers...) {
+		if _, err := cs.Info(ctx, l.Digest); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func describeHave(ps []ocispecs.Platform) string {
+	if len(ps) == 0 {
+		return "no platform with complete content"
+	}
+	return describePlatforms(ps)
+}

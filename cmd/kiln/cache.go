@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	units "github.com/docker/go-units"
+	"github.com/urfave/cli/v2"
+
+	"github.com/kiln-build/kiln/builder"
+)
+
+func pruneCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "prune",
+		Usage: "free build cache",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "free all unused cache, including cache shared with images"},
+			&cli.StringFlag{Name: "keep-storage", Usage: "keep this much of the most recently used cache, e.g. 5GB"},
+			&cli.StringSliceFlag{Name: "filter", Usage: "free only records matching a filter, e.g. type==regular"},
+		},
+		Action: func(c *cli.Context) error {
+			opts := builder.PruneOptions{All: c.Bool("all"), Filters: c.StringSlice("filter")}
+			if s := c.String("keep-storage"); s != "" {
+				n, err := units.RAMInBytes(s)
+				if err != nil {
+					return usageErrorf("invalid --keep-storage %q: give a size such as 512MB or 5GB", s)
+				}
+				opts.KeepStorage = n
+			}
+			recs, err := builder.Prune(c.Context, engineConfig(c), opts)
+			if err != nil {
+				return err
+			}
+			var total int64
+			for _, r := range recs {
+				total += r.Size
+			}
+			fmt.Fprintf(c.App.Writer, "freed %d cache records, %s\n", len(recs), units.HumanSize(float64(total)))
+			return nil
+		},
+	}
+}
+
+func duCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "du",
+		Usage: "show the build cache's disk usage",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list every cache record"},
+		},
+		Action: func(c *cli.Context) error {
+			recs, err := builder.DiskUsage(c.Context, engineConfig(c))
+			if err != nil {
+				return err
+			}
+			var total, reclaimable int64
+			w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			if c.Bool("verbose") {
+				fmt.Fprintln(w, "ID\tSIZE\tRECLAIMABLE\tDESCRIPTION")
+			}
+			for _, r := range recs {
+				total += r.Size
+				if r.Reclaimable {
+					reclaimable += r.Size
+				}
+				if c.Bool("verbose") {
+					fmt.Fprintf(w, "%.12s\t%s\t%t\t%s\n", r.ID, units.HumanSize(float64(r.Size)), r.Reclaimable, truncate(r.Description, 60))
+				}
+			}
+			fmt.Fprintf(w, "records:\t%d\n", len(recs))
+			fmt.Fprintf(w, "reclaimable:\t%s\n", units.HumanSize(float64(reclaimable)))
+			fmt.Fprintf(w, "total:\t%s\n", units.HumanSize(float64(total)))
+			return w.Flush()
+		},
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kiln-build/kiln/builder"
+	"github.com/kiln-build/kiln/store"
+)
+
+const defaultRoot = "/var/lib/kiln"
+
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "address", Aliases: []string{"a", "H", "host"}, Usage: "containerd socket", EnvVars: []string{"CONTAINERD_ADDRESS"}, Value: store.DefaultAddress},
+		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "containerd namespace images are stored in", EnvVars: []string{"CONTAINERD_NAMESPACE"}, Value: store.DefaultNamespace},
+		&cli.StringFlag{Name: "snapshotter", Usage: "containerd snapshotter build steps run on", EnvVars: []string{"CONTAINERD_SNAPSHOTTER"}, Value: "overlayfs"},
+		&cli.StringFlag{Name: "root", Usage: "directory for kiln's own state (build cache metadata)", EnvVars: []string{"KILN_ROOT"}, Value: defaultRoot},
+		&cli.BoolFlag{Name: "debug", Usage: "print BuildKit's and containerd's debug logs"},
+	}
+}
+
+// engineConfig reads the global flags.
+func engineConfig(c *cli.Context) builder.Config {
+	return builder.Config{
+		Address:     store.TrimScheme(c.String("address")),
+		Namespace:   c.String("namespace"),
+		Snapshotter: c.String("snapshotter"),
+		Root:        c.String("root"),
+	}
+}
+
+// reorder lets options follow arguments, as docker and nerdctl allow
+// ("kiln build . -t app"), and global options follow the command
+// ("kiln build --namespace ci ."): urfave/cli stops at the first argument
+// and knows global options only before the command.
+func reorder(app *cli.App, args []string) []string {
+	if len(args) < 2 {
+		return args
+	}
+	var global, rest []string
+	i := 1
+	// Global options before the command stay where they are.
+	for ; i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "--"; i++ {
+		global = append(global, args[i])
+		if takesValue(app.Flags, args[i]) && i+1 < len(args) {
+			i++
+			global = append(global, args[i])
+		}
+	}
+	if i >= len(args) {
+		return args
+	}
+	cmd := findCommand(app.Commands, args[i])
+	if cmd == nil {
+		return args
+	}
+	path := []string{args[i]}
+	i++
+	// Descend into subcommands ("kiln emulation ls").
+	for i < len(args) {
+		sub := findCommand(cmd.Subcommands, args[i])
+		if sub == nil {
+			break
+		}
+		cmd = sub
+		path = append(path, args[i])
+		i++
+	}
+	var flags, positional []string
+	for ; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			positional = append(positional, args[i+1:]...)
+			i = len(args)
+		case a == "-" || !strings.HasPrefix(a, "-"):
+			positional = append(positional, a)
+		case isFlag(app.Flags, a) && !isFlag(cmd.Flags, a):
+			global = append(global, a)
+			if takesValue(app.Flags, a) && i+1 < len(args) {
+				i++
+				global = append(global, args[i])
+			}
+		default:
+			flags = append(flags, a)
+			if takesValue(cmd.Flags, a) && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
+			}
+		}
+	}
+	rest = append(rest, path...)
+	rest = append(rest, flags...)
+	if len(positional) > 0 {
+		rest = append(rest, "--")
+		rest = append(rest, positional...)
+	}
+	out := append([]string{args[0]}, global...)
+	return append(out, rest...)
+}
+
+func findCommand(cmds []*cli.Command, name string) *cli.Command {
+	for _, c := range cmds {
+		if c.HasName(name) {
+			return c
+		}
+	}
+	return nil
+}
+
+func flagName(arg string) (string, bool) {
+	name := strings.TrimLeft(arg, "-")
+	name, _, hasValue := strings.Cut(name, "=")
+	return name, hasValue
+}
+
+func lookupFlag(flags []cli.Flag, arg string) cli.Flag {
+	name, _ := flagName(arg)
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return f
+			}
+		}
+	}
+	return nil
+}
+
+func isFlag(flags []cli.Flag, arg string) bool { return lookupFlag(flags, arg) != nil }
+
+// takesValue reports whether arg is a flag whose value is the next argument.
+func takesValue(flags []cli.Flag, arg string) bool {
+	if _, hasValue := flagName(arg); hasValue {
+		return false
+	}
+	f := lookupFlag(flags, arg)
+	if f == nil {
+		return false
+	}
+	if df, ok := f.(cli.DocGenerationFlag); ok {
+		return df.TakesValue()
+	}
+	return true
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kiln-build/kiln/builder"
+	"github.com/kiln-build/kiln/usage"
+	"github.com/kiln-build/kiln/version"
+)
+
+func usageErrorf(format string, args ...any) error { return usage.Errorf(format, args...) }
+
+func infoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "info",
+		Usage: "show the containerd kiln uses and the platforms this host can build",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "format", Value: "table", Usage: "output format: table or json"},
+		},
+		Action: func(c *cli.Context) error {
+			format := c.String("format")
+			if format != "table" && format != "json" {
+				return usageErrorf("invalid --format %q: use table or json", format)
+			}
+			info, err := builder.GetInfo(c.Context, engineConfig(c))
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				return enc.Encode(info)
+			}
+			w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(w, "containerd:\t%s (version %s)\n", info.Address, info.ContainerdVersion)
+			fmt.Fprintf(w, "namespace:\t%s\n", info.Namespace)
+			fmt.Fprintf(w, "snapshotter:\t%s\n", info.Snapshotter)
+			fmt.Fprintf(w, "root:\t%s\n", info.Root)
+			fmt.Fprintf(w, "host platform:\t%s\n", info.HostPlatform)
+			fmt.Fprintf(w, "platforms:\t%s\n", strings.Join(info.Platforms, ", "))
+			return w.Flush()
+		},
+	}
+}
+
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "show kiln's version",
+		Action: func(c *cli.Context) error {
+			fmt.Fprintf(c.App.Writer, "kiln %s\nBuildKit %s (embedded)\n%s %s/%s\n", version.Version, builder.BuildKitVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return nil
+		},
+	}
+}

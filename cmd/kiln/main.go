@@ -1,0 +1,106 @@
+// Command kiln builds multi-platform container images into containerd with no
+// build daemon.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli/v2"
+
+	"github.com/kiln-build/kiln/usage"
+	"github.com/kiln-build/kiln/version"
+)
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+// run executes kiln and returns its exit status: 0, 1 for a failure, 2 for a
+// usage error, 128+N when signal N interrupted it.
+func run(args []string) int {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	var got os.Signal
+	go func() {
+		got = <-sig
+		stop()
+	}()
+
+	app := newApp()
+	err := app.RunContext(ctx, reorder(app, args))
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "error: "+err.Error())
+	switch {
+	case got != nil:
+		return 128 + int(got.(syscall.Signal))
+	case usage.Is(err):
+		return usage.ExitCode
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	return 1
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "kiln",
+		Usage:   "build multi-platform container images into containerd, with no build daemon",
+		Version: version.Version,
+		Description: "kiln runs BuildKit inside its own process, executes build steps through containerd\n" +
+			"(foreign architectures under QEMU) and stores the result as one multi-platform image\n" +
+			"in containerd's image store, where nerdctl and ctr can run it at once.",
+		Flags:                globalFlags(),
+		Before:               setup,
+		Commands:             commands(),
+		HideHelpCommand:      true,
+		// Values such as --build-arg K=a,b keep their commas; --platform splits its own.
+		DisableSliceFlagSeparator: true,
+		EnableBashCompletion: false,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usage.Wrap(err)
+		},
+		ExitErrHandler: func(*cli.Context, error) {},
+		Writer:         os.Stdout,
+		ErrWriter:      os.Stderr,
+	}
+}
+
+func commands() []*cli.Command {
+	cmds := []*cli.Command{
+		buildCommand(),
+		pruneCommand(),
+		duCommand(),
+		infoCommand(),
+		versionCommand(),
+	}
+	for _, c := range cmds {
+		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usage.Wrap(err) }
+	}
+	return cmds
+}
+
+// setup configures logging: BuildKit and containerd log through logrus, and
+// their informational lines are noise unless --debug asks for them.
+func setup(c *cli.Context) error {
+	logrus.SetOutput(os.Stderr)
+	logrus.SetLevel(logrus.ErrorLevel)
+	if c.Bool("debug") {
+		logrus.SetLevel(logrus.DebugLevel)
+	} else {
+		logrus.SetOutput(io.Discard)
+	}
+	return nil
+}
