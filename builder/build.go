@@ -12,12 +12,12 @@ import (
 	"os"
 	"strings"
 
+	"github.com/docker/cli/cli/config"
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/util/progress/progressui"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/docker/cli/cli/config"
 	"github.com/tonistiigi/fsutil"
 	"golang.org/x/sync/errgroup"
 

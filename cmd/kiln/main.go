@@ -62,13 +62,13 @@ func newApp() *cli.App {
 		Description: "kiln runs BuildKit inside its own process, executes build steps through containerd\n" +
 			"(foreign architectures under QEMU) and stores the result as one multi-platform image\n" +
 			"in containerd's image store, where nerdctl and ctr can run it at once.",
-		Flags:                globalFlags(),
-		Before:               setup,
-		Commands:             commands(),
-		HideHelpCommand:      true,
+		Flags:           globalFlags(),
+		Before:          setup,
+		Commands:        commands(),
+		HideHelpCommand: true,
 		// Values such as --build-arg K=a,b keep their commas; --platform splits its own.
 		DisableSliceFlagSeparator: true,
-		EnableBashCompletion: false,
+		EnableBashCompletion:      false,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usage.Wrap(err)
 		},
