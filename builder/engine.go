@@ -23,6 +23,7 @@ import (
 	"github.com/moby/buildkit/solver"
 	"github.com/moby/buildkit/solver/bboltcachestorage"
 	"github.com/moby/buildkit/util/db/boltutil"
+	"github.com/moby/buildkit/util/grpcerrors"
 	"github.com/moby/buildkit/util/network/netproviders"
 	"github.com/moby/buildkit/util/resolver"
 	"github.com/moby/buildkit/worker"
@@ -108,7 +109,12 @@ func newEngine(ctx context.Context, cfg Config) (*engine, error) {
 	e.controller = ctrl
 
 	e.listener = bufconn.Listen(bufSize)
-	e.server = grpc.NewServer(grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize))
+	// The error interceptors carry BuildKit's typed errors (failed step,
+	// exit code, Dockerfile location) to the client as status details.
+	e.server = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(grpcerrors.UnaryServerInterceptor),
+		grpc.StreamInterceptor(grpcerrors.StreamServerInterceptor),
+		grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize))
 	ctrl.Register(e.server)
 	go e.server.Serve(e.listener) //nolint:errcheck // ends when the listener closes
 

@@ -40,7 +40,7 @@ func (e *BuildError) Unwrap() error { return e.err }
 var (
 	grpcPrefix   = regexp.MustCompile(`rpc error: code = \w+ desc = `)
 	parsePrefix  = regexp.MustCompile(`dockerfile parse error on line \d+: `)
-	resolveImage = regexp.MustCompile(`(?:failed to resolve source metadata for|failed to load cache key: .*? for|pull access denied.*? for) ([^\s:]+(?::[\w][\w.-]*)?(?:@sha256:[0-9a-f]{64})?)`)
+	resolveImage = regexp.MustCompile(`failed to resolve source metadata for (\S+): `)
 	networkTrap  = regexp.MustCompile(`no such host|connection refused|dial tcp|i/o timeout|network is unreachable|TLS handshake timeout|server misbehaving`)
 )
 
@@ -52,29 +52,53 @@ func explain(ctx context.Context, st *store.Store, req *request, rec *recorder, 
 		return fmt.Errorf("build interrupted: %w", ctx.Err())
 	}
 	msg := clean(err)
+	loc := ""
 	if srcs := solvererrdefs.Sources(err); len(srcs) > 0 {
-		if loc := location(req, srcs[len(srcs)-1]); loc != "" {
-			return &BuildError{Message: loc + ": " + parsePrefix.ReplaceAllString(msg, ""), err: err}
-		}
+		loc = location(req, srcs[len(srcs)-1])
 	}
-	var ve *solvererrdefs.VertexError
-	if errors.As(err, &ve) {
-		name, tail := rec.step(digest.Digest(ve.Digest))
-		var ee *gwpb.ExitError
-		if errors.As(err, &ee) && name != "" {
-			return &BuildError{Message: fmt.Sprintf("step %s failed with exit code %d", name, ee.ExitCode), Output: tail, err: err}
-		}
-		if name != "" {
-			return &BuildError{Message: fmt.Sprintf("step %s failed: %s", name, msg), Output: tail, err: err}
-		}
+	if be := stepError(err, rec, loc, msg); be != nil {
+		return be
 	}
-	if m := resolveImage.FindStringSubmatch(msg); m != nil && networkTrap.MatchString(msg) {
+	if m := resolveImage.FindStringSubmatch(msg); m != nil {
 		if local := localImageError(ctx, st, req, m[1]); local != nil {
 			return local
 		}
-		return fmt.Errorf("cannot fetch base image %s: the registry is not reachable; pull it while online (kiln pull %s) or build it locally: %s", m[1], m[1], msg)
+		if networkTrap.MatchString(msg) {
+			return fmt.Errorf("cannot fetch base image %s: the registry is not reachable (%s); pull it while online with \"kiln pull %s\", or build it locally", m[1], lastCause(msg), m[1])
+		}
+	}
+	if loc != "" {
+		return &BuildError{Message: loc + ": " + parsePrefix.ReplaceAllString(msg, ""), err: err}
 	}
 	return errors.New(msg)
+}
+
+// stepError describes a failed step by its name, exit code and output.
+func stepError(err error, rec *recorder, loc, msg string) *BuildError {
+	var ve *solvererrdefs.VertexError
+	if !errors.As(err, &ve) {
+		return nil
+	}
+	name, tail := rec.step(digest.Digest(ve.Digest))
+	if name == "" {
+		return nil
+	}
+	if loc != "" {
+		loc += ": "
+	}
+	var ee *gwpb.ExitError
+	if errors.As(err, &ee) {
+		return &BuildError{Message: fmt.Sprintf("%sstep %s failed with exit code %d", loc, name, ee.ExitCode), Output: tail, err: err}
+	}
+	return &BuildError{Message: fmt.Sprintf("%sstep %s failed: %s", loc, name, msg), Output: tail, err: err}
+}
+
+// lastCause is the innermost part of a chain of "doing x: doing y: cause".
+func lastCause(msg string) string {
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		return msg[i+2:]
+	}
+	return msg
 }
 
 // clean strips gRPC's status prefix and BuildKit's generic lead-in, which

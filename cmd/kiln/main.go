@@ -62,8 +62,14 @@ func newApp() *cli.App {
 		Description: "kiln runs BuildKit inside its own process, executes build steps through containerd\n" +
 			"(foreign architectures under QEMU) and stores the result as one multi-platform image\n" +
 			"in containerd's image store, where nerdctl and ctr can run it at once.",
-		Flags:           globalFlags(),
-		Before:          setup,
+		Flags:  globalFlags(),
+		Before: setup,
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usage.Errorf("unknown command %q: run \"kiln --help\" for the list", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
 		Commands:        commands(),
 		HideHelpCommand: true,
 		// Values such as --build-arg K=a,b keep their commas; --platform splits its own.
