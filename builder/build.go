@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/docker/cli/cli/config"
 	bkclient "github.com/moby/buildkit/client"
@@ -108,11 +107,20 @@ func solve(ctx context.Context, c *bkclient.Client, req *request) (*bkclient.Sol
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading the Dockerfile's directory %s: %w", req.dockerfileDir, err)
 	}
+	exports, closers, err := req.exports()
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	if err != nil {
+		return nil, nil, err
+	}
 	solveOpt := bkclient.SolveOpt{
 		Frontend:      "dockerfile.v0",
 		FrontendAttrs: req.frontendAttrs,
 		LocalMounts:   map[string]fsutil.FS{"context": contextFS, "dockerfile": dockerfileFS},
-		Exports:       []bkclient.ExportEntry{imageExport(req.names)},
+		Exports:       exports,
 		Session:       []session.Attachable{authProvider(req.opts.Stderr)},
 	}
 
@@ -138,19 +146,6 @@ func solve(ctx context.Context, c *bkclient.Client, req *request) (*bkclient.Sol
 	})
 	err = eg.Wait()
 	return resp, rec, err
-}
-
-func imageExport(names []string) bkclient.ExportEntry {
-	attrs := map[string]string{
-		"store":  "true",
-		"unpack": "true",
-	}
-	if len(names) > 0 {
-		attrs["name"] = strings.Join(names, ",")
-	} else {
-		attrs["dangling-name-prefix"] = danglingPrefix
-	}
-	return bkclient.ExportEntry{Type: bkclient.ExporterImage, Attrs: attrs}
 }
 
 // authProvider hands registry credentials to BuildKit from the docker config

@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
 	gwpb "github.com/moby/buildkit/frontend/gateway/pb"
 	solvererrdefs "github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/util/grpcerrors"
@@ -41,6 +42,8 @@ var (
 	grpcPrefix   = regexp.MustCompile(`rpc error: code = \w+ desc = `)
 	parsePrefix  = regexp.MustCompile(`dockerfile parse error on line \d+: `)
 	resolveImage = regexp.MustCompile(`failed to resolve source metadata for (\S+): `)
+	pushImage    = regexp.MustCompile(`failed to push (\S+): `)
+	authTrap     = regexp.MustCompile(`(?i)unauthorized|authentication required|401 Unauthorized|403 Forbidden|denied`)
 	networkTrap  = regexp.MustCompile(`no such host|connection refused|dial tcp|i/o timeout|network is unreachable|TLS handshake timeout|server misbehaving`)
 )
 
@@ -67,6 +70,9 @@ func explain(ctx context.Context, st *store.Store, req *request, rec *recorder, 
 			return fmt.Errorf("cannot fetch base image %s: the registry is not reachable (%s); pull it while online with \"kiln pull %s\", or build it locally", m[1], lastCause(msg), m[1])
 		}
 	}
+	if m := pushImage.FindStringSubmatch(msg); m != nil {
+		return pushError(m[1], msg)
+	}
 	if loc != "" {
 		return &BuildError{Message: loc + ": " + parsePrefix.ReplaceAllString(msg, ""), err: err}
 	}
@@ -91,6 +97,22 @@ func stepError(err error, rec *recorder, loc, msg string) *BuildError {
 		return &BuildError{Message: fmt.Sprintf("%sstep %s failed with exit code %d", loc, name, ee.ExitCode), Output: tail, err: err}
 	}
 	return &BuildError{Message: fmt.Sprintf("%sstep %s failed: %s", loc, name, msg), Output: tail, err: err}
+}
+
+// pushError explains a failed push; the image itself was built (and stored,
+// unless the output was type=registry), so only the push needs repeating.
+func pushError(ref, msg string) error {
+	host := ref
+	if named, err := reference.ParseNormalizedNamed(ref); err == nil {
+		host = reference.Domain(named)
+	}
+	switch {
+	case networkTrap.MatchString(msg):
+		return fmt.Errorf("cannot push %s: registry %s is not reachable (%s); check the name's registry address", ref, host, lastCause(msg))
+	case authTrap.MatchString(msg):
+		return fmt.Errorf("cannot push %s: registry %s refused the credentials (%s); log in with \"docker login %s\" or configure a credential helper", ref, host, lastCause(msg), host)
+	}
+	return fmt.Errorf("cannot push %s: %s", ref, msg)
 }
 
 // lastCause is the innermost part of a chain of "doing x: doing y: cause".

@@ -50,6 +50,11 @@ type Options struct {
 	IIDFile string
 	// MetadataFile, when set, receives the build result's metadata as JSON.
 	MetadataFile string
+	// Outputs are -o/--output values in docker's syntax; none means the
+	// containerd image store.
+	Outputs []string
+	// Push also pushes the image to its registry.
+	Push bool
 
 	// Stdin, Stdout and Stderr are the streams the build reads and writes.
 	Stdin          io.Reader
@@ -67,6 +72,7 @@ type request struct {
 	names         []string
 	platforms     []ocispecs.Platform
 	frontendAttrs map[string]string
+	outputs       []Output
 	progress      string
 	opts          *Options
 }
@@ -86,6 +92,9 @@ func (o *Options) prepare() (*request, error) {
 	}
 	r.names = names
 	if r.platforms, err = ParsePlatforms(o.Platforms); err != nil {
+		return nil, err
+	}
+	if err := r.resolveOutputs(); err != nil {
 		return nil, err
 	}
 	if err := r.resolveProgress(); err != nil {

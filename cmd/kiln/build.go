@@ -25,6 +25,8 @@ func buildCommand() *cli.Command {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only the image digest"},
 			&cli.StringFlag{Name: "iidfile", Usage: "write the image digest to this file"},
 			&cli.StringFlag{Name: "metadata-file", Usage: "write the build result's metadata to this file as JSON"},
+			&cli.StringSliceFlag{Name: "output", Aliases: []string{"o"}, Usage: "where the result goes: type=image (default: containerd), type=registry, type=oci|docker|tar,dest=FILE, type=local,dest=DIR (repeatable)"},
+			&cli.BoolFlag{Name: "push", Usage: "also push the image to its registry (shorthand for type=image,push=true)"},
 		},
 		Action: runBuild,
 	}
@@ -48,6 +50,8 @@ func runBuild(c *cli.Context) error {
 		Quiet:        c.Bool("quiet"),
 		IIDFile:      c.String("iidfile"),
 		MetadataFile: c.String("metadata-file"),
+		Outputs:      c.StringSlice("output"),
+		Push:         c.Bool("push"),
 		Stdin:        c.App.Reader,
 		Stdout:       c.App.Writer,
 		Stderr:       c.App.ErrWriter,
