@@ -122,7 +122,7 @@ type containerd struct {
 	stopped atomic.Bool
 }
 
-// criPlugins are disabled: kiln needs none of them (the binary is also built with no_cri).
+// disabledPlugins: the CRI plugins (kiln needs none; the binary is also built with no_cri) and NRI.
 var disabledPlugins = []string{
 	"io.containerd.grpc.v1.cri",
 	"io.containerd.cri.v1.images",
