@@ -19,8 +19,6 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
 	"golang.org/x/sync/errgroup"
-
-	"github.com/kiln-build/kiln/store"
 )
 
 // danglingPrefix names images built without -t, as docker keeps them:
@@ -55,31 +53,18 @@ func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
 	}
 	defer req.cleanup()
 
-	st, err := store.Open(ctx, cfg.Address, cfg.Namespace)
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
-
 	if w := req.syntaxWarning(); w != "" {
 		fmt.Fprintln(opts.Stderr, w)
 	}
-
-	unlock, err := lockRoot(ctx, cfg.Root, opts.Stderr)
+	in, err := start(ctx, cfg, opts.Stderr)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer in.Close()
 
-	eng, err := newEngine(ctx, cfg)
+	resp, rec, err := solve(ctx, in.engine.client, req)
 	if err != nil {
-		return nil, err
-	}
-	defer eng.Close()
-
-	resp, rec, err := solve(ctx, eng.client, req)
-	if err != nil {
-		return nil, explain(ctx, st, req, rec, err)
+		return nil, explain(ctx, in.store, req, rec, err)
 	}
 	res := &Result{
 		Digest:    resp.ExporterResponse["containerimage.digest"],

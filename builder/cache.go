@@ -7,8 +7,6 @@ import (
 	"time"
 
 	bkclient "github.com/moby/buildkit/client"
-
-	"github.com/kiln-build/kiln/store"
 )
 
 // PruneOptions select what `kiln prune` frees.
@@ -91,20 +89,10 @@ func record(u bkclient.UsageInfo) CacheRecord {
 // withEngine opens containerd, takes the state lock and starts the embedded
 // BuildKit for one operation.
 func withEngine(ctx context.Context, cfg Config, fn func(*engine) error) error {
-	st, err := store.Open(ctx, cfg.Address, cfg.Namespace)
+	in, err := start(ctx, cfg, os.Stderr)
 	if err != nil {
 		return err
 	}
-	st.Close()
-	unlock, err := lockRoot(ctx, cfg.Root, os.Stderr)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	eng, err := newEngine(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	return fn(eng)
+	defer in.Close()
+	return fn(in.engine)
 }

@@ -62,6 +62,8 @@ type Config struct {
 	// Platforms, when set, replaces the platforms the worker reports; the
 	// build sets it from what emulation found runnable.
 	Platforms []ocispecs.Platform
+
+	cgroupParent string
 }
 
 // engine is BuildKit's controller and containerd worker running inside this
@@ -138,6 +140,7 @@ func newWorker(ctx context.Context, cfg Config) (*base.Worker, error) {
 		Address:         cfg.Address,
 		SnapshotterName: cfg.Snapshotter,
 		Namespace:       cfg.Namespace,
+		CgroupParent:    cfg.cgroupParent,
 		NetworkOpt: netproviders.Opt{
 			Mode: "host",
 		},

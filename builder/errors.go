@@ -51,8 +51,8 @@ var (
 // Dockerfile line of a syntax error, the step and exit code of a failed RUN,
 // the missing platform of a local base image.
 func explain(ctx context.Context, st *store.Store, req *request, rec *recorder, err error) error {
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-		return fmt.Errorf("build interrupted: %w", ctx.Err())
+	if ctx.Err() != nil {
+		return fmt.Errorf("build interrupted: the steps that finished are cached for the next build: %w", ctx.Err())
 	}
 	msg := clean(err)
 	loc := ""
