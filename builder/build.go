@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/containerd/platforms"
 	"github.com/docker/cli/cli/config"
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
@@ -19,6 +20,8 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/kiln-build/kiln/emulation"
 )
 
 // danglingPrefix names images built without -t, as docker keeps them:
@@ -56,6 +59,11 @@ func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
 	if w := req.syntaxWarning(); w != "" {
 		fmt.Fprintln(opts.Stderr, w)
 	}
+	runnable, err := ensureEmulation(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Platforms = runnable
 	in, err := start(ctx, cfg, opts.Stderr)
 	if err != nil {
 		return nil, err
@@ -76,6 +84,31 @@ func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// ensureEmulation checks that every requested platform runs here before any
+// step does, registering QEMU handlers unless told not to. It returns the
+// platforms the worker reports: the host's first, as its default.
+func ensureEmulation(ctx context.Context, req *request) ([]ocispecs.Platform, error) {
+	host := emulation.HostPlatform()
+	ps := req.platforms
+	if len(ps) == 0 {
+		ps = []ocispecs.Platform{host}
+	}
+	rep, err := emulation.Ensure(ctx, ps, !req.opts.NoAutoEmulation)
+	for _, p := range rep.Registered {
+		fmt.Fprintf(req.opts.Stderr, "registered a QEMU binfmt_misc handler for %s (turn this off with --no-auto-emulation)\n", platforms.Format(p))
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := []ocispecs.Platform{host}
+	for _, p := range rep.Runnable {
+		if !platforms.Only(host).Match(p) {
+			out = append(out, p)
+		}
+	}
+	return append(out, rep.Registered...), nil
 }
 
 // solve runs the build and the progress display side by side.

@@ -2,12 +2,12 @@ package builder
 
 import (
 	"context"
+	"fmt"
 	"runtime/debug"
 
 	"github.com/containerd/platforms"
-	"github.com/moby/buildkit/util/archutil"
-	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/emulation"
 	"github.com/kiln-build/kiln/store"
 )
 
@@ -21,6 +21,7 @@ type Info struct {
 	Root               string   `json:"root"`
 	HostPlatform       string   `json:"hostPlatform"`
 	Platforms          []string `json:"platforms"`
+	Installable        []string `json:"installable"`
 }
 
 // GetInfo connects to containerd and probes which platforms run here. It does
@@ -32,6 +33,10 @@ func GetInfo(ctx context.Context, cfg Config) (*Info, error) {
 	}
 	defer st.Close()
 	v := st.Version()
+	ps, installable, err := buildablePlatforms(ctx)
+	if err != nil {
+		return nil, err
+	}
 	return &Info{
 		Address:            st.Address(),
 		ContainerdVersion:  v.Version,
@@ -40,24 +45,28 @@ func GetInfo(ctx context.Context, cfg Config) (*Info, error) {
 		Snapshotter:        cfg.Snapshotter,
 		Root:               cfg.Root,
 		HostPlatform:       platforms.Format(platforms.DefaultSpec()),
-		Platforms:          runnablePlatforms(),
+		Platforms:          ps,
+		Installable:        installable,
 	}, nil
 }
 
-// runnablePlatforms lists the platforms whose binaries execute here,
-// natively or through a binfmt_misc handler, by running probe binaries.
-func runnablePlatforms() []string {
-	ps := append([]ocispecs.Platform{platforms.DefaultSpec()}, archutil.SupportedPlatforms(true)...)
-	seen := map[string]bool{}
-	var out []string
-	for _, p := range ps {
-		s := platforms.Format(platforms.Normalize(p))
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
+// buildablePlatforms lists the platforms whose programs execute here,
+// natively or through a binfmt_misc handler, and apart those that kiln
+// makes runnable by registering QEMU on first use.
+func buildablePlatforms(ctx context.Context) (runnable, installable []string, err error) {
+	statuses, err := emulation.Status(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("probing which platforms run here: %w", err)
+	}
+	for _, st := range statuses {
+		switch st.State {
+		case emulation.StateNative, emulation.StateEmulated:
+			runnable = append(runnable, st.Platform)
+		case emulation.StateInstallable:
+			installable = append(installable, st.Platform)
 		}
 	}
-	return out
+	return runnable, installable, nil
 }
 
 // BuildKitVersion returns the version of the BuildKit module linked in.

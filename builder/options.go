@@ -55,6 +55,9 @@ type Options struct {
 	Outputs []string
 	// Push also pushes the image to its registry.
 	Push bool
+	// NoAutoEmulation fails instead of registering QEMU handlers for
+	// platforms this host cannot run.
+	NoAutoEmulation bool
 
 	// Stdin, Stdout and Stderr are the streams the build reads and writes.
 	Stdin          io.Reader

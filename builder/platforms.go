@@ -7,12 +7,9 @@ import (
 	"github.com/containerd/platforms"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/emulation"
 	"github.com/kiln-build/kiln/usage"
 )
-
-// knownArchitectures are the Linux architectures kiln can build for, natively
-// or under QEMU; anything else is a typo or a platform no runtime can run.
-var knownArchitectures = []string{"amd64", "arm64", "arm", "386", "riscv64", "ppc64le", "s390x", "mips64le", "loong64"}
 
 // ParsePlatforms parses --platform values: each may hold several platforms
 // separated by commas, in any form containerd accepts ("arm64",
@@ -52,10 +49,22 @@ func ParsePlatform(s string) (ocispecs.Platform, error) {
 	if p.OS != "linux" {
 		return ocispecs.Platform{}, usage.Errorf("unsupported platform %q: kiln builds Linux images only (linux/amd64, linux/arm64, ...)", s)
 	}
-	if !slices.Contains(knownArchitectures, p.Architecture) {
-		return ocispecs.Platform{}, usage.Errorf("unknown architecture %q in platform %q: use one of %s", p.Architecture, s, strings.Join(knownArchitectures, ", "))
+	// The emulation table lists every architecture kiln can build for,
+	// natively or under QEMU; anything else is a typo.
+	if _, err := emulation.LookupArch(p); err != nil {
+		return ocispecs.Platform{}, usage.Errorf("unknown architecture %q in platform %q: use one of %s", p.Architecture, s, strings.Join(architectures(), ", "))
 	}
 	return p, nil
+}
+
+func architectures() []string {
+	var out []string
+	for _, a := range emulation.Arches() {
+		if !slices.Contains(out, a.Platform.Architecture) {
+			out = append(out, a.Platform.Architecture)
+		}
+	}
+	return out
 }
 
 // formatPlatforms joins platforms as BuildKit's "platform" attribute wants.

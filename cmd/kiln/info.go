@@ -44,6 +44,9 @@ func infoCommand() *cli.Command {
 			fmt.Fprintf(w, "root:\t%s\n", info.Root)
 			fmt.Fprintf(w, "host platform:\t%s\n", info.HostPlatform)
 			fmt.Fprintf(w, "platforms:\t%s\n", strings.Join(info.Platforms, ", "))
+			if len(info.Installable) > 0 {
+				fmt.Fprintf(w, "with QEMU:\t%s (registered on first use)\n", strings.Join(info.Installable, ", "))
+			}
 			return w.Flush()
 		},
 	}

@@ -89,6 +89,7 @@ func commands() []*cli.Command {
 		buildCommand(),
 		pruneCommand(),
 		duCommand(),
+		emulationCommand(),
 		infoCommand(),
 		versionCommand(),
 	}
