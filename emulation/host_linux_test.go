@@ -390,7 +390,10 @@ func TestHostHandlers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Install linux/arm/v7: %v", err)
 	}
-	armOnHost := len(armActions) == 1 && armActions[0].Result == Registered
+	// Whether kiln registered it now or the host had it already, a qemu-arm
+	// handler on the host is what the namespace should inherit.
+	_, statErr := os.Stat(filepath.Join(DefaultBinfmtDir, "qemu-arm"))
+	armOnHost := len(armActions) == 1 && statErr == nil
 
 	t.Run("user namespace", func(t *testing.T) {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestUserNamespaceChild$", "-test.v", "-test.count=1")
