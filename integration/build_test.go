@@ -140,6 +140,12 @@ func TestBuildFromLocalBaseWithNoNetwork(t *testing.T) {
 	args[len(args)-4] = "linux/s390x"
 	r := runShown(t, "", "unshare -n kiln build (missing platform)", "unshare", args...)
 	r.fails(t, 1, "base image docker.io/library/localbase:1 is in the local store but has no content for linux/s390x (it has linux/amd64, linux/arm64)")
+
+	// --pull always asks the registry, which this namespace cannot reach.
+	args[len(args)-4] = "linux/amd64"
+	args = append(args[:len(args)-1], "--pull", dir)
+	r = runShown(t, "", "unshare -n kiln build --pull", "unshare", args...)
+	r.fails(t, 1, "cannot fetch base image docker.io/library/localbase:1: the registry is not reachable")
 }
 
 func TestBuildCachedRebuildRunsNoStep(t *testing.T) {
