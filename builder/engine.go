@@ -202,6 +202,8 @@ func newController(ctx context.Context, cfg Config, sm *session.Manager, wc *wor
 		HistoryConfig:  &config.HistoryConfig{MaxEntries: &noHistory},
 		GarbageCollect: w.GarbageCollect,
 		GracefulStop:   ctx.Done(),
+		// Granted per build only when --allow asks, as buildkitd does.
+		Entitlements: []string{"network.host", "security.insecure"},
 	})
 }
 
