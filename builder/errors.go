@@ -43,6 +43,8 @@ var (
 	parsePrefix  = regexp.MustCompile(`dockerfile parse error on line \d+: `)
 	resolveImage = regexp.MustCompile(`failed to resolve source metadata for (\S+): `)
 	pushImage    = regexp.MustCompile(`failed to push (\S+): `)
+	noSpace      = regexp.MustCompile(`no space left on device|disk quota exceeded`)
+	unreadable   = regexp.MustCompile(`(?:failed to open source|open|lstat|read) /tmp/buildkit-mount\d+/(\S+?): .*permission denied`)
 	authTrap     = regexp.MustCompile(`(?i)unauthorized|authentication required|401 Unauthorized|403 Forbidden|denied`)
 	networkTrap  = regexp.MustCompile(`no such host|connection refused|dial tcp|i/o timeout|network is unreachable|TLS handshake timeout|server misbehaving`)
 )
@@ -55,6 +57,13 @@ func explain(ctx context.Context, st *store.Store, req *request, rec *recorder, 
 		return fmt.Errorf("build interrupted: the steps that finished are cached for the next build: %w", ctx.Err())
 	}
 	msg := clean(err)
+	var ee *gwpb.ExitError
+	if noSpace.MatchString(msg) && !errors.As(err, &ee) {
+		return fmt.Errorf("out of disk space (%s): free space, for example with \"kiln prune\" or by removing images, then build again", noSpace.FindString(msg))
+	}
+	if m := unreadable.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("cannot read %s in the build context: permission denied; make it readable to kiln or exclude it in .dockerignore", m[1])
+	}
 	loc := ""
 	if srcs := solvererrdefs.Sources(err); len(srcs) > 0 {
 		loc = location(req, srcs[len(srcs)-1])

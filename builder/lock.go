@@ -2,6 +2,8 @@ package builder
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -13,20 +15,58 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lockRoot takes kiln's state lock. BuildKit's bolt databases block forever
-// when another process holds them, so kiln serialises builds on one root
-// itself and says whom it is waiting for instead of hanging silently.
-func lockRoot(ctx context.Context, root string, stderr io.Writer) (func(), error) {
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, fmt.Errorf("creating kiln's state directory %s: %w (choose another with --root)", root, err)
+// lockState takes kiln's two locks: one on the state directory, whose
+// BuildKit bolt databases block forever when another process holds them, and
+// one on the containerd namespace, where BuildKit's worker deletes every
+// temporary lease at start and kiln deletes them again at exit. Builds that
+// share either queue, and say whom they wait for instead of hanging.
+func lockState(ctx context.Context, cfg Config, stderr io.Writer) (func(), error) {
+	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
+		return nil, fmt.Errorf("creating kiln's state directory %s: %w (choose another with --root)", cfg.Root, err)
 	}
-	path := filepath.Join(root, "kiln.lock")
+	unlockRoot, err := lockFile(ctx, filepath.Join(cfg.Root, "kiln.lock"), cfg.Root, stderr)
+	if err != nil {
+		return nil, err
+	}
+	dir := lockDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		unlockRoot()
+		return nil, fmt.Errorf("creating kiln's lock directory %s: %w", dir, err)
+	}
+	sum := sha256.Sum256([]byte(cfg.Address + "\x00" + cfg.Namespace))
+	what := fmt.Sprintf("namespace %s of %s", cfg.Namespace, cfg.Address)
+	unlockNS, err := lockFile(ctx, filepath.Join(dir, hex.EncodeToString(sum[:8])+".lock"), what, stderr)
+	if err != nil {
+		unlockRoot()
+		return nil, err
+	}
+	return func() {
+		unlockNS()
+		unlockRoot()
+	}, nil
+}
+
+// lockDir holds the namespace locks, which must be shared by every kiln of
+// the user whatever its --root.
+func lockDir() string {
+	if os.Geteuid() == 0 {
+		return "/run/kiln"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "kiln")
+	}
+	return filepath.Join(os.TempDir(), "kiln-"+strconv.Itoa(os.Getuid()))
+}
+
+// lockFile takes an exclusive lock on path and records this process's pid in
+// it, so that a waiting kiln can say whom it waits for.
+func lockFile(ctx context.Context, path, what string, stderr io.Writer) (func(), error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening kiln's lock file %s: %w (choose another state directory with --root)", path, err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		fmt.Fprintf(stderr, "waiting for the build of %s to release %s\n", holder(f), root)
+		fmt.Fprintf(stderr, "waiting for the build of %s to release %s\n", holder(f), what)
 		if err := waitLock(ctx, f); err != nil {
 			f.Close()
 			return nil, err

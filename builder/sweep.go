@@ -94,7 +94,7 @@ func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error)
 		return nil, err
 	}
 	in := &instance{store: st}
-	unlock, err := lockRoot(ctx, cfg.Root, stderr)
+	unlock, err := lockState(ctx, cfg, stderr)
 	if err != nil {
 		in.Close()
 		return nil, err
@@ -112,13 +112,32 @@ func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error)
 	return in, nil
 }
 
-// Close stops BuildKit, then releases the lock and the connection.
+// Close stops BuildKit, drops the temporary leases it kept, then releases
+// the locks and the connection.
 func (in *instance) Close() {
 	if in.engine != nil {
 		in.engine.Close()
+		releaseTemporaryLeases(in.store)
 	}
 	if in.unlock != nil {
 		in.unlock()
 	}
 	in.store.Close()
+}
+
+// releaseTemporaryLeases deletes the leases BuildKit made for the work of
+// this process. Some outlive a build by design (they expire after minutes),
+// but no kiln process is left to use them; holding the namespace lock, kiln
+// knows they are its own.
+func releaseTemporaryLeases(st *store.Store) {
+	ctx, cancel := context.WithTimeout(st.WithNamespace(context.Background()), 10*time.Second)
+	defer cancel()
+	ls := st.Client().LeasesService()
+	list, err := ls.List(ctx, `labels."buildkit/lease.temporary"`)
+	if err != nil {
+		return
+	}
+	for _, l := range list {
+		ls.Delete(ctx, l)
+	}
 }

@@ -49,7 +49,7 @@ func runMain(m *testing.M) int {
 	}
 
 	var err error
-	daemon, err = startContainerd()
+	daemon, err = startContainerd(nil)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "integration: starting containerd: %v\n", err)
 		return 1
@@ -131,11 +131,20 @@ var disabledPlugins = []string{
 	"io.containerd.nri.v1.nri", // would listen on the host-wide /var/run/nri/nri.sock
 }
 
-func startContainerd() (*containerd, error) {
+// startContainerd starts a private containerd; prepare, when set, runs on its
+// directory first (a test mounts a small filesystem for the root there).
+func startContainerd(prepare func(dir string) error) (*containerd, error) {
 	// Unix socket paths are limited to 108 bytes: keep the directory short, not under $TMPDIR.
 	dir, err := os.MkdirTemp("/tmp", "kiln-it-")
 	if err != nil {
 		return nil, err
+	}
+	if prepare != nil {
+		if err := prepare(dir); err != nil {
+			unmountUnder(dir)
+			os.RemoveAll(dir)
+			return nil, err
+		}
 	}
 	d := &containerd{
 		dir:     dir,

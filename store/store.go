@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,7 +56,40 @@ func Open(ctx context.Context, address, namespace string) (*Store, error) {
 		c.Close()
 		return nil, unreachable(address, err)
 	}
+	if err := checkVersion(address, v.Version); err != nil {
+		c.Close()
+		return nil, err
+	}
 	return &Store{client: c, address: address, namespace: namespace, version: v}, nil
+}
+
+// minVersion is the oldest containerd kiln works with: BuildKit's worker
+// needs the leases, transfer-free content and introspection APIs of 1.6.
+var minVersion = [2]int{1, 6}
+
+// checkVersion refuses a containerd older than minVersion. Versions that do
+// not parse (development builds) are given the benefit of the doubt.
+func checkVersion(address, version string) error {
+	major, minor, ok := parseVersion(version)
+	if !ok {
+		return nil
+	}
+	if major < minVersion[0] || major == minVersion[0] && minor < minVersion[1] {
+		return fmt.Errorf("containerd %s at %s is too old: kiln needs containerd %d.%d or newer; upgrade it", version, address, minVersion[0], minVersion[1])
+	}
+	return nil
+}
+
+func parseVersion(v string) (major, minor int, ok bool) {
+	v = strings.TrimPrefix(v, "v")
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	var err1, err2 error
+	major, err1 = strconv.Atoi(parts[0])
+	minor, err2 = strconv.Atoi(strings.TrimRightFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	return major, minor, err1 == nil && err2 == nil
 }
 
 // TrimScheme removes a unix:// prefix, which nerdctl accepts in addresses.

@@ -1,0 +1,401 @@
+//go:build linux
+
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	versionapi "github.com/containerd/containerd/api/services/version/v1"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// running is a kiln process a test watches and signals.
+type running struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	stderr bytes.Buffer
+	seen   chan struct{}
+	want   string
+	done   chan struct{}
+	code   int
+}
+
+// startKiln starts kiln in the background with e's global flags.
+func (e *env) startKiln(args ...string) *running {
+	e.t.Helper()
+	full := append([]string{"--address", e.Address, "--namespace", e.Namespace, "--root", e.Root}, args...)
+	r := &running{cmd: exec.Command(kilnBinary, full...), done: make(chan struct{})}
+	pipe, err := r.cmd.StderrPipe()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := r.cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			r.mu.Lock()
+			r.stderr.WriteString(sc.Text() + "\n")
+			if r.seen != nil && strings.Contains(sc.Text(), r.want) {
+				close(r.seen)
+				r.seen = nil
+			}
+			r.mu.Unlock()
+		}
+		io.Copy(io.Discard, pipe)
+		r.cmd.Wait()
+		r.code = r.cmd.ProcessState.ExitCode()
+		if ws, ok := r.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			r.code = -int(ws.Signal())
+		}
+		close(r.done)
+	}()
+	e.t.Cleanup(func() {
+		r.cmd.Process.Kill()
+		<-r.done
+	})
+	return r
+}
+
+// waitFor waits until kiln prints a line containing s.
+func (r *running) waitFor(t *testing.T, s string) {
+	t.Helper()
+	r.mu.Lock()
+	if strings.Contains(r.stderr.String(), s) {
+		r.mu.Unlock()
+		return
+	}
+	ch := make(chan struct{})
+	r.seen, r.want = ch, s
+	r.mu.Unlock()
+	select {
+	case <-ch:
+	case <-r.done:
+		t.Fatalf("kiln exited (code %d) before printing %q:\n%s", r.code, s, r.output())
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("kiln did not print %q within 3 minutes:\n%s", s, r.output())
+	}
+}
+
+func (r *running) output() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stderr.String()
+}
+
+// wait waits for kiln to exit and returns its exit code (minus the signal
+// number when a signal killed it) and its error output.
+func (r *running) wait(t *testing.T) (int, string) {
+	t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("kiln did not exit within 3 minutes:\n%s", r.output())
+	}
+	return r.code, r.output()
+}
+
+// assertNothingLeft checks that the namespace holds no container, task or
+// temporary lease of kiln's.
+func (e *env) assertNothingLeft(t *testing.T) {
+	t.Helper()
+	if out := strings.TrimSpace(e.ctr("containers", "ls", "-q").ok(t).Stdout); out != "" {
+		t.Errorf("containers left: %s", out)
+	}
+	if out := e.ctr("tasks", "ls").ok(t).Stdout; strings.Count(strings.TrimSpace(out), "\n") > 0 {
+		t.Errorf("tasks left:\n%s", out)
+	}
+	if out := e.ctr("leases", "ls").ok(t).Stdout; strings.Contains(out, "buildkit/lease.temporary") {
+		t.Errorf("temporary leases left:\n%s", out)
+	}
+}
+
+const slowDockerfile = `FROM busybox
+RUN echo first > /first
+RUN echo started-slow-step; sleep 120
+`
+
+func TestInterruptCleansUp(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		t.Run(c.sig.String(), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			e.busyboxBase(t, "busybox", "linux/amd64")
+			dir := contextDir(t, map[string]string{"Dockerfile": slowDockerfile})
+			r := e.startKiln("build", "--progress", "plain", "-t", "slow", dir)
+			r.waitFor(t, "started-slow-step")
+			r.cmd.Process.Signal(c.sig)
+			code, out := r.wait(t)
+			if code != c.code || !strings.Contains(out, "error: build interrupted") {
+				t.Fatalf("exit code %d, want %d with \"build interrupted\":\n%s", code, c.code, out)
+			}
+			e.assertNothingLeft(t)
+			// The next build reuses the step that had finished.
+			os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(strings.Replace(slowDockerfile, "sleep 120", "true", 1)), 0o644)
+			next := e.kiln("build", "--progress", "plain", "-t", "slow", dir).ok(t)
+			if !regexp.MustCompile(`#\d+ \[2/3\] RUN echo first > /first\n#\d+ CACHED`).MatchString(next.Stderr) {
+				t.Errorf("the finished step was not reused:\n%s", next.Stderr)
+			}
+		})
+	}
+}
+
+func TestKillMidRunIsCleanedNextStart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.busyboxBase(t, "busybox", "linux/amd64")
+	dir := contextDir(t, map[string]string{"Dockerfile": slowDockerfile})
+	r := e.startKiln("build", "--progress", "plain", "-t", "slow", dir)
+	r.waitFor(t, "started-slow-step")
+	r.cmd.Process.Kill()
+	r.wait(t)
+	// The killed process leaves its step running: that is what must be cleaned.
+	if out := strings.TrimSpace(e.ctr("containers", "ls", "-q").ok(t).Stdout); out == "" {
+		t.Fatal("SIGKILL left no container; the test no longer exercises the clean-up")
+	}
+	du := e.kiln("du").ok(t)
+	if !strings.Contains(du.Stderr, "removed 1 build step container(s) left by an interrupted kiln") {
+		t.Errorf("the next start did not report the clean-up:\n%s", du.Stderr)
+	}
+	e.assertNothingLeft(t)
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(strings.Replace(slowDockerfile, "sleep 120", "true", 1)), 0o644)
+	e.kiln("build", "-t", "slow", dir).ok(t)
+}
+
+func TestKillMidExportKeepsNamesComplete(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.busyboxBase(t, "busybox", "linux/amd64")
+	small := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo small > /small\n"})
+	e.kiln("build", "-t", "victim", small).ok(t)
+	before := e.image(t, "docker.io/library/victim:latest").Digest
+
+	// A layer of random data takes seconds to compress: long enough to kill
+	// kiln while it exports.
+	big := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 400000000 /dev/urandom > /big\n"})
+	r := e.startKiln("build", "--progress", "plain", "-t", "victim", big)
+	r.waitFor(t, "exporting layers")
+	r.cmd.Process.Kill()
+	r.wait(t)
+
+	after := e.image(t, "docker.io/library/victim:latest")
+	if check := e.ctr("images", "check").ok(t).Stdout; !completeLine(check, "docker.io/library/victim:latest") {
+		t.Fatalf("after SIGKILL during export, the name points at incomplete content:\n%s", check)
+	}
+	if after.Digest != before {
+		t.Logf("the export finished before the kill landed (name moved to %s); content is complete", after.Digest)
+	}
+	e.kiln("build", "-t", "victim", big).ok(t)
+	e.assertNothingLeft(t)
+}
+
+// completeLine reports whether `ctr images check` lists name as complete.
+func completeLine(out, name string) bool {
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[0] == name {
+			return strings.Contains(l, "complete") && !strings.Contains(l, "incomplete")
+		}
+	}
+	return false
+}
+
+func TestConcurrentBuildsOnOneRoot(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.busyboxBase(t, "busybox", "linux/amd64")
+	const n = 4
+	results := make([]result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		dir := contextDir(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM busybox\nRUN echo build-%d > /id; sleep 1\n", i)})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = e.kiln("build", "-t", fmt.Sprintf("parallel-%d", i), dir)
+		}()
+	}
+	wg.Wait()
+	waited := 0
+	for i, r := range results {
+		r.ok(t)
+		if strings.Contains(r.Stderr, "waiting for the build of pid ") {
+			waited++
+		}
+		out := e.ctr("run", "--rm", fmt.Sprintf("docker.io/library/parallel-%d:latest", i), fmt.Sprintf("p%d", i), "cat", "/id").ok(t).Stdout
+		if strings.TrimSpace(out) != fmt.Sprintf("build-%d", i) {
+			t.Errorf("parallel-%d holds %q", i, out)
+		}
+	}
+	if waited == 0 {
+		t.Error("no build said it was waiting for another, though all four shared one root")
+	}
+
+	// Commands that need no build state answer while a build holds it.
+	dir := contextDir(t, map[string]string{"Dockerfile": slowDockerfile})
+	r := e.startKiln("build", "--progress", "plain", dir)
+	r.waitFor(t, "started-slow-step")
+	for _, args := range [][]string{{"version"}, {"info"}, {"emulation", "ls"}} {
+		e.kiln(args...).ok(t)
+	}
+	select {
+	case <-r.done:
+		t.Fatal("the slow build ended before the other commands ran; they may have waited for it")
+	default:
+	}
+	r.cmd.Process.Signal(syscall.SIGINT)
+	r.wait(t)
+}
+
+func TestFullDisk(t *testing.T) {
+	t.Parallel()
+	// A containerd of the test's own whose root is a 160 MiB filesystem.
+	d, err := startContainerd(func(dir string) error {
+		root := filepath.Join(dir, "root")
+		if err := os.MkdirAll(root, 0o700); err != nil {
+			return err
+		}
+		return exec.Command("mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", root).Run()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.stop() })
+	e := &env{t: t, Namespace: fmt.Sprintf("full-%d", os.Getpid()), Root: filepath.Join(d.dir, "kiln"), Address: d.address}
+	e.busyboxBase(t, "busybox", "linux/amd64")
+
+	// The step itself fills the disk: the error names the step and dd's complaint.
+	fill := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN dd if=/dev/zero of=/fill bs=1M count=400\n"})
+	e.kiln("build", "-t", "fill", fill).fails(t, 1, "No space left on device")
+	// The layer fits while the step runs, but not once more for its export.
+	export := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 90000000 /dev/urandom > /blob\n"})
+	r := e.kiln("build", "-t", "export", export)
+	r.fails(t, 1, "")
+	if !strings.Contains(r.Stderr, "out of disk space") && !strings.Contains(r.Stderr, "No space left on device") {
+		t.Errorf("the failure does not say the disk is full:\n%s", r.Stderr)
+	}
+	e.kiln("prune", "--all").ok(t)
+	e.kiln("build", "-t", "small", contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo fits > /fits\n"})).ok(t)
+	check := e.ctr("images", "check").ok(t).Stdout
+	for _, name := range []string{"docker.io/library/busybox:latest", "docker.io/library/small:latest"} {
+		if !completeLine(check, name) {
+			t.Errorf("%s is not complete after the disk filled:\n%s", name, check)
+		}
+	}
+	if strings.Contains(check, "export") || strings.Contains(check, "fill") {
+		t.Errorf("a failed build left a name behind:\n%s", check)
+	}
+}
+
+func TestBadContexts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.busyboxBase(t, "busybox", "linux/amd64")
+
+	// A symlink to a host file is sent as a symlink, never followed.
+	dir := contextDir(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY . /\n", "secret-owner": "x"})
+	os.Symlink("/etc/shadow", filepath.Join(dir, "shadow"))
+	os.Symlink("../../../../etc/passwd", filepath.Join(dir, "passwd"))
+	out := filepath.Join(t.TempDir(), "fs.tar")
+	e.kiln("build", "-o", "type=tar,dest="+out, dir).ok(t)
+	f, _ := os.Open(out)
+	defer f.Close()
+	entries := tarEntries(t, f)
+	for name, target := range map[string]string{"shadow": "/etc/shadow", "passwd": "../../../../etc/passwd"} {
+		if entries[name] != "symlink:"+target {
+			t.Errorf("%s in the image is %q, want a symlink to %s", name, entries[name], target)
+		}
+	}
+
+	// A file kiln cannot read (as a root without CAP_DAC_OVERRIDE here).
+	locked := contextDir(t, map[string]string{"Dockerfile": "FROM scratch\nCOPY . /\n", "locked": "x"})
+	os.Chmod(filepath.Join(locked, "locked"), 0)
+	args := []string{"--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search",
+		kilnBinary, "--address", e.Address, "--namespace", e.Namespace, "--root", e.Root, "build", locked}
+	runCommand(t, "", "setpriv", args...).
+		fails(t, 1, "cannot read locked in the build context: permission denied; make it readable to kiln or exclude it in .dockerignore")
+
+	// Duplicate platforms are one platform: a plain manifest.
+	dup := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\n"})
+	e.kiln("build", "--platform", "linux/amd64,amd64", "--platform", "linux/amd64", "-t", "dup", dup).ok(t)
+	if img := e.image(t, "docker.io/library/dup:latest"); img.MediaType != "application/vnd.oci.image.manifest.v1+json" {
+		t.Errorf("duplicate platforms gave %s, want one plain manifest", img.MediaType)
+	}
+	e.kilnStdin("FROM busybox\nFROBNICATE\n", "build", "-f", "-", dup).fails(t, 1, "unknown instruction: FROBNICATE")
+}
+
+// tarEntries lists a tar stream's entries: "file", "dir" or "symlink:TARGET".
+func tarEntries(t *testing.T, r io.Reader) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	cmd := exec.Command("tar", "tvf", "-")
+	cmd.Stdin = r
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tar tvf: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 6 {
+			continue
+		}
+		name := strings.TrimPrefix(f[5], "./")
+		switch {
+		case strings.HasPrefix(f[0], "l") && len(f) >= 8:
+			out[name] = "symlink:" + f[7]
+		case strings.HasPrefix(f[0], "d"):
+			out[strings.TrimSuffix(name, "/")] = "dir"
+		default:
+			out[name] = "file"
+		}
+	}
+	return out
+}
+
+// oldContainerd answers the version API as a containerd 1.5 would. No
+// containerd that old can be installed here, and only the version check is
+// under test: kiln must refuse before it uses any other API.
+type oldContainerd struct {
+	versionapi.UnimplementedVersionServer
+}
+
+func (oldContainerd) Version(context.Context, *emptypb.Empty) (*versionapi.VersionResponse, error) {
+	return &versionapi.VersionResponse{Version: "v1.5.18", Revision: "old"}, nil
+}
+
+func TestOldContainerdIsNamed(t *testing.T) {
+	t.Parallel()
+	sock := filepath.Join(t.TempDir(), "old.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	versionapi.RegisterVersionServer(srv, oldContainerd{})
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+	e := newEnv(t)
+	e.Address = sock
+	dir := contextDir(t, map[string]string{"Dockerfile": "FROM scratch\n"})
+	e.kiln("build", dir).fails(t, 1, "containerd v1.5.18 at "+sock+" is too old: kiln needs containerd 1.6 or newer; upgrade it")
+}

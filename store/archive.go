@@ -1,0 +1,149 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/core/images/archive"
+	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
+	digest "github.com/opencontainers/go-digest"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-build/kiln/usage"
+)
+
+// Save writes the named images, every platform of each, to w as one OCI
+// image layout tar. The archive also has docker's manifest.json naming the
+// host's platform of each image (or its first one), so "docker load" reads
+// it too. Images whose content is partial are refused (*IncompleteError).
+func (s *Store) Save(ctx context.Context, w io.Writer, names []string) error {
+	if len(names) == 0 {
+		return usage.Errorf("give the names of the images to save")
+	}
+	var imgs []images.Image
+	seen := map[string]bool{}
+	for _, n := range names {
+		img, err := s.getImage(ctx, n)
+		if err != nil {
+			return err
+		}
+		if seen[img.Name] {
+			continue
+		}
+		seen[img.Name] = true
+		sum, err := s.summarize(ctx, img, "")
+		if err != nil {
+			return err
+		}
+		if err := sum.incomplete("save", nil); err != nil {
+			return err
+		}
+		imgs = append(imgs, img)
+	}
+	ctx = s.WithNamespace(ctx)
+	err := archive.Export(ctx, s.client.ContentStore(), w,
+		archive.WithImages(imgs),
+		archive.WithPlatform(hostFirst{}),
+		archive.WithAllPlatforms(),
+	)
+	if err != nil {
+		return fmt.Errorf("writing the image archive: %w", err)
+	}
+	return nil
+}
+
+// hostFirst matches every real platform (not attestations) and orders the
+// host's first: the exporter names the first match in docker's
+// manifest.json.
+type hostFirst struct{}
+
+func (hostFirst) Match(p ocispecs.Platform) bool {
+	return !(p.OS == "unknown" && p.Architecture == "unknown")
+}
+
+func (hostFirst) Less(a, b ocispecs.Platform) bool {
+	host := platforms.Only(platforms.DefaultSpec())
+	return host.Match(a) && !host.Match(b)
+}
+
+// LoadOptions control Load.
+type LoadOptions struct {
+	// Snapshotter unpacks the host's platform of each loaded image; empty
+	// skips unpacking.
+	Snapshotter string
+	// Progress receives a line per unpack; nil discards them.
+	Progress io.Writer
+}
+
+// LoadedImage is one image Load stored.
+type LoadedImage struct {
+	Name   string
+	Digest digest.Digest
+	// Unpacked is the platform unpacked, if any.
+	Unpacked string
+}
+
+// unnamedPrefix names images of an archive that carry no name.
+const unnamedPrefix = "docker.io/library/import"
+
+// Load imports every platform of every image in an archive written by
+// "kiln save", "docker save" or another OCI image layout tar, names them as
+// the archive does and unpacks the host's platform of each. Images the
+// archive does not name are stored as import@DIGEST.
+func (s *Store) Load(ctx context.Context, r io.Reader, opts LoadOptions) ([]LoadedImage, error) {
+	ctx = s.WithNamespace(ctx)
+	ctx, done, err := s.client.WithLease(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("taking a containerd lease for the load: %w", err)
+	}
+	defer done(context.WithoutCancel(ctx))
+
+	imgs, err := s.client.Import(ctx, r,
+		containerd.WithAllPlatforms(true),
+		containerd.WithSkipMissing(),
+		containerd.WithImageRefTranslator(archiveRefName),
+		containerd.WithSkipDigestRef(func(name string) bool { return name != "" }),
+		containerd.WithDigestRef(archive.DigestTranslator(unnamedPrefix)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("loading the image archive: %w; kiln loads archives written by \"kiln save\", \"docker save\" or as OCI image layout tars", err)
+	}
+	if len(imgs) == 0 {
+		return nil, fmt.Errorf("the archive holds no image")
+	}
+	p := newProgress(opts.Progress)
+	var out []LoadedImage
+	for _, img := range imgs {
+		li := LoadedImage{Name: img.Name, Digest: img.Target.Digest}
+		if opts.Snapshotter != "" {
+			sum, err := s.summarize(ctx, img, "")
+			if err != nil {
+				return nil, err
+			}
+			if li.Unpacked, err = s.unpackHost(ctx, img, sum, opts.Snapshotter, p); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, li)
+	}
+	return out, nil
+}
+
+// archiveRefName turns an OCI ref.name annotation into an image name: a
+// full reference is normalised; a bare tag ("1.0") names nothing.
+func archiveRefName(ref string) string {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return ""
+	}
+	if _, isTag := named.(reference.Tagged); !isTag {
+		if _, isDigest := named.(reference.Digested); !isDigest {
+			return "" // "latest" alone parses as the repository docker.io/library/latest
+		}
+	}
+	return reference.TagNameOnly(named).String()
+}

@@ -1,0 +1,226 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"text/template"
+	"time"
+
+	units "github.com/docker/go-units"
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/kiln-build/kiln/usage"
+)
+
+// Format is how "kiln images" writes its rows: a table, JSON (one object
+// per line, as docker does) or a Go template applied to each row.
+type Format struct {
+	kind string // "table", "json" or "template"
+	tmpl *template.Template
+}
+
+// ParseFormat parses a --format value: "table" (or empty), "json", or a Go
+// template such as '{{.Name}} {{.Digest}}'.
+func ParseFormat(s string) (Format, error) {
+	switch s {
+	case "", "table":
+		return Format{kind: "table"}, nil
+	case "json":
+		return Format{kind: "json"}, nil
+	}
+	if !strings.Contains(s, "{{") {
+		return Format{}, usage.Errorf("invalid --format %q: use table, json or a Go template such as '{{.Name}} {{.Digest}}'", s)
+	}
+	t, err := template.New("format").Funcs(templateFuncs).Parse(s)
+	if err != nil {
+		return Format{}, usage.Errorf("invalid --format template %q: %w", s, err)
+	}
+	return Format{kind: "template", tmpl: t}, nil
+}
+
+var templateFuncs = template.FuncMap{
+	"join": strings.Join,
+	"json": func(v any) (string, error) {
+		b, err := json.Marshal(v)
+		return string(b), err
+	},
+	"size": func(n int64) string { return humanSize(n) },
+}
+
+// ImageRow is one row of "kiln images". Templates see these field names;
+// JSON uses the tags.
+type ImageRow struct {
+	Name   string        `json:"name"`
+	Digest digest.Digest `json:"digest"`
+	// Platforms lists the image's platforms (attestations excluded).
+	Platforms []string `json:"platforms"`
+	// Partial lists the platforms whose content is incomplete.
+	Partial  []string  `json:"partial"`
+	Complete bool      `json:"complete"`
+	Size     int64     `json:"size"`
+	Created  time.Time `json:"created"`
+}
+
+// PlatformRow is one row of "kiln images --platforms".
+type PlatformRow struct {
+	Name string `json:"name"`
+	// Index is the digest of the image's index (or manifest).
+	Index    digest.Digest `json:"index"`
+	Platform string        `json:"platform"`
+	// Digest is the platform's manifest.
+	Digest digest.Digest `json:"digest"`
+	// Content is "complete" or "partial".
+	Content     string     `json:"content"`
+	Missing     []Blob     `json:"missing,omitempty"`
+	Unpacked    bool       `json:"unpacked"`
+	Snapshotter string     `json:"snapshotter"`
+	Size        int64      `json:"size"`
+	Created     *time.Time `json:"created,omitempty"`
+}
+
+// ImageRows turns summaries into rows for "kiln images".
+func ImageRows(sums []ImageSummary) []ImageRow {
+	rows := make([]ImageRow, 0, len(sums))
+	for _, s := range sums {
+		r := ImageRow{Name: s.Name, Digest: s.Digest, Platforms: []string{}, Partial: []string{}, Complete: s.Complete, Size: s.Size, Created: s.Created}
+		for _, p := range s.Platforms {
+			r.Platforms = append(r.Platforms, p.Platform)
+			if p.Content != ContentComplete {
+				r.Partial = append(r.Partial, p.Platform)
+			}
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+// PlatformRows turns summaries into rows for "kiln images --platforms".
+func PlatformRows(sums []ImageSummary) []PlatformRow {
+	rows := []PlatformRow{}
+	for _, s := range sums {
+		for _, p := range s.Platforms {
+			rows = append(rows, PlatformRow{
+				Name: s.Name, Index: s.Digest, Platform: p.Platform, Digest: p.Digest,
+				Content: p.Content, Missing: p.Missing, Unpacked: p.Unpacked, Snapshotter: s.Snapshotter,
+				Size: p.Size, Created: p.Created,
+			})
+		}
+	}
+	return rows
+}
+
+// TableOptions adjust table output.
+type TableOptions struct {
+	// NoTrunc prints full digests instead of their first 12 hex digits.
+	NoTrunc bool
+	// Now is the time CREATED is relative to; zero means time.Now().
+	Now time.Time
+}
+
+// WriteImageRows writes rows of "kiln images" in format f.
+func WriteImageRows(w io.Writer, rows []ImageRow, f Format, opts TableOptions) error {
+	items := make([]any, len(rows))
+	for i := range rows {
+		items[i] = rows[i]
+	}
+	header := []string{"NAME", "DIGEST", "PLATFORMS", "SIZE", "CREATED"}
+	return writeRows(w, f, items, header, func(i int) []string {
+		r := rows[i]
+		plats := make([]string, len(r.Platforms))
+		partial := map[string]bool{}
+		for _, p := range r.Partial {
+			partial[p] = true
+		}
+		for j, p := range r.Platforms {
+			plats[j] = p
+			if partial[p] {
+				plats[j] += "(partial)"
+			}
+		}
+		list := strings.Join(plats, ",")
+		if list == "" {
+			list = "-"
+		}
+		return []string{r.Name, shortDigest(r.Digest, opts.NoTrunc), list, humanSize(r.Size), ago(&r.Created, opts.Now)}
+	})
+}
+
+// WritePlatformRows writes rows of "kiln images --platforms" in format f.
+func WritePlatformRows(w io.Writer, rows []PlatformRow, f Format, opts TableOptions) error {
+	items := make([]any, len(rows))
+	for i := range rows {
+		items[i] = rows[i]
+	}
+	header := []string{"NAME", "PLATFORM", "DIGEST", "CONTENT", "UNPACKED", "SIZE", "CREATED"}
+	return writeRows(w, f, items, header, func(i int) []string {
+		r := rows[i]
+		unpacked := "no"
+		if r.Unpacked {
+			unpacked = "yes"
+		}
+		return []string{r.Name, r.Platform, shortDigest(r.Digest, opts.NoTrunc), r.Content, unpacked, humanSize(r.Size), ago(r.Created, opts.Now)}
+	})
+}
+
+func writeRows(w io.Writer, f Format, items []any, header []string, cells func(int) []string) error {
+	switch f.kind {
+	case "json":
+		enc := json.NewEncoder(w)
+		for _, it := range items {
+			if err := enc.Encode(it); err != nil {
+				return err
+			}
+		}
+		return nil
+	case "template":
+		for _, it := range items {
+			if err := f.tmpl.Execute(w, it); err != nil {
+				return usage.Errorf("applying the --format template: %w", err)
+			}
+			if _, err := io.WriteString(w, "\n"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for i := range items {
+		fmt.Fprintln(tw, strings.Join(cells(i), "\t"))
+	}
+	return tw.Flush()
+}
+
+// shortDigest shows a digest as docker shows IDs: 12 hex digits.
+func shortDigest(d digest.Digest, full bool) string {
+	if full || d.Validate() != nil {
+		return d.String()
+	}
+	enc := d.Encoded()
+	if len(enc) > 12 {
+		enc = enc[:12]
+	}
+	return enc
+}
+
+func humanSize(n int64) string {
+	return units.HumanSizeWithPrecision(float64(n), 3)
+}
+
+// ago formats a time as docker's CREATED column does ("5 minutes ago").
+func ago(t *time.Time, now time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	d := now.Sub(*t)
+	if d < time.Second {
+		return "just now"
+	}
+	return units.HumanDuration(d) + " ago"
+}

@@ -1,0 +1,522 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-build/kiln/usage"
+)
+
+// NotFoundError reports an image name the namespace does not hold.
+type NotFoundError struct {
+	// Name is the name as the user gave it.
+	Name      string
+	Namespace string
+}
+
+func (e *NotFoundError) Error() string {
+	return fmt.Sprintf("image %q not found in namespace %s: list images with \"kiln images\"", e.Name, e.Namespace)
+}
+
+// Unwrap makes errdefs.IsNotFound and errors.Is(err, errdefs.ErrNotFound) true.
+func (e *NotFoundError) Unwrap() error { return errdefs.ErrNotFound }
+
+// normalize is NormalizeName with the error marked as a usage error.
+func normalize(name string) (string, error) {
+	full, err := NormalizeName(name)
+	if err != nil {
+		return "", usage.Wrap(err)
+	}
+	return full, nil
+}
+
+// getImage reads the image record for a name as the user gave it, or for
+// a digest as "kiln images -q" prints it when one name has that digest.
+func (s *Store) getImage(ctx context.Context, name string) (images.Image, error) {
+	imgs, err := s.lookup(ctx, name)
+	if err != nil {
+		return images.Image{}, err
+	}
+	if len(imgs) > 1 {
+		names := make([]string, len(imgs))
+		for i, img := range imgs {
+			names[i] = img.Name
+		}
+		return images.Image{}, usage.Errorf("%s is the digest of several images (%s): give one of their names", name, strings.Join(names, ", "))
+	}
+	return imgs[0], nil
+}
+
+// digestPrefix is how an argument refers to images by the digest of their
+// index (or manifest): "sha256:" and at least 12 of its hex digits.
+var digestPrefix = regexp.MustCompile(`^sha256:[0-9a-f]{12,64}$`)
+
+// lookup resolves an argument to image records: the image with that name,
+// or every image whose target digest starts with a "sha256:..." argument.
+func (s *Store) lookup(ctx context.Context, arg string) ([]images.Image, error) {
+	ctx = s.WithNamespace(ctx)
+	if digestPrefix.MatchString(arg) {
+		all, err := s.client.ImageService().List(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing images in namespace %s: %w", s.namespace, err)
+		}
+		var out []images.Image
+		targets := map[string]bool{}
+		for _, img := range all {
+			if strings.HasPrefix(img.Target.Digest.String(), arg) {
+				out = append(out, img)
+				targets[img.Target.Digest.String()] = true
+			}
+		}
+		if len(targets) > 1 {
+			return nil, usage.Errorf("%s is the start of several digests: give more of it", arg)
+		}
+		if len(out) == 0 {
+			return nil, &NotFoundError{Name: arg, Namespace: s.namespace}
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+		return out, nil
+	}
+	full, err := normalize(arg)
+	if err != nil {
+		return nil, err
+	}
+	img, err := s.client.ImageService().Get(ctx, full)
+	switch {
+	case errdefs.IsNotFound(err):
+		return nil, &NotFoundError{Name: arg, Namespace: s.namespace}
+	case err != nil:
+		return nil, fmt.Errorf("reading image %s from containerd: %w", full, err)
+	}
+	return []images.Image{img}, nil
+}
+
+// ListOptions select and describe the images List returns.
+type ListOptions struct {
+	// Names restricts the list: a name with a tag or digest matches that
+	// image only, a bare repository ("app", "registry:5000/team/app")
+	// matches all its tags. Empty lists every image.
+	Names []string
+	// Snapshotter, when set, is checked for which platforms are unpacked.
+	Snapshotter string
+}
+
+// List describes the images of the namespace, sorted by name.
+func (s *Store) List(ctx context.Context, opts ListOptions) ([]ImageSummary, error) {
+	match, err := nameMatcher(opts.Names)
+	if err != nil {
+		return nil, err
+	}
+	ctx = s.WithNamespace(ctx)
+	imgs, err := s.client.ImageService().List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("listing images in namespace %s: %w", s.namespace, err)
+	}
+	sort.Slice(imgs, func(i, j int) bool { return imgs[i].Name < imgs[j].Name })
+	out := []ImageSummary{}
+	for _, img := range imgs {
+		if !match(img.Name) {
+			continue
+		}
+		sum, err := s.summarize(ctx, img, opts.Snapshotter)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sum)
+	}
+	return out, nil
+}
+
+// Summary describes one image.
+func (s *Store) Summary(ctx context.Context, name, snapshotter string) (ImageSummary, error) {
+	img, err := s.getImage(ctx, name)
+	if err != nil {
+		return ImageSummary{}, err
+	}
+	return s.summarize(ctx, img, snapshotter)
+}
+
+// nameMatcher returns a predicate for stored names from the filters of
+// ListOptions.Names.
+func nameMatcher(filters []string) (func(string) bool, error) {
+	if len(filters) == 0 {
+		return func(string) bool { return true }, nil
+	}
+	exact := map[string]bool{}
+	repos := map[string]bool{}
+	for _, f := range filters {
+		named, err := reference.ParseNormalizedNamed(f)
+		if err != nil {
+			return nil, usage.Errorf("invalid image name %q: %w; a name looks like \"app\", \"app:1.0\" or \"registry.example.com/team/app:1.0\"", f, err)
+		}
+		if reference.IsNameOnly(named) {
+			repos[named.Name()] = true
+		} else {
+			exact[named.String()] = true
+		}
+	}
+	return func(name string) bool {
+		if exact[name] {
+			return true
+		}
+		named, err := reference.ParseNormalizedNamed(name)
+		return err == nil && repos[named.Name()]
+	}, nil
+}
+
+// ParsePlatforms parses --platform values for pull, push and inspect: each
+// may hold several platforms separated by commas, in any form containerd
+// accepts. The result is normalised and de-duplicated in the order given.
+func ParsePlatforms(values []string) ([]ocispecs.Platform, error) {
+	var out []ocispecs.Platform
+	seen := map[string]bool{}
+	for _, v := range values {
+		for _, s := range strings.Split(v, ",") {
+			s = strings.TrimSpace(s)
+			p, err := platforms.Parse(s)
+			if s == "" || err != nil {
+				return nil, usage.Errorf("invalid platform %q: give one like linux/amd64, linux/arm64 or linux/arm/v7", s)
+			}
+			p = platforms.Normalize(p)
+			if key := platforms.Format(p); !seen[key] {
+				seen[key] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out, nil
+}
+
+// pick returns the platforms of sum that match want, one per wanted
+// platform, or an error naming those the image does not have.
+func (sum ImageSummary) pick(want []ocispecs.Platform) ([]PlatformSummary, error) {
+	var out []PlatformSummary
+	var absent []string
+	for _, w := range want {
+		m := platforms.NewMatcher(w)
+		found := false
+		for _, p := range sum.Platforms {
+			if p.Platform != "unknown" && m.Match(p.spec) {
+				out = append(out, p)
+				found = true
+				break
+			}
+		}
+		if !found {
+			absent = append(absent, platforms.Format(w))
+		}
+	}
+	if len(absent) > 0 {
+		have := strings.Join(sum.platformNames(), ", ")
+		if have == "" {
+			have = "no known platform"
+		}
+		return nil, fmt.Errorf("image %s has no %s (it has %s)", sum.Name, strings.Join(absent, ", "), have)
+	}
+	return out, nil
+}
+
+// Inspection is what "kiln inspect NAME" prints: the image record, its
+// top-level index or manifest as stored, and a summary of each platform.
+type Inspection struct {
+	Name string `json:"name"`
+	// Descriptor is the image's target as containerd records it.
+	Descriptor ocispecs.Descriptor `json:"descriptor"`
+	// Index is the target when it is an index; Manifest when it is a
+	// manifest. Either is null when its blob is missing.
+	Index    json.RawMessage `json:"index,omitempty"`
+	Manifest json.RawMessage `json:"manifest,omitempty"`
+	// Platforms and Attestations are as in "kiln images --format json".
+	Platforms    []PlatformSummary    `json:"platforms"`
+	Attestations []AttestationSummary `json:"attestations,omitempty"`
+	Complete     bool                 `json:"complete"`
+	Size         int64                `json:"size"`
+	Labels       map[string]string    `json:"labels,omitempty"`
+	CreatedAt    time.Time            `json:"createdAt"`
+	UpdatedAt    time.Time            `json:"updatedAt"`
+}
+
+// PlatformInspection is what "kiln inspect NAME --platform P" prints: one
+// platform's manifest and config.
+type PlatformInspection struct {
+	Name string `json:"name"`
+	// Index is the image's target (the index, or the manifest itself).
+	Index ocispecs.Descriptor `json:"index"`
+	// Platform summarises the platform as "kiln images --platforms" does.
+	Platform PlatformSummary `json:"platform"`
+	// Descriptor is the platform's manifest descriptor from the index.
+	Descriptor ocispecs.Descriptor `json:"descriptor"`
+	// Manifest and Config are the blobs as stored; Config is null when
+	// its blob is missing.
+	Manifest json.RawMessage `json:"manifest"`
+	Config   json.RawMessage `json:"config"`
+}
+
+// Inspect describes an image for "kiln inspect" without --platform.
+func (s *Store) Inspect(ctx context.Context, name, snapshotter string) (*Inspection, error) {
+	img, err := s.getImage(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	sum, err := s.summarize(ctx, img, snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	out := &Inspection{
+		Name:         img.Name,
+		Descriptor:   img.Target,
+		Platforms:    sum.Platforms,
+		Attestations: sum.Attestations,
+		Complete:     sum.Complete,
+		Size:         sum.Size,
+		Labels:       img.Labels,
+		CreatedAt:    img.CreatedAt,
+		UpdatedAt:    img.UpdatedAt,
+	}
+	raw, err := s.readBlob(ctx, img.Target)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	if raw != nil {
+		if images.IsIndexType(img.Target.MediaType) {
+			out.Index = raw
+		} else {
+			out.Manifest = raw
+		}
+	}
+	return out, nil
+}
+
+// InspectPlatform describes one platform of an image for "kiln inspect
+// --platform".
+func (s *Store) InspectPlatform(ctx context.Context, name string, platform ocispecs.Platform, snapshotter string) (*PlatformInspection, error) {
+	img, err := s.getImage(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	sum, err := s.summarize(ctx, img, snapshotter)
+	if err != nil {
+		return nil, err
+	}
+	picked, err := sum.pick([]ocispecs.Platform{platform})
+	if err != nil {
+		return nil, err
+	}
+	p := picked[0]
+	out := &PlatformInspection{Name: img.Name, Index: img.Target, Platform: p, Descriptor: p.desc}
+	if out.Manifest, err = s.readBlob(ctx, p.desc); err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("the %s manifest of image %s (%s) is not in the content store: fetch it with \"kiln pull --platform %s %s\"", p.Platform, img.Name, p.Digest, p.Platform, familiar(img.Name))
+		}
+		return nil, err
+	}
+	var m ocispecs.Manifest
+	if err := json.Unmarshal(out.Manifest, &m); err != nil {
+		return nil, fmt.Errorf("decoding manifest %s: %w", p.Digest, err)
+	}
+	cfg, err := s.readBlob(ctx, m.Config)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	out.Config = cfg
+	if out.Config == nil {
+		out.Config = json.RawMessage("null")
+	}
+	return out, nil
+}
+
+// RawBlob returns the bytes of an image's index (or manifest) blob, or with
+// a platform, that platform's manifest blob.
+func (s *Store) RawBlob(ctx context.Context, name string, platform *ocispecs.Platform) ([]byte, error) {
+	img, err := s.getImage(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	desc := img.Target
+	if platform != nil {
+		sum, err := s.summarize(ctx, img, "")
+		if err != nil {
+			return nil, err
+		}
+		picked, err := sum.pick([]ocispecs.Platform{*platform})
+		if err != nil {
+			return nil, err
+		}
+		desc = picked[0].desc
+	}
+	b, err := s.readBlob(ctx, desc)
+	if errdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("the %s %s of image %s is not in the content store (the image is partial)", blobKind(desc.MediaType), desc.Digest, img.Name)
+	}
+	return b, err
+}
+
+func (s *Store) readBlob(ctx context.Context, desc ocispecs.Descriptor) ([]byte, error) {
+	b, err := content.ReadBlob(s.WithNamespace(ctx), s.client.ContentStore(), desc)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("reading %s %s: %w", blobKind(desc.MediaType), desc.Digest, err)
+	}
+	return b, nil
+}
+
+// Tag gives the image src the names dsts, replacing images that had them.
+func (s *Store) Tag(ctx context.Context, src string, dsts []string) error {
+	if len(dsts) == 0 {
+		return usage.Errorf("give at least one new name for %s", src)
+	}
+	names, err := NormalizeNames(dsts)
+	if err != nil {
+		return usage.Wrap(err)
+	}
+	img, err := s.getImage(ctx, src)
+	if err != nil {
+		return err
+	}
+	ctx = s.WithNamespace(ctx)
+	is := s.client.ImageService()
+	for _, name := range names {
+		if name == img.Name {
+			continue
+		}
+		tagged := images.Image{Name: name, Target: img.Target, Labels: img.Labels}
+		if _, err := is.Create(ctx, tagged); err != nil {
+			if !errdefs.IsAlreadyExists(err) {
+				return fmt.Errorf("naming %s %s: %w", img.Name, name, err)
+			}
+			if _, err := is.Update(ctx, tagged, "target", "labels"); err != nil {
+				return fmt.Errorf("naming %s %s: %w", img.Name, name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// RemoveOptions control Remove.
+type RemoveOptions struct {
+	// Force removes images that containers use; the containers stay.
+	Force bool
+}
+
+// InUseError reports an image that containers use.
+type InUseError struct {
+	Name       string
+	Containers []string
+}
+
+func (e *InUseError) Error() string {
+	which := fmt.Sprintf("container %s uses", e.Containers[0])
+	if len(e.Containers) > 1 {
+		which = fmt.Sprintf("containers %s use", strings.Join(e.Containers, ", "))
+	}
+	return fmt.Sprintf("image %s is in use: %s it; remove the container first (ctr containers rm %s) or remove the image anyway with --force",
+		e.Name, which, strings.Join(e.Containers, " "))
+}
+
+// Remove deletes the named images. Content no other image refers to is
+// reclaimed by containerd's garbage collector before Remove returns. It
+// removes what it can and returns the names removed and one error for the
+// rest.
+func (s *Store) Remove(ctx context.Context, names []string, opts RemoveOptions) ([]string, error) {
+	if len(names) == 0 {
+		return nil, usage.Errorf("give the names of the images to remove")
+	}
+	for _, n := range names {
+		if !digestPrefix.MatchString(n) {
+			if _, err := normalize(n); err != nil {
+				return nil, err
+			}
+		}
+	}
+	ctx = s.WithNamespace(ctx)
+	users := map[string][]string{}
+	if !opts.Force {
+		ctrs, err := s.client.ContainerService().List(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing containers in namespace %s: %w", s.namespace, err)
+		}
+		for _, c := range ctrs {
+			users[c.Image] = append(users[c.Image], c.ID)
+		}
+	}
+	var removed []string
+	var errs []error
+	done := map[string]bool{}
+	for _, n := range names {
+		imgs, err := s.lookup(ctx, n)
+		if err != nil {
+			if !done[n] {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		done[n] = true
+		for _, img := range imgs {
+			if done[img.Name] {
+				continue
+			}
+			done[img.Name] = true
+			if ids := users[img.Name]; len(ids) > 0 {
+				sort.Strings(ids)
+				errs = append(errs, &InUseError{Name: img.Name, Containers: ids})
+				continue
+			}
+			if err := s.client.ImageService().Delete(ctx, img.Name, images.SynchronousDelete()); err != nil {
+				if errdefs.IsNotFound(err) {
+					errs = append(errs, &NotFoundError{Name: n, Namespace: s.namespace})
+				} else {
+					errs = append(errs, fmt.Errorf("removing image %s: %w", img.Name, err))
+				}
+				continue
+			}
+			removed = append(removed, img.Name)
+		}
+	}
+	return removed, joinErrors(errs)
+}
+
+// joinErrors combines errors into one whose message is one line.
+func joinErrors(errs []error) error {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return &multiError{msg: strings.Join(msgs, "; "), errs: errs}
+}
+
+type multiError struct {
+	msg  string
+	errs []error
+}
+
+func (e *multiError) Error() string   { return e.msg }
+func (e *multiError) Unwrap() []error { return e.errs }
+
+// familiar shortens a stored name for commands the user may type.
+func familiar(name string) string {
+	named, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return name
+	}
+	return reference.FamiliarString(named)
+}

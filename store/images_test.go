@@ -1,0 +1,439 @@
+package store
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/v2/core/remotes/docker"
+	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/platforms"
+	dockerconfig "github.com/docker/cli/cli/config"
+	digest "github.com/opencontainers/go-digest"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-build/kiln/usage"
+)
+
+func dgst(s string) digest.Digest { return digest.FromString(s) }
+
+func TestIsAttestation(t *testing.T) {
+	cases := []struct {
+		desc ocispecs.Descriptor
+		want bool
+	}{
+		{ocispecs.Descriptor{Platform: &ocispecs.Platform{OS: "linux", Architecture: "amd64"}}, false},
+		{ocispecs.Descriptor{Platform: &ocispecs.Platform{OS: "unknown", Architecture: "unknown"}}, true},
+		{ocispecs.Descriptor{Annotations: map[string]string{"vnd.docker.reference.type": "attestation-manifest"}}, true},
+		{ocispecs.Descriptor{Platform: &ocispecs.Platform{OS: "linux", Architecture: "arm64"}, Annotations: map[string]string{"vnd.docker.reference.type": "attestation-manifest"}}, true},
+		{ocispecs.Descriptor{Annotations: map[string]string{"vnd.docker.reference.type": "something-else"}}, false},
+		{ocispecs.Descriptor{}, false},
+	}
+	for i, c := range cases {
+		if got := IsAttestation(c.desc); got != c.want {
+			t.Errorf("case %d: IsAttestation(%+v) = %v, want %v", i, c.desc, got, c.want)
+		}
+	}
+}
+
+func TestBlobKind(t *testing.T) {
+	for mt, want := range map[string]string{
+		ocispecs.MediaTypeImageIndex:                                "index",
+		"application/vnd.docker.distribution.manifest.list.v2+json": "index",
+		ocispecs.MediaTypeImageManifest:                             "manifest",
+		"application/vnd.docker.distribution.manifest.v2+json":      "manifest",
+		ocispecs.MediaTypeImageConfig:                               "config",
+		"application/vnd.docker.container.image.v1+json":            "config",
+		ocispecs.MediaTypeImageLayerGzip:                            "layer",
+		"application/vnd.oci.image.layer.v1.tar+zstd":               "layer",
+		"application/vnd.docker.image.rootfs.diff.tar.gzip":         "layer",
+		"application/vnd.in-toto+json":                              "layer",
+		"application/octet-stream":                                  "blob",
+	} {
+		if got := blobKind(mt); got != want {
+			t.Errorf("blobKind(%q) = %q, want %q", mt, got, want)
+		}
+	}
+}
+
+func fixedTime() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
+
+func sampleSummaries() []ImageSummary {
+	created := fixedTime()
+	return []ImageSummary{{
+		Name:        "docker.io/library/app:1",
+		Digest:      dgst("index"),
+		Snapshotter: "overlayfs",
+		Size:        2_100_000,
+		Created:     created,
+		Platforms: []PlatformSummary{
+			{Platform: "linux/amd64", Digest: dgst("amd64"), Content: ContentComplete, Unpacked: true, Size: 1_070_000, Created: &created},
+			{Platform: "linux/arm64", Digest: dgst("arm64"), Content: ContentPartial, Missing: []Blob{{Kind: "layer", Digest: dgst("l"), Size: 10}}, Size: 1_000},
+		},
+	}}
+}
+
+func TestWriteImageRowsTable(t *testing.T) {
+	var b bytes.Buffer
+	f, _ := ParseFormat("table")
+	now := fixedTime().Add(5 * time.Minute)
+	if err := WriteImageRows(&b, ImageRows(sampleSummaries()), f, TableOptions{Now: now}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want a header and one row, got:\n%s", b.String())
+	}
+	if f := strings.Fields(lines[0]); strings.Join(f, " ") != "NAME DIGEST PLATFORMS SIZE CREATED" {
+		t.Errorf("header %q", lines[0])
+	}
+	want := []string{"docker.io/library/app:1", dgst("index").Encoded()[:12], "linux/amd64,linux/arm64(partial)", "2.1MB", "5", "minutes", "ago"}
+	if got := strings.Fields(lines[1]); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("row %q, want fields %q", lines[1], want)
+	}
+	b.Reset()
+	_ = WriteImageRows(&b, ImageRows(sampleSummaries()), f, TableOptions{Now: now, NoTrunc: true})
+	if !strings.Contains(b.String(), dgst("index").String()) {
+		t.Errorf("--no-trunc does not show the full digest:\n%s", b.String())
+	}
+}
+
+func TestWriteImageRowsJSONAndTemplate(t *testing.T) {
+	var b bytes.Buffer
+	f, err := ParseFormat("json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteImageRows(&b, ImageRows(sampleSummaries()), f, TableOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var row map[string]any
+	if err := json.Unmarshal(b.Bytes(), &row); err != nil {
+		t.Fatalf("not one JSON object: %v\n%s", err, b.String())
+	}
+	for k, want := range map[string]any{
+		"name": "docker.io/library/app:1", "digest": dgst("index").String(), "size": 2.1e6,
+		"complete": false, "created": "2026-01-02T03:04:05Z",
+	} {
+		if row[k] != want {
+			t.Errorf("json %s = %v, want %v", k, row[k], want)
+		}
+	}
+	if fmt.Sprint(row["platforms"]) != "[linux/amd64 linux/arm64]" || fmt.Sprint(row["partial"]) != "[linux/arm64]" {
+		t.Errorf("json platforms %v partial %v", row["platforms"], row["partial"])
+	}
+
+	b.Reset()
+	f, err = ParseFormat(`{{.Name}} {{join .Platforms ","}} {{size .Size}} {{json .Partial}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteImageRows(&b, ImageRows(sampleSummaries()), f, TableOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.String(); got != "docker.io/library/app:1 linux/amd64,linux/arm64 2.1MB [\"linux/arm64\"]\n" {
+		t.Errorf("template output %q", got)
+	}
+
+	f, _ = ParseFormat("{{.NoSuchField}}")
+	if err := WriteImageRows(&b, ImageRows(sampleSummaries()), f, TableOptions{}); !usage.Is(err) {
+		t.Errorf("a template naming a missing field gave %v, want a usage error", err)
+	}
+}
+
+func TestWritePlatformRows(t *testing.T) {
+	rows := PlatformRows(sampleSummaries())
+	if len(rows) != 2 || rows[0].Index != dgst("index") || rows[1].Content != ContentPartial || rows[0].Snapshotter != "overlayfs" {
+		t.Fatalf("rows %+v", rows)
+	}
+	var b bytes.Buffer
+	f, _ := ParseFormat("table")
+	if err := WritePlatformRows(&b, rows, f, TableOptions{Now: fixedTime().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	if strings.Join(strings.Fields(lines[0]), " ") != "NAME PLATFORM DIGEST CONTENT UNPACKED SIZE CREATED" {
+		t.Errorf("header %q", lines[0])
+	}
+	if got := strings.Fields(lines[1]); got[1] != "linux/amd64" || got[3] != "complete" || got[4] != "yes" {
+		t.Errorf("amd64 row %q", lines[1])
+	}
+	if got := strings.Fields(lines[2]); got[1] != "linux/arm64" || got[3] != "partial" || got[4] != "no" || got[6] != "-" {
+		t.Errorf("arm64 row %q", lines[2])
+	}
+	b.Reset()
+	f, _ = ParseFormat("json")
+	_ = WritePlatformRows(&b, rows, f, TableOptions{})
+	dec := json.NewDecoder(&b)
+	var got []PlatformRow
+	for dec.More() {
+		var r PlatformRow
+		if err := dec.Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r)
+	}
+	if len(got) != 2 || got[1].Missing[0].Kind != "layer" || got[0].Created == nil || got[1].Created != nil {
+		t.Errorf("json rows %+v", got)
+	}
+}
+
+func TestParseFormatRejects(t *testing.T) {
+	for _, s := range []string{"yaml", "{{.Name", "{{"} {
+		if _, err := ParseFormat(s); !usage.Is(err) {
+			t.Errorf("ParseFormat(%q) = %v, want a usage error", s, err)
+		}
+	}
+}
+
+func TestAgo(t *testing.T) {
+	now := fixedTime()
+	for d, want := range map[time.Duration]string{0: "just now", 3 * time.Second: "3 seconds ago", 2 * time.Hour: "2 hours ago"} {
+		at := now.Add(-d)
+		if got := ago(&at, now); got != want {
+			t.Errorf("ago(%v) = %q, want %q", d, got, want)
+		}
+	}
+	if got := ago(nil, now); got != "-" {
+		t.Errorf("ago(nil) = %q", got)
+	}
+}
+
+func TestIncompleteError(t *testing.T) {
+	sum := sampleSummaries()[0]
+	err := sum.incomplete("push", nil)
+	var ie *IncompleteError
+	if !errors.As(err, &ie) {
+		t.Fatalf("incomplete = %v, want an *IncompleteError", err)
+	}
+	want := fmt.Sprintf(`image docker.io/library/app:1 is missing content for linux/arm64 (layer sha256:%s not present); pull it with "kiln pull --platform linux/arm64 app:1" or push with --platform linux/amd64`, dgst("l").Encoded()[:12])
+	if err.Error() != want {
+		t.Errorf("message\n%s\nwant\n%s", err, want)
+	}
+	// Only the complete platform chosen: nothing is missing.
+	if err := sum.incomplete("push", sum.Platforms[:1]); err != nil {
+		t.Errorf("incomplete(amd64) = %v", err)
+	}
+	// An attestation of a chosen platform that lacks content counts.
+	sum.Attestations = []AttestationSummary{{Digest: dgst("att"), For: dgst("amd64"), Content: ContentPartial, Missing: []Blob{{Kind: "layer", Digest: dgst("x")}}}}
+	err = sum.incomplete("save", sum.Platforms[:1])
+	if err == nil || !strings.Contains(err.Error(), "attestation for linux/amd64") || !strings.Contains(err.Error(), "--platform linux/amd64 app:1") {
+		t.Errorf("attestation: %v", err)
+	}
+	// Many missing blobs are summarised.
+	blobs := []Blob{{Kind: "manifest", Digest: dgst("1")}, {Kind: "layer", Digest: dgst("2")}, {Kind: "layer", Digest: dgst("3")}, {Kind: "layer", Digest: dgst("4")}, {Kind: "layer", Digest: dgst("5")}}
+	if got := describeBlobs(blobs); !strings.HasSuffix(got, "and 2 more not present") || !strings.HasPrefix(got, "manifest sha256:") {
+		t.Errorf("describeBlobs = %q", got)
+	}
+}
+
+func TestPickAndHostPlatform(t *testing.T) {
+	sum := ImageSummary{Name: "n", Platforms: []PlatformSummary{
+		{Platform: "linux/amd64", spec: platforms.MustParse("linux/amd64")},
+		{Platform: "linux/arm64", spec: platforms.Normalize(platforms.MustParse("linux/arm64/v8"))},
+		{Platform: "linux/arm/v7", spec: platforms.MustParse("linux/arm/v7")},
+	}}
+	got, err := sum.pick([]ocispecs.Platform{platforms.MustParse("linux/arm64"), platforms.MustParse("linux/amd64")})
+	if err != nil || len(got) != 2 || got[0].Platform != "linux/arm64" || got[1].Platform != "linux/amd64" {
+		t.Errorf("pick = %+v, %v", got, err)
+	}
+	_, err = sum.pick([]ocispecs.Platform{platforms.MustParse("linux/s390x")})
+	if err == nil || err.Error() != "image n has no linux/s390x (it has linux/amd64, linux/arm64, linux/arm/v7)" {
+		t.Errorf("pick(s390x) = %v", err)
+	}
+	host, ok := sum.hostPlatform()
+	if want := platforms.Format(platforms.DefaultSpec()); (want == "linux/amd64" || want == "linux/arm64") && (!ok || host.Platform != want) {
+		t.Errorf("hostPlatform = %+v, %v; want %s", host, ok, want)
+	}
+}
+
+func TestParsePlatforms(t *testing.T) {
+	got, err := ParsePlatforms([]string{"linux/amd64,arm64", "linux/arm64/v8", "windows/amd64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, p := range got {
+		s = append(s, platforms.Format(p))
+	}
+	if strings.Join(s, " ") != "linux/amd64 linux/arm64 windows/amd64" {
+		t.Errorf("ParsePlatforms = %v", s)
+	}
+	for _, bad := range []string{"", "linux/amd64,", "not a platform!"} {
+		if _, err := ParsePlatforms([]string{bad}); !usage.Is(err) {
+			t.Errorf("ParsePlatforms(%q) = %v, want a usage error", bad, err)
+		}
+	}
+}
+
+func TestNameMatcher(t *testing.T) {
+	match, err := nameMatcher([]string{"app", "registry.example.com:5000/team/web:2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{
+		"docker.io/library/app:latest":                            true,
+		"docker.io/library/app:1":                                 true,
+		"docker.io/library/apple:1":                               false,
+		"docker.io/me/app:1":                                      false,
+		"registry.example.com:5000/team/web:2":                    true,
+		"registry.example.com:5000/team/web:3":                    false,
+		"docker.io/library/app@sha256:" + strings.Repeat("a", 64): true,
+	} {
+		if got := match(name); got != want {
+			t.Errorf("match(%q) = %v, want %v", name, got, want)
+		}
+	}
+	if _, err := nameMatcher([]string{"UPPER"}); !usage.Is(err) {
+		t.Errorf("nameMatcher(UPPER) = %v, want a usage error", err)
+	}
+}
+
+func TestFilterIndex(t *testing.T) {
+	raw := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","annotations":{"a":"b"},"manifests":[` +
+		`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` + dgst("amd64").String() + `","size":1,"platform":{"architecture":"amd64","os":"linux"}},` +
+		`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` + dgst("arm64").String() + `","size":1,"platform":{"architecture":"arm64","os":"linux"}},` +
+		`{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` + dgst("att").String() + `","size":1,"platform":{"architecture":"unknown","os":"unknown"},"annotations":{"vnd.docker.reference.digest":"` + dgst("arm64").String() + `","vnd.docker.reference.type":"attestation-manifest"}}]}`)
+	out, changed, err := filterIndex(raw, map[digest.Digest]bool{dgst("arm64"): true, dgst("att"): true})
+	if err != nil || !changed {
+		t.Fatalf("filterIndex: %v, changed %v", err, changed)
+	}
+	var idx ocispecs.Index
+	if err := json.Unmarshal(out, &idx); err != nil {
+		t.Fatal(err)
+	}
+	if len(idx.Manifests) != 2 || idx.Manifests[0].Digest != dgst("arm64") || idx.Manifests[1].Annotations["vnd.docker.reference.type"] != "attestation-manifest" {
+		t.Errorf("manifests %+v", idx.Manifests)
+	}
+	if idx.SchemaVersion != 2 || idx.MediaType != ocispecs.MediaTypeImageIndex || idx.Annotations["a"] != "b" {
+		t.Errorf("index fields lost: %s", out)
+	}
+	same, changed, err := filterIndex(raw, map[digest.Digest]bool{dgst("amd64"): true, dgst("arm64"): true, dgst("att"): true})
+	if err != nil || changed || !bytes.Equal(same, raw) {
+		t.Errorf("keeping everything changed the index: %v %v", changed, err)
+	}
+}
+
+func TestRegistryError(t *testing.T) {
+	const name = "registry.example.com/team/app:1"
+	refused := &url.Error{Op: "Head", URL: "https://registry.example.com/v2/team/app/manifests/1", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
+	cases := []struct {
+		op   string
+		err  error
+		want []string
+	}{
+		{"pull", fmt.Errorf("failed to resolve: %w", refused), []string{"cannot reach registry registry.example.com (dial tcp: connection refused)", "check the address", "--insecure-registry"}},
+		{"pull", &net.DNSError{Err: "no such host", Name: "registry.example.com", IsNotFound: true}, []string{"cannot reach registry registry.example.com", "no such host"}},
+		{"push", fmt.Errorf("push access denied: %w", docker.ErrInvalidAuthorization), []string{"registry registry.example.com refused to let kiln push " + name, `docker login registry.example.com`}},
+		{"pull", remoteerrors.ErrUnexpectedStatus{StatusCode: 401, Status: "401 Unauthorized"}, []string{"refused to let kiln pull", "docker login"}},
+		{"pull", fmt.Errorf("x: %w", errdefs.ErrNotFound), []string{"image " + name + " not found in registry registry.example.com: check the name and tag"}},
+		{"pull", fmt.Errorf("Get: %w", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}), []string{"cannot reach registry registry.example.com over HTTPS", "--insecure-registry"}},
+		{"push", errors.New("unexpected\nmultiline\tbody"), []string{"pushing " + name + " (registry registry.example.com): unexpected multiline body"}},
+	}
+	for i, c := range cases {
+		got := registryError(c.op, name, c.err)
+		if reflect.TypeOf(c.err).Comparable() && !errors.Is(got, c.err) {
+			t.Errorf("case %d: %v does not wrap its cause", i, got)
+		}
+		if strings.ContainsAny(got.Error(), "\n\t") {
+			t.Errorf("case %d: message is not one line: %q", i, got)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(got.Error(), w) {
+				t.Errorf("case %d: %q does not contain %q", i, got, w)
+			}
+		}
+	}
+	loop := registryError("pull", "127.0.0.1:1/x:1", refused)
+	if !strings.Contains(loop.Error(), "cannot reach registry 127.0.0.1:1") || !strings.Contains(loop.Error(), "plain HTTP") {
+		t.Errorf("loopback: %v", loop)
+	}
+}
+
+func TestHostCredentials(t *testing.T) {
+	dir := t.TempDir()
+	auth := func(u, p string) string { return base64.StdEncoding.EncodeToString([]byte(u + ":" + p)) }
+	cfg := fmt.Sprintf(`{"auths":{"https://index.docker.io/v1/":{"auth":%q},"127.0.0.1:5000":{"auth":%q},"tok.example.com":{"identitytoken":"T"}}}`,
+		auth("hubuser", "hubpass"), auth("local", "secret"))
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file, err := dockerconfig.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string][2]string{
+		"registry-1.docker.io": {"hubuser", "hubpass"},
+		"127.0.0.1:5000":       {"local", "secret"},
+		"tok.example.com":      {"", "T"},
+		"other.example.com":    {"", ""},
+	} {
+		u, p, err := hostCredentials(file, host)
+		if err != nil || u != want[0] || p != want[1] {
+			t.Errorf("hostCredentials(%s) = %q, %q, %v; want %q", host, u, p, err, want)
+		}
+	}
+	if _, err := (RegistryOptions{ConfigDir: dir}).resolver(); err != nil {
+		t.Errorf("resolver with a config dir: %v", err)
+	}
+}
+
+func TestArchiveRefName(t *testing.T) {
+	for in, want := range map[string]string{
+		"app:1":                      "docker.io/library/app:1",
+		"docker.io/library/app:1":    "docker.io/library/app:1",
+		"localhost:5000/a/b:2":       "localhost:5000/a/b:2",
+		"1.0":                        "",
+		"latest":                     "",
+		"NOT VALID":                  "",
+		"registry.example.com/a/b":   "",
+		"docker.io/library/app:v1.2": "docker.io/library/app:v1.2",
+	} {
+		if got := archiveRefName(in); got != want {
+			t.Errorf("archiveRefName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestHostFirst(t *testing.T) {
+	host := platforms.DefaultSpec()
+	other := platforms.MustParse("linux/s390x")
+	if host.Architecture == "s390x" {
+		other = platforms.MustParse("linux/riscv64")
+	}
+	var c hostFirst
+	if !c.Less(host, other) || c.Less(other, host) {
+		t.Errorf("hostFirst does not put %v before %v", host, other)
+	}
+	if c.Match(ocispecs.Platform{OS: "unknown", Architecture: "unknown"}) || !c.Match(other) {
+		t.Errorf("hostFirst matches attestations or misses platforms")
+	}
+}
+
+func TestNotFoundAndInUseMessages(t *testing.T) {
+	err := error(&NotFoundError{Name: "x", Namespace: "default"})
+	if err.Error() != `image "x" not found in namespace default: list images with "kiln images"` || !errdefs.IsNotFound(err) {
+		t.Errorf("NotFoundError: %v", err)
+	}
+	iu := &InUseError{Name: "docker.io/library/app:1", Containers: []string{"web"}}
+	if !strings.Contains(iu.Error(), "container web uses it") || !strings.Contains(iu.Error(), "--force") {
+		t.Errorf("InUseError: %v", iu)
+	}
+	j := joinErrors([]error{errors.New("a"), err})
+	if j.Error() != `a; image "x" not found in namespace default: list images with "kiln images"` || !errdefs.IsNotFound(j) {
+		t.Errorf("joinErrors: %v", j)
+	}
+}

@@ -1,0 +1,124 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+)
+
+// IncompleteError reports an image whose content is not all in the content
+// store, for an operation that needs all of it (push, save).
+type IncompleteError struct {
+	// Name is the image's stored name.
+	Name string
+	// Action is what could not be done: "push" or "save".
+	Action string
+	// Missing maps each platform (or "attestation for P", or "index") to
+	// what it lacks, in the image's order.
+	Missing []MissingContent
+	// Complete lists the platforms whose content is complete.
+	Complete []string
+}
+
+// MissingContent is what one platform of an image lacks.
+type MissingContent struct {
+	Platform string
+	Blobs    []Blob
+}
+
+func (e *IncompleteError) Error() string {
+	var parts, pull []string
+	for _, m := range e.Missing {
+		parts = append(parts, fmt.Sprintf("%s (%s)", m.Platform, describeBlobs(m.Blobs)))
+		if p, ok := strings.CutPrefix(m.Platform, "attestation for "); ok {
+			pull = appendUnique(pull, p)
+		} else if m.Platform != "index" && m.Platform != "unknown" {
+			pull = appendUnique(pull, m.Platform)
+		}
+	}
+	msg := fmt.Sprintf("image %s is missing content for %s", e.Name, strings.Join(parts, ", "))
+	var next []string
+	if len(pull) > 0 {
+		next = append(next, fmt.Sprintf("pull it with \"kiln pull --platform %s %s\"", strings.Join(pull, ","), familiar(e.Name)))
+	} else {
+		next = append(next, fmt.Sprintf("pull it again with \"kiln pull --all-platforms %s\"", familiar(e.Name)))
+	}
+	if len(e.Complete) > 0 {
+		next = append(next, fmt.Sprintf("%s with --platform %s", e.Action, strings.Join(e.Complete, ",")))
+	}
+	return msg + "; " + strings.Join(next, " or ")
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// describeBlobs names up to three missing blobs: "layer sha256:0123456789ab".
+func describeBlobs(blobs []Blob) string {
+	const show = 3
+	var parts []string
+	for i, b := range blobs {
+		if i == show {
+			parts = append(parts, fmt.Sprintf("and %d more", len(blobs)-show))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s %s", b.Kind, shortBlobDigest(b)))
+	}
+	if len(parts) == 0 {
+		return "nothing missing"
+	}
+	return strings.Join(parts, ", ") + " not present"
+}
+
+func shortBlobDigest(b Blob) string {
+	if b.Digest.Validate() != nil {
+		return b.Digest.String()
+	}
+	return b.Digest.Algorithm().String() + ":" + shortDigest(b.Digest, false)
+}
+
+// incomplete returns an *IncompleteError when the chosen platforms (all
+// of the image when chosen is nil) or the attestations going with them
+// lack content, nil otherwise.
+func (sum ImageSummary) incomplete(action string, chosen []PlatformSummary) error {
+	all := chosen == nil
+	if all {
+		chosen = sum.Platforms
+	}
+	e := &IncompleteError{Name: sum.Name, Action: action}
+	if all && len(sum.Missing) > 0 {
+		e.Missing = append(e.Missing, MissingContent{Platform: "index", Blobs: sum.Missing})
+	}
+	byDigest := map[string]string{}
+	for _, p := range chosen {
+		byDigest[p.Digest.String()] = p.Platform
+		if p.Content != ContentComplete {
+			e.Missing = append(e.Missing, MissingContent{Platform: p.Platform, Blobs: p.Missing})
+		}
+	}
+	for _, a := range sum.Attestations {
+		plat, ok := byDigest[a.For.String()]
+		if !ok && !all {
+			continue
+		}
+		if a.Content != ContentComplete {
+			if plat == "" {
+				plat = "unknown"
+			}
+			e.Missing = append(e.Missing, MissingContent{Platform: "attestation for " + plat, Blobs: a.Missing})
+		}
+	}
+	if len(e.Missing) == 0 {
+		return nil
+	}
+	for _, p := range sum.Platforms {
+		if p.Content == ContentComplete && p.Platform != "unknown" {
+			e.Complete = append(e.Complete, p.Platform)
+		}
+	}
+	return e
+}
