@@ -60,47 +60,56 @@ func (s *Store) getImage(ctx context.Context, name string) (images.Image, error)
 }
 
 // digestPrefix is how an argument refers to images by the digest of their
-// index (or manifest): "sha256:" and at least 12 of its hex digits.
-var digestPrefix = regexp.MustCompile(`^sha256:[0-9a-f]{12,64}$`)
+// index (or manifest): at least 12 of its hex digits, with or without
+// "sha256:", as "kiln images -q" and the table print them.
+var digestPrefix = regexp.MustCompile(`^(sha256:)?[0-9a-f]{12,64}$`)
 
 // lookup resolves an argument to image records: the image with that name,
-// or every image whose target digest starts with a "sha256:..." argument.
+// or else every image whose target digest starts with the argument.
 func (s *Store) lookup(ctx context.Context, arg string) ([]images.Image, error) {
 	ctx = s.WithNamespace(ctx)
-	if digestPrefix.MatchString(arg) {
-		all, err := s.client.ImageService().List(ctx)
+	if !strings.HasPrefix(arg, "sha256:") {
+		full, err := normalize(arg)
 		if err != nil {
-			return nil, fmt.Errorf("listing images in namespace %s: %w", s.namespace, err)
+			return nil, err
 		}
-		var out []images.Image
-		targets := map[string]bool{}
-		for _, img := range all {
-			if strings.HasPrefix(img.Target.Digest.String(), arg) {
-				out = append(out, img)
-				targets[img.Target.Digest.String()] = true
-			}
-		}
-		if len(targets) > 1 {
-			return nil, usage.Errorf("%s is the start of several digests: give more of it", arg)
-		}
-		if len(out) == 0 {
+		img, err := s.client.ImageService().Get(ctx, full)
+		switch {
+		case err == nil:
+			return []images.Image{img}, nil
+		case !errdefs.IsNotFound(err):
+			return nil, fmt.Errorf("reading image %s from containerd: %w", full, err)
+		case !digestPrefix.MatchString(arg):
 			return nil, &NotFoundError{Name: arg, Namespace: s.namespace}
 		}
-		sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-		return out, nil
 	}
-	full, err := normalize(arg)
+	if !digestPrefix.MatchString(arg) {
+		return nil, usage.Errorf("invalid digest %q: give \"sha256:\" and at least 12 hex digits, as \"kiln images -q\" prints", arg)
+	}
+	prefix := arg
+	if !strings.HasPrefix(prefix, "sha256:") {
+		prefix = "sha256:" + prefix
+	}
+	all, err := s.client.ImageService().List(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing images in namespace %s: %w", s.namespace, err)
 	}
-	img, err := s.client.ImageService().Get(ctx, full)
-	switch {
-	case errdefs.IsNotFound(err):
+	var out []images.Image
+	targets := map[string]bool{}
+	for _, img := range all {
+		if strings.HasPrefix(img.Target.Digest.String(), prefix) {
+			out = append(out, img)
+			targets[img.Target.Digest.String()] = true
+		}
+	}
+	if len(targets) > 1 {
+		return nil, usage.Errorf("%s is the start of several digests: give more of it", arg)
+	}
+	if len(out) == 0 {
 		return nil, &NotFoundError{Name: arg, Namespace: s.namespace}
-	case err != nil:
-		return nil, fmt.Errorf("reading image %s from containerd: %w", full, err)
 	}
-	return []images.Image{img}, nil
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }
 
 // ListOptions select and describe the images List returns.
@@ -436,10 +445,12 @@ func (s *Store) Remove(ctx context.Context, names []string, opts RemoveOptions) 
 		return nil, usage.Errorf("give the names of the images to remove")
 	}
 	for _, n := range names {
-		if !digestPrefix.MatchString(n) {
-			if _, err := normalize(n); err != nil {
-				return nil, err
+		if strings.HasPrefix(n, "sha256:") {
+			if !digestPrefix.MatchString(n) {
+				return nil, usage.Errorf("invalid digest %q: give \"sha256:\" and at least 12 hex digits, as \"kiln images -q\" prints", n)
 			}
+		} else if _, err := normalize(n); err != nil {
+			return nil, err
 		}
 	}
 	ctx = s.WithNamespace(ctx)
@@ -455,21 +466,22 @@ func (s *Store) Remove(ctx context.Context, names []string, opts RemoveOptions) 
 	}
 	var removed []string
 	var errs []error
-	done := map[string]bool{}
+	handled := map[string]bool{} // arguments and stored names dealt with
 	for _, n := range names {
-		imgs, err := s.lookup(ctx, n)
-		if err != nil {
-			if !done[n] {
-				errs = append(errs, err)
-			}
+		if handled["arg:"+n] {
 			continue
 		}
-		done[n] = true
+		handled["arg:"+n] = true
+		imgs, err := s.lookup(ctx, n)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		for _, img := range imgs {
-			if done[img.Name] {
+			if handled["name:"+img.Name] {
 				continue
 			}
-			done[img.Name] = true
+			handled["name:"+img.Name] = true
 			if ids := users[img.Name]; len(ids) > 0 {
 				sort.Strings(ids)
 				errs = append(errs, &InUseError{Name: img.Name, Containers: ids})

@@ -437,3 +437,20 @@ func TestNotFoundAndInUseMessages(t *testing.T) {
 		t.Errorf("joinErrors: %v", j)
 	}
 }
+
+func TestDigestPrefix(t *testing.T) {
+	full := dgst("x").String()
+	for arg, want := range map[string]bool{
+		full:                                     true,
+		full[:len("sha256:")+12]:                 true,
+		strings.TrimPrefix(full, "sha256:")[:12]: true,
+		full[:len("sha256:")+11]:                 false,
+		"sha256:XYZ":                             false,
+		"app:1":                                  false,
+		strings.TrimPrefix(full, "sha256:") + "0": false,
+	} {
+		if got := digestPrefix.MatchString(arg); got != want {
+			t.Errorf("digestPrefix.MatchString(%q) = %v, want %v", arg, got, want)
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kiln-build/kiln/store"
+)
+
+func saveCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "save",
+		Usage:     "write images, all their platforms, to an OCI archive that docker load also reads",
+		ArgsUsage: "NAME...",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write to this file (\"-\" or none: standard output, unless it is a terminal)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return usageErrorf("\"kiln save\" needs the names of the images to save, for example \"kiln save -o app.tar app:1\"")
+			}
+			out := c.String("output")
+			if (out == "" || out == "-") && isTerminal(c.App.Writer) {
+				return usageErrorf("refusing to write an image archive to a terminal: give -o FILE or redirect standard output")
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			if out == "" || out == "-" {
+				return st.Save(c.Context, c.App.Writer, c.Args().Slice())
+			}
+			return writeFileAtomic(out, func(w io.Writer) error {
+				return st.Save(c.Context, w, c.Args().Slice())
+			})
+		},
+	}
+}
+
+// writeFileAtomic writes path through a temporary file in its directory,
+// so a failed save leaves no truncated archive behind.
+func writeFileAtomic(path string, write func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return usageErrorf("cannot write %s: %w", path, err)
+	}
+	defer os.Remove(f.Name())
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+func loadCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "load",
+		Usage: "import the images of an archive (kiln save, docker save, OCI layout tar), all platforms, and unpack this host's",
+		Description: "kiln prints the name of each image loaded. Images the archive does not name are stored\n" +
+			"as docker.io/library/import@DIGEST.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "read this file (\"-\" or none: standard input, unless it is a terminal)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageErrorf("\"kiln load\" takes no arguments: give the archive with -i FILE or on standard input")
+			}
+			var r io.Reader = c.App.Reader
+			if r == nil {
+				r = os.Stdin
+			}
+			in := c.String("input")
+			if in != "" && in != "-" {
+				f, err := os.Open(in)
+				if err != nil {
+					return usageErrorf("cannot read the archive: %w", err)
+				}
+				defer f.Close()
+				r = f
+			} else if isTerminal(r) {
+				return usageErrorf("\"kiln load\" reads an archive from -i FILE or standard input, which is a terminal")
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			loaded, err := st.Load(c.Context, r, store.LoadOptions{Snapshotter: engineConfig(c).Snapshotter, Progress: c.App.ErrWriter})
+			if err != nil {
+				return err
+			}
+			for _, l := range loaded {
+				fmt.Fprintln(c.App.Writer, l.Name)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kiln-build/kiln/store"
+)
+
+func registryFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "insecure-registry", Usage: "allow plain HTTP and unverified TLS certificates (loopback registries always allow HTTP)"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print no progress"},
+	}
+}
+
+func registryOptions(c *cli.Context) store.RegistryOptions {
+	return store.RegistryOptions{Insecure: c.Bool("insecure-registry"), Warnings: c.App.ErrWriter}
+}
+
+func progressWriter(c *cli.Context) io.Writer {
+	if c.Bool("quiet") {
+		return nil
+	}
+	return c.App.ErrWriter
+}
+
+func pullCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "pull",
+		Usage:     "fetch an image from its registry into the namespace and unpack this host's platform",
+		ArgsUsage: "NAME",
+		Description: "Without --platform only this host's platform is fetched. The index is always stored whole,\n" +
+			"so pulling some platforms of a multi-platform image leaves the others partial\n" +
+			"(see \"kiln images --platforms\"). Progress goes to standard error, the image name to\n" +
+			"standard output. Credentials come from the docker config file and its credential helpers.",
+		Flags: append([]cli.Flag{
+			&cli.StringSliceFlag{Name: "platform", Usage: "fetch these platforms, e.g. linux/arm64 (repeatable or comma-separated)"},
+			&cli.BoolFlag{Name: "all-platforms", Usage: "fetch every platform"},
+		}, registryFlags()...),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageErrorf("\"kiln pull\" needs exactly one image name, for example \"kiln pull registry.example.com/app:1\"")
+			}
+			ps, err := store.ParsePlatforms(c.StringSlice("platform"))
+			if err != nil {
+				return err
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			res, err := st.Pull(c.Context, c.Args().First(), store.PullOptions{
+				Platforms:    ps,
+				AllPlatforms: c.Bool("all-platforms"),
+				Snapshotter:  engineConfig(c).Snapshotter,
+				Registry:     registryOptions(c),
+				Progress:     progressWriter(c),
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.App.Writer, res.Name)
+			return nil
+		},
+	}
+}
+
+func pushCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "push",
+		Usage:     "upload an image, every platform and blob, to the registry its name points at",
+		ArgsUsage: "NAME",
+		Description: "kiln pushes the image's index with all of its content and refuses a partial image, naming\n" +
+			"what is missing. --platform pushes a new index holding only those platforms. Progress goes\n" +
+			"to standard error; NAME@DIGEST of what was pushed to standard output. Credentials come from\n" +
+			"the docker config file and its credential helpers (\"docker login\").",
+		Flags: append([]cli.Flag{
+			&cli.StringSliceFlag{Name: "platform", Usage: "push only these platforms, e.g. linux/amd64 (repeatable or comma-separated)"},
+		}, registryFlags()...),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageErrorf("\"kiln push\" needs exactly one image name, for example \"kiln push registry.example.com/app:1\"")
+			}
+			ps, err := store.ParsePlatforms(c.StringSlice("platform"))
+			if err != nil {
+				return err
+			}
+			st, err := openStore(c)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			res, err := st.Push(c.Context, c.Args().First(), store.PushOptions{
+				Platforms: ps,
+				Registry:  registryOptions(c),
+				Progress:  progressWriter(c),
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "%s@%s\n", res.Name, res.Descriptor.Digest)
+			return nil
+		},
+	}
+}
