@@ -9,7 +9,7 @@ ARCHES  := amd64 arm64 arm
 TOOLS    := $(CURDIR)/_output/bin
 FIXTURES := $(CURDIR)/_output/fixtures
 
-.PHONY: all build cross deps fmt-check vet unit integration test demo clean
+.PHONY: all build cross deps fmt-check vet unit fuzz integration test demo clean
 
 all: build
 
@@ -45,7 +45,17 @@ integration:
 	KILN_BINARY=$(CURDIR)/bin/kiln KILN_TOOLS=$(TOOLS) KILN_FIXTURES=$(FIXTURES) \
 		$(GO) test -count=1 -timeout 30m -v ./integration/...
 
-test: deps build fmt-check vet unit integration
+# A short run of every go test -fuzz target (seed corpora in each package's testdata/fuzz).
+FUZZTIME ?= 5s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./... | grep -v '/integration$$'); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+test: deps build fmt-check vet unit fuzz integration
 
 demo: deps build
 	hack/demo.sh

@@ -399,3 +399,41 @@ func TestOldContainerdIsNamed(t *testing.T) {
 	dir := contextDir(t, map[string]string{"Dockerfile": "FROM scratch\n"})
 	e.kiln("build", dir).fails(t, 1, "containerd v1.5.18 at "+sock+" is too old: kiln needs containerd 1.6 or newer; upgrade it")
 }
+
+func TestLargeContextStreams(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.busyboxBase(t, "busybox", "linux/amd64")
+	dir := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN --mount=type=bind,source=big,target=/big wc -c /big > /size\n"})
+	// 1 GiB of data the context transfer must read and send whole.
+	f, err := os.Create(filepath.Join(dir, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte("kiln-large-context-"), 1<<16)
+	for written := 0; written < 1<<30; written += len(chunk) {
+		if _, err := f.Write(chunk[:min(len(chunk), 1<<30-written)]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+
+	r := e.startKiln("build", "--progress", "plain", "-t", "large", dir)
+	code, out := r.wait(t)
+	if code != 0 {
+		t.Fatalf("exit code %d:\n%s", code, out)
+	}
+	if !regexp.MustCompile(`transferring context: 1\.\d+GB`).MatchString(out) {
+		t.Errorf("no visible progress of the context transfer:\n%s", out)
+	}
+	got := e.ctr("run", "--rm", "docker.io/library/large:latest", "large-size", "cat", "/size").ok(t).Stdout
+	if !strings.HasPrefix(strings.TrimSpace(got), "1073741824") {
+		t.Errorf("the step saw %q bytes, want 1073741824", got)
+	}
+	// Memory stays bounded: the context streams instead of being held.
+	maxRSS := r.cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
+	t.Logf("kiln's peak RSS for a 1 GiB context: %d MiB", maxRSS>>20)
+	if maxRSS > 256<<20 {
+		t.Errorf("kiln's peak RSS was %d MiB for a 1 GiB context, want under 256 MiB", maxRSS>>20)
+	}
+}
