@@ -59,6 +59,9 @@ func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
 	if w := req.syntaxWarning(); w != "" {
 		fmt.Fprintln(opts.Stderr, w)
 	}
+	for _, w := range req.warnings {
+		fmt.Fprintln(opts.Stderr, w)
+	}
 	runnable, err := ensureEmulation(ctx, req)
 	if err != nil {
 		return nil, err
@@ -72,7 +75,7 @@ func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
 
 	resp, rec, err := solve(ctx, in.engine.client, req)
 	if err != nil {
-		return nil, explain(ctx, in.store, req, rec, err)
+		return nil, withOptionHint(explain(ctx, in.store, req, rec, err))
 	}
 	res := &Result{
 		Digest:    resp.ExporterResponse["containerimage.digest"],
@@ -134,12 +137,22 @@ func solve(ctx context.Context, c *bkclient.Client, req *request) (*bkclient.Sol
 	if err != nil {
 		return nil, nil, err
 	}
+	mounts := map[string]fsutil.FS{"context": contextFS, "dockerfile": dockerfileFS}
+	for key, dir := range req.contextDirs {
+		if mounts[key], err = fsutil.NewFS(dir); err != nil {
+			return nil, nil, fmt.Errorf("reading build context %s: %w", dir, err)
+		}
+	}
 	solveOpt := bkclient.SolveOpt{
-		Frontend:      "dockerfile.v0",
-		FrontendAttrs: req.frontendAttrs,
-		LocalMounts:   map[string]fsutil.FS{"context": contextFS, "dockerfile": dockerfileFS},
-		Exports:       exports,
-		Session:       []session.Attachable{authProvider(req.opts.Stderr)},
+		Frontend:            "dockerfile.v0",
+		FrontendAttrs:       req.frontendAttrs,
+		LocalMounts:         mounts,
+		OCIStores:           req.ociStores,
+		Exports:             req.withExportAttrs(exports),
+		CacheImports:        req.cacheImports,
+		CacheExports:        req.cacheExports,
+		AllowedEntitlements: req.entitlements,
+		Session:             append([]session.Attachable{authProvider(req.opts.Stderr)}, req.attachables...),
 	}
 
 	statusCh := make(chan *bkclient.SolveStatus)

@@ -10,7 +10,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/containerd/containerd/v2/core/content"
+	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/session"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/store"
@@ -59,6 +62,44 @@ type Options struct {
 	// platforms this host cannot run.
 	NoAutoEmulation bool
 
+	// Secrets are --secret values: id=ID,src=FILE or id=ID,env=VARIABLE.
+	Secrets []string
+	// SSH are --ssh values: default (the agent at $SSH_AUTH_SOCK) or
+	// ID=PATH[,PATH...] with agent sockets or private key files.
+	SSH []string
+	// BuildContexts are --build-context values: NAME=DIR,
+	// NAME=docker-image://REF or NAME=oci-layout://PATH[:TAG][@DIGEST].
+	BuildContexts []string
+	// CacheFrom and CacheTo are --cache-from and --cache-to values of type
+	// local, registry (and, for CacheTo, inline).
+	CacheFrom, CacheTo []string
+	// NoCacheFilter are stages to rebuild without cache.
+	NoCacheFilter []string
+	// Network is the network of RUN steps: default, none or host.
+	Network string
+	// AddHosts are HOST:IP entries added to /etc/hosts of RUN steps.
+	AddHosts []string
+	// ShmSize is the size of /dev/shm in RUN steps, e.g. 64m.
+	ShmSize string
+	// Ulimits are NAME=SOFT[:HARD] resource limits of RUN steps.
+	Ulimits []string
+	// Allow are entitlements granted to the build: network.host,
+	// security.insecure.
+	Allow []string
+	// SourceDateEpoch, when set (or $SOURCE_DATE_EPOCH), pins every
+	// timestamp of the image to these seconds since 1970.
+	SourceDateEpoch string
+	// Attest are --attest values: type=provenance[,mode=min|max].
+	Attest []string
+	// Provenance is buildx's --provenance shorthand: true, false or
+	// mode=min|max.
+	Provenance string
+	// Annotations are [TYPE[PLATFORM]:]KEY=VALUE annotations of the image.
+	Annotations []string
+	// Compression is the layer compression: gzip, zstd, estargz or
+	// uncompressed; CompressionLevel its level.
+	Compression, CompressionLevel string
+
 	// Stdin, Stdout and Stderr are the streams the build reads and writes.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -78,11 +119,22 @@ type request struct {
 	outputs       []Output
 	progress      string
 	opts          *Options
+
+	// exportAttrs go to every exporter that writes an image.
+	exportAttrs  map[string]string
+	attachables  []session.Attachable // secrets and ssh agents
+	contextDirs  map[string]string    // --build-context directories by session key
+	ociStores    map[string]content.Store
+	cacheImports []bkclient.CacheOptionsEntry
+	cacheExports []bkclient.CacheOptionsEntry
+	entitlements []string
+	warnings     []string
 }
 
 // prepare validates the options and resolves paths, names and platforms.
 func (o *Options) prepare() (*request, error) {
-	r := &request{opts: o, frontendAttrs: map[string]string{}}
+	r := &request{opts: o, frontendAttrs: map[string]string{}, exportAttrs: map[string]string{},
+		contextDirs: map[string]string{}, ociStores: map[string]content.Store{}}
 	if err := r.resolveContext(o.ContextDir); err != nil {
 		return nil, err
 	}
@@ -105,6 +157,11 @@ func (o *Options) prepare() (*request, error) {
 	}
 	if err := r.setAttrs(); err != nil {
 		return nil, err
+	}
+	for _, step := range []func() error{r.setRunAttrs, r.setExportAttrs, r.resolveContexts, r.resolveCache, r.resolveSecrets} {
+		if err := step(); err != nil {
+			return nil, err
+		}
 	}
 	return r, nil
 }
@@ -231,16 +288,13 @@ func (r *request) setAttrs() error {
 		a["image-resolve-mode"] = "pull"
 	}
 	for _, kv := range r.opts.BuildArgs {
-		k, v, ok := strings.Cut(kv, "=")
-		if k == "" {
-			return usage.Errorf("invalid --build-arg %q: use KEY=VALUE, or KEY to take the value from the environment", kv)
+		k, v, ok, err := ParseBuildArg(kv, os.LookupEnv)
+		if err != nil {
+			return err
 		}
-		if !ok {
-			if v, ok = os.LookupEnv(k); !ok {
-				continue
-			}
+		if ok {
+			a["build-arg:"+k] = v
 		}
-		a["build-arg:"+k] = v
 	}
 	for _, kv := range r.opts.Labels {
 		k, v, _ := strings.Cut(kv, "=")
@@ -250,6 +304,20 @@ func (r *request) setAttrs() error {
 		a["label:"+k] = v
 	}
 	return nil
+}
+
+// ParseBuildArg parses a --build-arg value: KEY=VALUE, or a bare KEY that
+// takes its value from lookup (the environment). ok is false for a bare
+// KEY that lookup does not know: docker then leaves the argument unset.
+func ParseBuildArg(s string, lookup func(string) (string, bool)) (key, value string, ok bool, err error) {
+	k, v, hasValue := strings.Cut(s, "=")
+	if k == "" || strings.TrimSpace(k) != k || strings.ContainsAny(k, "\r\n") {
+		return "", "", false, usage.Errorf("invalid --build-arg %q: use KEY=VALUE, or KEY to take the value from the environment", s)
+	}
+	if !hasValue {
+		v, hasValue = lookup(k)
+	}
+	return k, v, hasValue, nil
 }
 
 // syntaxWarning says when the Dockerfile asks for a frontend kiln will not

@@ -1,0 +1,139 @@
+package builder
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	bkclient "github.com/moby/buildkit/client"
+
+	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/usage"
+)
+
+// ParseCacheFrom parses a --cache-from value: "type=local,src=DIR",
+// "type=registry,ref=REF", or a bare REF (a registry cache or an image
+// built with inline cache), as buildx accepts them.
+func ParseCacheFrom(s string) (bkclient.CacheOptionsEntry, error) {
+	e, err := parseCacheEntry("--cache-from", s)
+	if err != nil {
+		return e, err
+	}
+	switch e.Type {
+	case "local":
+		if e.Attrs["src"] == "" {
+			return e, usage.Errorf("--cache-from type=local needs src=DIR, the directory a --cache-to type=local,dest=DIR wrote")
+		}
+	case "registry":
+		if err := normalizeCacheRef("--cache-from", e); err != nil {
+			return e, err
+		}
+	case "inline":
+		return e, usage.Errorf("--cache-from type=inline is not a cache source: inline cache travels inside an image, so use --cache-from type=registry,ref=IMAGE")
+	default:
+		return e, usage.Errorf("unsupported --cache-from type %q: kiln reads cache of type local or registry", e.Type)
+	}
+	return e, nil
+}
+
+// ParseCacheTo parses a --cache-to value: "type=local,dest=DIR",
+// "type=registry,ref=REF" or "type=inline", with BuildKit's options such
+// as mode=max. The mode defaults to min, as in buildx.
+func ParseCacheTo(s string) (bkclient.CacheOptionsEntry, error) {
+	e, err := parseCacheEntry("--cache-to", s)
+	if err != nil {
+		return e, err
+	}
+	switch e.Type {
+	case "local":
+		if e.Attrs["dest"] == "" {
+			return e, usage.Errorf("--cache-to type=local needs dest=DIR")
+		}
+	case "registry":
+		if err := normalizeCacheRef("--cache-to", e); err != nil {
+			return e, err
+		}
+	case "inline":
+	default:
+		return e, usage.Errorf("unsupported --cache-to type %q: kiln writes cache of type local, registry or inline", e.Type)
+	}
+	if m, ok := e.Attrs["mode"]; ok && m != "min" && m != "max" {
+		return e, usage.Errorf("invalid --cache-to %q: mode must be min or max, not %q", s, m)
+	}
+	if _, ok := e.Attrs["mode"]; !ok && e.Type != "inline" {
+		e.Attrs["mode"] = "min"
+	}
+	return e, nil
+}
+
+func parseCacheEntry(flag, s string) (bkclient.CacheOptionsEntry, error) {
+	e := bkclient.CacheOptionsEntry{Attrs: map[string]string{}}
+	if !strings.Contains(s, "=") && strings.TrimSpace(s) != "" {
+		e.Type, e.Attrs["ref"] = "registry", strings.TrimSpace(s)
+		return e, nil
+	}
+	fields, err := splitFields(flag, s)
+	if err != nil {
+		return e, err
+	}
+	for _, f := range fields {
+		k, v, ok := strings.Cut(f, "=")
+		k = strings.ToLower(strings.TrimSpace(k))
+		if !ok || k == "" {
+			return e, usage.Errorf("invalid %s %q: %q is not KEY=VALUE", flag, s, f)
+		}
+		if k == "type" {
+			e.Type = v
+		} else {
+			e.Attrs[k] = v
+		}
+	}
+	if e.Type == "" {
+		return e, usage.Errorf("invalid %s %q: missing type=; use type=local, type=registry or type=inline", flag, s)
+	}
+	return e, nil
+}
+
+// normalizeCacheRef checks a registry cache's ref and writes it the way
+// docker names images, so "localhost:5000/cache" means what it says.
+func normalizeCacheRef(flag string, e bkclient.CacheOptionsEntry) error {
+	ref := e.Attrs["ref"]
+	if ref == "" {
+		return usage.Errorf("%s type=registry needs ref=REGISTRY/REPOSITORY[:TAG]", flag)
+	}
+	name, err := store.NormalizeName(ref)
+	if err != nil {
+		return usage.Errorf("invalid %s ref: %w", flag, err)
+	}
+	e.Attrs["ref"] = name
+	return nil
+}
+
+// resolveCache parses --cache-from and --cache-to. A local cache directory
+// that does not exist yet is worth a warning, not a failure: the first build
+// of a pipeline has nothing to import.
+func (r *request) resolveCache() error {
+	for _, v := range r.opts.CacheFrom {
+		e, err := ParseCacheFrom(v)
+		if err != nil {
+			return err
+		}
+		if e.Type == "local" {
+			src := e.Attrs["src"]
+			if _, err := os.Stat(filepath.Join(src, "index.json")); err != nil {
+				r.warnings = append(r.warnings, fmt.Sprintf("warning: --cache-from %s: no cache there yet (no index.json); building without it", src))
+				continue
+			}
+		}
+		r.cacheImports = append(r.cacheImports, e)
+	}
+	for _, v := range r.opts.CacheTo {
+		e, err := ParseCacheTo(v)
+		if err != nil {
+			return err
+		}
+		r.cacheExports = append(r.cacheExports, e)
+	}
+	return nil
+}

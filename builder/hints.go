@@ -1,0 +1,65 @@
+package builder
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+)
+
+var (
+	entitlementTrap = regexp.MustCompile(`(network\.host|security\.insecure) is not allowed`)
+	secretTrap      = regexp.MustCompile(`secret (\S+): not found`)
+	sshTrap         = regexp.MustCompile(`no SSH key "([^"]*)" forwarded from the client`)
+)
+
+// hintError is a failed build with the option that would have fixed it.
+type hintError struct {
+	msg string
+	err error
+}
+
+func (e *hintError) Error() string { return e.msg }
+func (e *hintError) Unwrap() error { return e.err }
+
+// withOptionHint tells the user which kiln option a build was missing: an
+// entitlement, a secret or an ssh agent the Dockerfile asks for.
+func withOptionHint(err error) error {
+	if err == nil {
+		return nil
+	}
+	hint := optionHint(err.Error())
+	if hint == "" {
+		return err
+	}
+	var be *BuildError
+	if errors.As(err, &be) {
+		be.Message += ": " + hint
+		return err
+	}
+	msg := err.Error()
+	if m := entitlementTrap.FindString(msg); m != "" {
+		msg = m
+	}
+	return &hintError{msg: msg + ": " + hint, err: err}
+}
+
+func optionHint(msg string) string {
+	if m := entitlementTrap.FindStringSubmatch(msg); m != nil {
+		step := "RUN --network=host"
+		if m[1] == EntitlementSecurityInsecure {
+			step = "RUN --security=insecure"
+		}
+		return fmt.Sprintf("%s needs it granted: pass --allow %s", step, m[1])
+	}
+	if m := secretTrap.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("pass the secret with --secret id=%s,src=FILE or --secret id=%s,env=VARIABLE", m[1], m[1])
+	}
+	if m := sshTrap.FindStringSubmatch(msg); m != nil {
+		id := m[1]
+		if id == "" || id == "default" {
+			return "forward an ssh-agent with --ssh default, or a key with --ssh default=KEYFILE"
+		}
+		return fmt.Sprintf("forward an ssh-agent or key with --ssh %s=SOCKET|KEYFILE", id)
+	}
+	return ""
+}

@@ -1,0 +1,243 @@
+package builder
+
+import (
+	"encoding/csv"
+	"errors"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/moby/buildkit/session/secrets/secretsprovider"
+	"github.com/moby/buildkit/session/sshforward/sshprovider"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/kiln-build/kiln/usage"
+)
+
+// Secret is one parsed --secret value: the ID a Dockerfile mounts it by, and
+// where its value comes from (a file or an environment variable).
+type Secret struct {
+	ID   string
+	File string
+	Env  string
+}
+
+// ParseSecret parses docker's --secret syntax: "id=ID,src=FILE",
+// "id=ID,env=VAR", "type=file|env,id=ID,source=..." or a bare "ID", which
+// takes the environment variable ID when it is set and the file ID
+// otherwise, as buildx does. It checks the syntax only.
+func ParseSecret(s string) (Secret, error) {
+	fields, err := splitFields("--secret", s)
+	if err != nil {
+		return Secret{}, err
+	}
+	var sec Secret
+	typ := ""
+	for _, f := range fields {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			if len(fields) == 1 && f != "" {
+				return Secret{ID: f}, nil
+			}
+			return Secret{}, usage.Errorf("invalid --secret %q: %q is not KEY=VALUE; use id=ID,src=FILE or id=ID,env=VARIABLE", s, f)
+		}
+		switch strings.ToLower(strings.TrimSpace(k)) {
+		case "id":
+			sec.ID = v
+		case "src", "source":
+			sec.File = v
+		case "env":
+			sec.Env = v
+		case "type":
+			if v != "file" && v != "env" {
+				return Secret{}, usage.Errorf("invalid --secret %q: type must be file or env, not %q", s, v)
+			}
+			typ = v
+		default:
+			return Secret{}, usage.Errorf("invalid --secret %q: unknown key %q; use id=ID,src=FILE or id=ID,env=VARIABLE", s, k)
+		}
+	}
+	if typ == "env" && sec.Env == "" {
+		sec.Env, sec.File = sec.File, ""
+	}
+	if sec.File == "" && sec.Env == "" {
+		switch typ {
+		case "env":
+			sec.Env = sec.ID
+		case "file":
+			sec.File = sec.ID
+		}
+	}
+	switch {
+	case sec.ID == "":
+		return Secret{}, usage.Errorf("invalid --secret %q: missing id=; use id=ID,src=FILE or id=ID,env=VARIABLE", s)
+	case sec.File != "" && sec.Env != "":
+		return Secret{}, usage.Errorf("invalid --secret %q: give either src=FILE or env=VARIABLE, not both", s)
+	}
+	return sec, nil
+}
+
+// source resolves where the value of s comes from and checks that it is
+// there, so a typo fails before the build starts.
+func (s Secret) source() (secretsprovider.Source, error) {
+	if s.File == "" && s.Env == "" {
+		if _, ok := os.LookupEnv(s.ID); ok {
+			s.Env = s.ID
+		} else {
+			s.File = s.ID
+		}
+	}
+	if s.Env != "" {
+		if _, ok := os.LookupEnv(s.Env); !ok {
+			return secretsprovider.Source{}, usage.Errorf("secret %q: environment variable %s is not set: export it, or pass the secret with src=FILE", s.ID, s.Env)
+		}
+		return secretsprovider.Source{ID: s.ID, Env: s.Env}, nil
+	}
+	fi, err := os.Stat(s.File)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return secretsprovider.Source{}, usage.Errorf("secret %q: file %s does not exist: check src= of --secret", s.ID, s.File)
+	case err != nil:
+		return secretsprovider.Source{}, usage.Errorf("secret %q: cannot read %s: %w", s.ID, s.File, err)
+	case fi.IsDir():
+		return secretsprovider.Source{}, usage.Errorf("secret %q: %s is a directory: src= must name a file", s.ID, s.File)
+	case fi.Size() > secretsprovider.MaxSecretSize:
+		return secretsprovider.Source{}, usage.Errorf("secret %q: %s is larger than the %d bytes a secret may hold", s.ID, s.File, secretsprovider.MaxSecretSize)
+	}
+	return secretsprovider.Source{ID: s.ID, FilePath: s.File}, nil
+}
+
+// ParseSSH parses docker's --ssh syntax: "default" (the agent at
+// $SSH_AUTH_SOCK), or "ID=PATH[,PATH...]" where each PATH is an agent socket
+// or a private key file. It checks the syntax only.
+func ParseSSH(s string) (sshprovider.AgentConfig, error) {
+	id, paths, hasPaths := strings.Cut(s, "=")
+	id = strings.TrimSpace(id)
+	if id == "" {
+		return sshprovider.AgentConfig{}, usage.Errorf("invalid --ssh %q: missing ID; use default, or ID=PATH with an agent socket or key file", s)
+	}
+	if strings.ContainsAny(id, ", ") {
+		return sshprovider.AgentConfig{}, usage.Errorf("invalid --ssh %q: the ID %q may not contain commas or spaces", s, id)
+	}
+	cfg := sshprovider.AgentConfig{ID: id}
+	if !hasPaths {
+		return cfg, nil
+	}
+	for _, p := range strings.Split(paths, ",") {
+		if p == "" {
+			return sshprovider.AgentConfig{}, usage.Errorf("invalid --ssh %q: empty path; use ID=PATH with an agent socket or key file", s)
+		}
+		cfg.Paths = append(cfg.Paths, p)
+	}
+	return cfg, nil
+}
+
+// resolveSecrets turns --secret and --ssh into the session attachables that
+// hand their values to the build. Values are read only when a step mounts
+// them; nothing here puts them in the build's definition.
+func (r *request) resolveSecrets() error {
+	var sources []secretsprovider.Source
+	seen := map[string]bool{}
+	for _, v := range r.opts.Secrets {
+		sec, err := ParseSecret(v)
+		if err != nil {
+			return err
+		}
+		if seen[sec.ID] {
+			return usage.Errorf("secret %q is given twice: give each --secret id once", sec.ID)
+		}
+		seen[sec.ID] = true
+		src, err := sec.source()
+		if err != nil {
+			return err
+		}
+		sources = append(sources, src)
+	}
+	if len(sources) > 0 {
+		st, err := secretsprovider.NewStore(sources)
+		if err != nil {
+			return usage.Errorf("reading secrets: %w", err)
+		}
+		r.attachables = append(r.attachables, secretsprovider.NewSecretProvider(st))
+	}
+	return r.resolveSSH()
+}
+
+func (r *request) resolveSSH() error {
+	var configs []sshprovider.AgentConfig
+	seen := map[string]bool{}
+	for _, v := range r.opts.SSH {
+		cfg, err := ParseSSH(v)
+		if err != nil {
+			return err
+		}
+		if seen[cfg.ID] {
+			return usage.Errorf("--ssh %s is given twice: give each ID once", cfg.ID)
+		}
+		seen[cfg.ID] = true
+		if len(cfg.Paths) == 0 {
+			sock := os.Getenv("SSH_AUTH_SOCK")
+			if sock == "" {
+				return usage.Errorf("--ssh %s needs an ssh-agent, and SSH_AUTH_SOCK is not set: start one (eval $(ssh-agent); ssh-add) or name a key, e.g. --ssh %s=$HOME/.ssh/id_ed25519", cfg.ID, cfg.ID)
+			}
+			cfg.Paths = []string{sock}
+		}
+		for _, p := range cfg.Paths {
+			if err := checkSSHPath(cfg.ID, p); err != nil {
+				return err
+			}
+		}
+		configs = append(configs, cfg)
+	}
+	if len(configs) == 0 {
+		return nil
+	}
+	sp, err := sshprovider.NewSSHAgentProvider(configs)
+	if err != nil {
+		return usage.Errorf("--ssh: %w: give an ssh-agent socket or an unencrypted private key file", err)
+	}
+	r.attachables = append(r.attachables, sp)
+	return nil
+}
+
+// checkSSHPath checks that an --ssh path is an agent socket or a private
+// key that can be used without a passphrase.
+func checkSSHPath(id, p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return usage.Errorf("--ssh %s: %s: %w: give an ssh-agent socket or a private key file", id, p, errors.Unwrap(err))
+	}
+	if fi.Mode()&fs.ModeSocket != 0 {
+		return nil
+	}
+	dt, err := os.ReadFile(p)
+	if err != nil {
+		return usage.Errorf("--ssh %s: cannot read %s: %w", id, p, err)
+	}
+	_, err = ssh.ParseRawPrivateKey(dt)
+	var missing *ssh.PassphraseMissingError
+	switch {
+	case errors.As(err, &missing):
+		return usage.Errorf("--ssh %s: key %s is protected by a passphrase: add it to an ssh-agent (ssh-add) and pass --ssh %s instead", id, p, id)
+	case err != nil:
+		return usage.Errorf("--ssh %s: %s is neither an ssh-agent socket nor a private key (%w)", id, p, err)
+	}
+	return nil
+}
+
+// splitFields splits a comma-separated flag value, honouring CSV quotes.
+func splitFields(flag, s string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, usage.Errorf("empty %s value", flag)
+	}
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, usage.Errorf("invalid %s %q: it may not contain line breaks", flag, s)
+	}
+	r := csv.NewReader(strings.NewReader(s))
+	r.LazyQuotes = true
+	fields, err := r.Read()
+	if err != nil {
+		return nil, usage.Errorf("invalid %s %q: %w", flag, s, err)
+	}
+	return fields, nil
+}
