@@ -1,7 +1,10 @@
 package builder
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
+	"encoding/pem"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +14,7 @@ import (
 	bkclient "github.com/moby/buildkit/client"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/kiln-build/kiln/usage"
 )
@@ -457,4 +461,54 @@ func TestOptionHint(t *testing.T) {
 	if !strings.Contains(err.Error(), "step x failed: secret token: not found: pass the secret with --secret id=token") {
 		t.Errorf("hint on a step error: %v", err)
 	}
+}
+
+func TestCheckSSHPath(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "agent.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, key, _ := ed25519.GenerateKey(nil)
+	plain, err := ssh.MarshalPrivateKey(key, "plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	locked, err := ssh.MarshalPrivateKeyWithPassphrase(key, "locked", []byte("pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, b, 0o600)
+		return p
+	}
+	if err := checkSSHPath("default", sock); err != nil {
+		t.Errorf("agent socket: %v", err)
+	}
+	if err := checkSSHPath("deploy", write("plain", pem.EncodeToMemory(plain))); err != nil {
+		t.Errorf("unencrypted key: %v", err)
+	}
+	wantUsage(t, "encrypted key", checkSSHPath("deploy", write("locked", pem.EncodeToMemory(locked))), "protected by a passphrase")
+	wantUsage(t, "not a key", checkSSHPath("deploy", write("text", []byte("hello"))), "neither an ssh-agent socket nor a private key")
+	wantUsage(t, "missing", checkSSHPath("deploy", filepath.Join(dir, "missing")), "no such file or directory")
+}
+
+func TestSourceDateEpochFromBuildArg(t *testing.T) {
+	t.Setenv("SOURCE_DATE_EPOCH", "5")
+	r, err := (&Options{ContextDir: writeContext(t, "FROM scratch\n"), BuildArgs: []string{"SOURCE_DATE_EPOCH=7"}}).prepare()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.frontendAttrs["build-arg:SOURCE_DATE_EPOCH"] != "7" || r.exportAttrs["rewrite-timestamp"] != "true" {
+		t.Errorf("--build-arg SOURCE_DATE_EPOCH wins over the environment and rewrites timestamps: %v %v", r.frontendAttrs, r.exportAttrs)
+	}
+	r, err = (&Options{ContextDir: writeContext(t, "FROM scratch\n"), SourceDateEpoch: "9", BuildArgs: []string{"SOURCE_DATE_EPOCH=7"}}).prepare()
+	if err != nil || r.frontendAttrs["build-arg:SOURCE_DATE_EPOCH"] != "9" {
+		t.Errorf("--source-date-epoch wins: %v %v", r, err)
+	}
+	_, err = (&Options{ContextDir: writeContext(t, "FROM scratch\n"), BuildArgs: []string{"SOURCE_DATE_EPOCH=soon"}}).prepare()
+	wantUsage(t, "bad build arg", err, `invalid SOURCE_DATE_EPOCH "soon"`)
 }

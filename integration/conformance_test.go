@@ -469,9 +469,12 @@ func checkNetworkOption(t *testing.T, c *caseRun) {
 		p.want(t, "/interfaces.txt", "lo\n")
 		p.want(t, "/wget.txt", "unreachable\n")
 	}
-	// Without the option the same steps reach the host: the option did it.
-	for _, p := range c.build(t).each() {
-		p.want(t, "/wget.txt", "hello from the host\n")
+	// Without the option, or with --network host (which grants
+	// network.host by itself), the same steps reach the host.
+	for _, opts := range [][]string{nil, {"--network", "host"}} {
+		for _, p := range c.build(t, opts...).each() {
+			p.want(t, "/wget.txt", "hello from the host\n")
+		}
 	}
 }
 
@@ -964,7 +967,7 @@ func TestConformanceOptionErrors(t *testing.T) {
 		{[]string{"--secret", "id=x,src=" + file, "--secret", "id=x,src=" + file}, `secret "x" is given twice`},
 		{[]string{"--ssh", "default"}, "SSH_AUTH_SOCK is not set"},
 		{[]string{"--ssh", "deploy=/nonexistent/key"}, "--ssh deploy: /nonexistent/key: no such file or directory"},
-		{[]string{"--ssh", "deploy=" + file}, "--ssh: "},
+		{[]string{"--ssh", "deploy=" + file}, "is neither an ssh-agent socket nor a private key"},
 		{[]string{"--build-context", "extra"}, "use NAME=DIR, NAME=docker-image://REF or NAME=oci-layout://PATH"},
 		{[]string{"--build-context", "extra=/nonexistent/dir"}, "--build-context extra: directory /nonexistent/dir does not exist"},
 		{[]string{"--build-context", "extra=" + file}, "is not a directory"},
