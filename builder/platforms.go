@@ -8,53 +8,52 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/emulation"
+	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/usage"
 )
 
 // ParsePlatforms parses --platform values: each may hold several platforms
 // separated by commas, in any form containerd accepts ("arm64",
 // "linux/arm/v7", "aarch64"). The result is normalised and de-duplicated in
-// the order given.
+// the order given, and holds only platforms kiln can build.
 func ParsePlatforms(values []string) ([]ocispecs.Platform, error) {
-	var out []ocispecs.Platform
-	seen := map[string]bool{}
-	for _, v := range values {
-		for _, s := range strings.Split(v, ",") {
-			p, err := ParsePlatform(s)
-			if err != nil {
-				return nil, err
-			}
-			key := platforms.Format(p)
-			if !seen[key] {
-				seen[key] = true
-				out = append(out, p)
-			}
+	ps, err := store.ParsePlatforms(values)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ps {
+		if err := checkBuildable(p); err != nil {
+			return nil, err
 		}
 	}
-	return out, nil
+	return ps, nil
 }
 
 // ParsePlatform parses and normalises one platform and rejects those kiln
 // cannot build.
 func ParsePlatform(s string) (ocispecs.Platform, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return ocispecs.Platform{}, usage.Errorf("invalid platform \"\": give one like linux/amd64, linux/arm64 or linux/arm/v7")
-	}
-	p, err := platforms.Parse(s)
+	ps, err := ParsePlatforms([]string{s})
 	if err != nil {
-		return ocispecs.Platform{}, usage.Errorf("invalid platform %q: give one like linux/amd64, linux/arm64 or linux/arm/v7", s)
+		return ocispecs.Platform{}, err
 	}
-	p = platforms.Normalize(p)
+	if len(ps) != 1 {
+		return ocispecs.Platform{}, usage.Errorf("invalid platform %q: give one platform, like linux/arm64", s)
+	}
+	return ps[0], nil
+}
+
+// checkBuildable rejects platforms no Linux runtime here could run.
+func checkBuildable(p ocispecs.Platform) error {
+	s := platforms.Format(p)
 	if p.OS != "linux" {
-		return ocispecs.Platform{}, usage.Errorf("unsupported platform %q: kiln builds Linux images only (linux/amd64, linux/arm64, ...)", s)
+		return usage.Errorf("unsupported platform %q: kiln builds Linux images only (linux/amd64, linux/arm64, ...)", s)
 	}
 	// The emulation table lists every architecture kiln can build for,
 	// natively or under QEMU; anything else is a typo.
 	if _, err := emulation.LookupArch(p); err != nil {
-		return ocispecs.Platform{}, usage.Errorf("unknown architecture %q in platform %q: use one of %s", p.Architecture, s, strings.Join(architectures(), ", "))
+		return usage.Errorf("unknown architecture %q in platform %q: use one of %s", p.Architecture, s, strings.Join(architectures(), ", "))
 	}
-	return p, nil
+	return nil
 }
 
 func architectures() []string {
