@@ -135,7 +135,7 @@ func newEngine(ctx context.Context, cfg Config) (*engine, error) {
 }
 
 func newWorker(ctx context.Context, cfg Config) (*base.Worker, error) {
-	opt, err := containerd.NewWorkerOpt(containerd.WorkerOptions{
+	opt, err := newWorkerOpt(containerd.WorkerOptions{
 		Root:            cfg.Root,
 		Address:         cfg.Address,
 		SnapshotterName: cfg.Snapshotter,
