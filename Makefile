@@ -9,7 +9,7 @@ ARCHES  := amd64 arm64 arm
 TOOLS    := $(CURDIR)/_output/bin
 FIXTURES := $(CURDIR)/_output/fixtures
 
-.PHONY: all build cross deps fmt-check vet unit fuzz integration test demo clean
+.PHONY: all build cross deps fmt-check vet unit fuzz integration test demo rootless-containerd clean
 
 all: build
 
@@ -59,6 +59,11 @@ test: deps build fmt-check vet unit fuzz integration
 
 demo: deps build
 	hack/demo.sh
+
+# Start a rootless containerd for the current (unprivileged) user with RootlessKit; see the script
+# for check, status and stop.
+rootless-containerd:
+	hack/rootless-containerd.sh start
 
 clean:
 	rm -rf bin _output

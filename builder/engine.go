@@ -57,6 +57,14 @@ type Config struct {
 	Namespace string
 	// Snapshotter is the containerd snapshotter steps run on.
 	Snapshotter string
+	// SnapshotterSet is true when the user chose Snapshotter; otherwise
+	// kiln checks it against containerd and may choose another (see
+	// package snapshot).
+	SnapshotterSet bool
+	// Rootless is set when kiln builds for an unprivileged user, inside the
+	// namespaces of their rootless containerd: BuildKit's worker then runs
+	// in rootless mode and steps get no cgroup paths or limits.
+	Rootless bool
 	// Root holds kiln's own state: BuildKit's metadata and cache databases.
 	Root string
 	// Platforms, when set, replaces the platforms the worker reports; the
@@ -64,6 +72,9 @@ type Config struct {
 	Platforms []ocispecs.Platform
 
 	cgroupParent string
+	// containerLabel marks the step containers of this state directory so
+	// that a later kiln recognises those a killed one left (see sweep.go).
+	containerLabel string
 }
 
 // engine is BuildKit's controller and containerd worker running inside this
@@ -141,11 +152,12 @@ func newWorker(ctx context.Context, cfg Config) (*base.Worker, error) {
 		SnapshotterName: cfg.Snapshotter,
 		Namespace:       cfg.Namespace,
 		CgroupParent:    cfg.cgroupParent,
+		Rootless:        cfg.Rootless,
 		NetworkOpt: netproviders.Opt{
 			Mode: "host",
 		},
 		Runtime: &containerd.RuntimeInfo{Name: "io.containerd.runc.v2"},
-	}, ctd.WithTimeout(30*time.Second))
+	}, ctd.WithTimeout(30*time.Second), labelContainers(cfg.containerLabel))
 	if err != nil {
 		return nil, fmt.Errorf("starting the containerd worker: %w", err)
 	}

@@ -18,10 +18,16 @@ type Info struct {
 	ContainerdRevision string   `json:"containerdRevision"`
 	Namespace          string   `json:"namespace"`
 	Snapshotter        string   `json:"snapshotter"`
+	SnapshotterReason  string   `json:"snapshotterReason"`
 	Root               string   `json:"root"`
 	HostPlatform       string   `json:"hostPlatform"`
 	Platforms          []string `json:"platforms"`
 	Installable        []string `json:"installable"`
+	// Cgroups is the host's cgroup version and how build steps use it.
+	Cgroups string `json:"cgroups"`
+	// Rootless is set when kiln builds for an unprivileged user with their
+	// rootless containerd.
+	Rootless *RootlessInfo `json:"rootless,omitempty"`
 }
 
 // GetInfo connects to containerd and probes which platforms run here. It does
@@ -33,6 +39,10 @@ func GetInfo(ctx context.Context, cfg Config) (*Info, error) {
 	}
 	defer st.Close()
 	v := st.Version()
+	choice, err := chooseSnapshotter(ctx, st, cfg)
+	if err != nil {
+		return nil, err
+	}
 	ps, installable, err := buildablePlatforms(ctx)
 	if err != nil {
 		return nil, err
@@ -42,11 +52,14 @@ func GetInfo(ctx context.Context, cfg Config) (*Info, error) {
 		ContainerdVersion:  v.Version,
 		ContainerdRevision: v.Revision,
 		Namespace:          st.Namespace(),
-		Snapshotter:        cfg.Snapshotter,
+		Snapshotter:        choice.Name,
+		SnapshotterReason:  choice.Reason,
 		Root:               cfg.Root,
 		HostPlatform:       platforms.Format(platforms.DefaultSpec()),
 		Platforms:          ps,
 		Installable:        installable,
+		Cgroups:            stepCgroups(cfg),
+		Rootless:           rootlessInfo(cfg),
 	}, nil
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/rootless"
 )
 
 // lockState takes kiln's two locks: one on the state directory, whose
@@ -47,15 +49,13 @@ func lockState(ctx context.Context, cfg Config, stderr io.Writer) (func(), error
 }
 
 // lockDir holds the namespace locks, which must be shared by every kiln of
-// the user whatever its --root.
+// the user whatever its --root: /run/kiln for root, $XDG_RUNTIME_DIR/kiln
+// for an unprivileged user, in or out of RootlessKit's namespaces.
 func lockDir() string {
-	if os.Geteuid() == 0 {
-		return "/run/kiln"
+	if rootless.Enabled() {
+		return rootless.LockDir()
 	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, "kiln")
-	}
-	return filepath.Join(os.TempDir(), "kiln-"+strconv.Itoa(os.Getuid()))
+	return "/run/kiln"
 }
 
 // lockFile takes an exclusive lock on path and records this process's pid in

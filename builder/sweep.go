@@ -14,26 +14,37 @@ import (
 	ctd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 
+	"github.com/kiln-build/kiln/rootless"
 	"github.com/kiln-build/kiln/store"
 )
 
-// cgroupParent places the build steps of one kiln state directory under a
-// cgroup of their own. BuildKit's containers carry no labels, so this path,
-// recorded in each container's spec, is how kiln recognises the containers
-// a killed kiln process left behind, and only those of its own root.
-func cgroupParent(root string) string {
+// rootID identifies a kiln state directory: a short hash of its absolute
+// path.
+func rootID(root string) string {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		abs = root
 	}
 	sum := sha256.Sum256([]byte(abs))
-	return "kiln/" + hex.EncodeToString(sum[:6])
+	return hex.EncodeToString(sum[:6])
+}
+
+// cgroupParent places the build steps of one kiln state directory under a
+// cgroup of their own (not in rootless mode, where steps get no cgroup
+// path). Step containers are recognised by the label containerLabelKey;
+// kiln versions before it recognised them by this path alone, and the
+// sweep still does.
+func cgroupParent(root string) string {
+	return "kiln/" + rootID(root)
 }
 
 // sweepContainers removes the step containers and tasks that a kiln process
-// on the same root left when it was killed. The caller holds the root's lock,
-// so no live kiln process owns them.
+// on the same root left when it was killed: those labelled with the root's
+// rootID (see labelContainers), or created under its cgroup parent by
+// earlier kiln versions. The caller holds the root's lock, so no live kiln
+// process owns them.
 func sweepContainers(ctx context.Context, c *ctd.Client, root string, stderr io.Writer) error {
+	id := rootID(root)
 	prefix := "/" + cgroupParent(root) + "/"
 	containers, err := c.Containers(ctx)
 	if err != nil {
@@ -41,8 +52,7 @@ func sweepContainers(ctx context.Context, c *ctd.Client, root string, stderr io.
 	}
 	n := 0
 	for _, ctr := range containers {
-		spec, err := ctr.Spec(ctx)
-		if err != nil || spec.Linux == nil || !strings.HasPrefix(spec.Linux.CgroupsPath, prefix) {
+		if !leftBy(ctx, ctr, id, prefix) {
 			continue
 		}
 		if err := removeContainer(ctx, ctr); err != nil {
@@ -56,19 +66,40 @@ func sweepContainers(ctx context.Context, c *ctd.Client, root string, stderr io.
 	return nil
 }
 
+// leftBy reports whether ctr is a step container of the state directory
+// with the given rootID and cgroup prefix.
+func leftBy(ctx context.Context, ctr ctd.Container, id, prefix string) bool {
+	info, err := ctr.Info(ctx, ctd.WithoutRefreshedMetadata)
+	if err != nil {
+		return false
+	}
+	if info.Labels[containerLabelKey] == id {
+		return true
+	}
+	spec, err := ctr.Spec(ctx)
+	return err == nil && spec.Linux != nil && strings.HasPrefix(spec.Linux.CgroupsPath, prefix)
+}
+
 func removeContainer(ctx context.Context, ctr ctd.Container) error {
 	if task, err := ctr.Task(ctx, nil); err == nil {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if st, err := task.Wait(ctx); err == nil {
-			if err := task.Kill(ctx, syscall.SIGKILL, ctd.WithKillAll); err == nil || errdefs.IsNotFound(err) {
+			err := task.Kill(ctx, syscall.SIGKILL, ctd.WithKillAll)
+			if err != nil && !errdefs.IsNotFound(err) {
+				// Without a cgroup (rootless mode) runc cannot list the
+				// container's processes; a step runs in a PID namespace
+				// of its own, so killing its first process ends them all.
+				err = task.Kill(ctx, syscall.SIGKILL)
+			}
+			if err == nil || errdefs.IsNotFound(err) {
 				select {
 				case <-st:
 				case <-ctx.Done():
 				}
 			}
 		}
-		if _, err := task.Delete(ctx, ctd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		if _, err := task.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 			return err
 		}
 	}
@@ -89,11 +120,22 @@ type instance struct {
 // start connects to containerd, takes the root's lock, cleans what a killed
 // kiln process left, and starts the embedded BuildKit.
 func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error) {
+	if cfg.Rootless {
+		if err := rootless.RequireNamespaces(); err != nil {
+			return nil, err
+		}
+	}
 	st, err := store.Open(ctx, cfg.Address, cfg.Namespace)
 	if err != nil {
 		return nil, err
 	}
 	in := &instance{store: st}
+	choice, err := chooseSnapshotter(ctx, st, cfg)
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	cfg.Snapshotter = choice.Name
 	unlock, err := lockState(ctx, cfg, stderr)
 	if err != nil {
 		in.Close()
@@ -104,7 +146,12 @@ func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error)
 		in.Close()
 		return nil, err
 	}
-	cfg.cgroupParent = cgroupParent(cfg.Root)
+	if !cfg.Rootless {
+		// Rootless runc cannot use cgroup paths on cgroup v1, and BuildKit's
+		// rootless mode drops them anyway.
+		cfg.cgroupParent = cgroupParent(cfg.Root)
+	}
+	cfg.containerLabel = rootID(cfg.Root)
 	if in.engine, err = newEngine(ctx, cfg); err != nil {
 		in.Close()
 		return nil, err

@@ -15,6 +15,8 @@ import (
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/kiln-build/kiln/rootless"
 )
 
 // DefaultAddress is containerd's socket as nerdctl and ctr use it.
@@ -101,8 +103,16 @@ func checkSocket(address string) error {
 	fi, err := os.Stat(address)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		// An unprivileged user's kiln explains what is missing of their
+		// rootless containerd.
+		if rerr := rootless.SocketMissing(address); rerr != nil {
+			return rerr
+		}
 		return fmt.Errorf("containerd is not running at %s (no such socket): start it (for example \"systemctl start containerd\") or point --address / CONTAINERD_ADDRESS at its socket", address)
 	case errors.Is(err, fs.ErrPermission):
+		if rootless.Enabled() {
+			return fmt.Errorf("cannot reach containerd at %s: permission denied: use your own rootless containerd (the default --address, %s), or run kiln as root", address, rootless.DefaultAddress())
+		}
 		return fmt.Errorf("cannot reach containerd at %s: permission denied: run kiln as root, or as a member of the socket's group", address)
 	case err != nil:
 		return fmt.Errorf("cannot reach containerd at %s: %w", address, err)
@@ -113,6 +123,10 @@ func checkSocket(address string) error {
 }
 
 func unreachable(address string, err error) error {
+	// A socket left by a rootless containerd that is gone.
+	if rerr := rootless.NotRunning(address); rerr != nil {
+		return rerr
+	}
 	return fmt.Errorf("containerd at %s does not answer: check that it is running (\"systemctl status containerd\"): %w", address, err)
 }
 

@@ -6,17 +6,26 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/builder"
+	"github.com/kiln-build/kiln/rootless"
+	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/store"
 )
 
 const defaultRoot = "/var/lib/kiln"
 
+// globalFlags are kiln's global options. For an unprivileged user the
+// defaults are per user: their rootless containerd's socket and
+// $XDG_DATA_HOME/kiln (see package rootless).
 func globalFlags() []cli.Flag {
+	address, root := store.DefaultAddress, defaultRoot
+	if rootless.Enabled() {
+		address, root = rootless.DefaultAddress(), rootless.DefaultRoot()
+	}
 	return []cli.Flag{
-		&cli.StringFlag{Name: "address", Aliases: []string{"a", "H", "host"}, Usage: "containerd socket", EnvVars: []string{"CONTAINERD_ADDRESS"}, Value: store.DefaultAddress},
+		&cli.StringFlag{Name: "address", Aliases: []string{"a", "H", "host"}, Usage: "containerd socket", EnvVars: []string{"CONTAINERD_ADDRESS"}, Value: address},
 		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "containerd namespace images are stored in", EnvVars: []string{"CONTAINERD_NAMESPACE"}, Value: store.DefaultNamespace},
-		&cli.StringFlag{Name: "snapshotter", Usage: "containerd snapshotter build steps run on", EnvVars: []string{"CONTAINERD_SNAPSHOTTER"}, Value: "overlayfs"},
-		&cli.StringFlag{Name: "root", Usage: "directory for kiln's own state (build cache metadata)", EnvVars: []string{"KILN_ROOT"}, Value: defaultRoot},
+		&cli.StringFlag{Name: "snapshotter", Usage: "containerd snapshotter build steps run on (default: overlayfs where it works, else fuse-overlayfs, else native; see kiln info)", EnvVars: []string{"CONTAINERD_SNAPSHOTTER"}, Value: snapshot.Default(rootless.Enabled()), DefaultText: "chosen"},
+		&cli.StringFlag{Name: "root", Usage: "directory for kiln's own state (build cache metadata)", EnvVars: []string{"KILN_ROOT"}, Value: root},
 		&cli.BoolFlag{Name: "debug", Usage: "print BuildKit's and containerd's debug logs"},
 	}
 }
@@ -24,10 +33,12 @@ func globalFlags() []cli.Flag {
 // engineConfig reads the global flags.
 func engineConfig(c *cli.Context) builder.Config {
 	return builder.Config{
-		Address:     store.TrimScheme(c.String("address")),
-		Namespace:   c.String("namespace"),
-		Snapshotter: c.String("snapshotter"),
-		Root:        c.String("root"),
+		Address:        store.TrimScheme(c.String("address")),
+		Namespace:      c.String("namespace"),
+		Snapshotter:    c.String("snapshotter"),
+		SnapshotterSet: c.IsSet("snapshotter"),
+		Root:           c.String("root"),
+		Rootless:       rootless.Enabled(),
 	}
 }
 

@@ -40,8 +40,15 @@ func infoCommand() *cli.Command {
 			w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 			fmt.Fprintf(w, "containerd:\t%s (version %s)\n", info.Address, info.ContainerdVersion)
 			fmt.Fprintf(w, "namespace:\t%s\n", info.Namespace)
-			fmt.Fprintf(w, "snapshotter:\t%s\n", info.Snapshotter)
+			fmt.Fprintf(w, "snapshotter:\t%s (%s)\n", info.Snapshotter, info.SnapshotterReason)
 			fmt.Fprintf(w, "root:\t%s\n", info.Root)
+			if r := info.Rootless; r != nil {
+				fmt.Fprintf(w, "rootless:\tyes: RootlessKit pid %d, state in %s\n", r.ChildPID, r.StateDir)
+				fmt.Fprintf(w, "network:\t%s\n", r.Network)
+			} else {
+				fmt.Fprintf(w, "rootless:\tno\n")
+			}
+			fmt.Fprintf(w, "cgroups:\t%s\n", info.Cgroups)
 			fmt.Fprintf(w, "host platform:\t%s\n", info.HostPlatform)
 			fmt.Fprintf(w, "platforms:\t%s\n", strings.Join(info.Platforms, ", "))
 			if len(info.Installable) > 0 {

@@ -9,17 +9,54 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/rootless"
 	"github.com/kiln-build/kiln/usage"
 	"github.com/kiln-build/kiln/version"
 )
 
 func main() {
+	// An unprivileged user's kiln works inside the namespaces of their
+	// rootless containerd: Enter re-executes kiln there through nsenter
+	// (and does not return), before anything depends on where it runs.
+	if joinsNamespaces(newApp(), os.Args) {
+		if err := rootless.Enter(); err != nil {
+			fmt.Fprintln(os.Stderr, "error: "+err.Error())
+			os.Exit(1)
+		}
+	}
 	os.Exit(run(os.Args))
+}
+
+// joinsNamespaces reports whether args run a command that works with
+// containerd, which an unprivileged user's kiln runs inside their rootless
+// containerd's namespaces; help, version and unknown commands do not.
+func joinsNamespaces(app *cli.App, args []string) bool {
+	for _, a := range args[1:] {
+		if a == "--" {
+			break
+		}
+		switch a {
+		case "-h", "--help", "-help", "-v", "--version":
+			return false
+		}
+	}
+	i := 1
+	for ; i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "--"; i++ {
+		if takesValue(app.Flags, args[i]) {
+			i++
+		}
+	}
+	if i >= len(args) {
+		return false
+	}
+	cmd := findCommand(app.Commands, args[i])
+	return cmd != nil && cmd.Name != "version"
 }
 
 // run executes kiln and returns its exit status: 0, 1 for a failure, 2 for a
