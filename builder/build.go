@@ -98,6 +98,14 @@ func ensureEmulation(ctx context.Context, req *request) ([]ocispecs.Platform, er
 	if len(ps) == 0 {
 		ps = []ocispecs.Platform{host}
 	}
+	memo := foreign(host, ps)
+	if memo {
+		if key, ok := emulationKey(ps); ok {
+			if out, ok := recalledEmulation(key); ok {
+				return out, nil
+			}
+		}
+	}
 	rep, err := emulation.Ensure(ctx, ps, !req.opts.NoAutoEmulation)
 	for _, p := range rep.Registered {
 		fmt.Fprintf(req.opts.Stderr, "registered a QEMU binfmt_misc handler for %s (turn this off with --no-auto-emulation)\n", platforms.Format(p))
@@ -111,7 +119,14 @@ func ensureEmulation(ctx context.Context, req *request) ([]ocispecs.Platform, er
 			out = append(out, p)
 		}
 	}
-	return append(out, rep.Registered...), nil
+	out = append(out, rep.Registered...)
+	if memo {
+		// Keyed on the handlers as they are now, including any just registered.
+		if key, ok := emulationKey(ps); ok {
+			rememberEmulation(key, out)
+		}
+	}
+	return out, nil
 }
 
 // solve runs the build and the progress display side by side.

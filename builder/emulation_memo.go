@@ -1,0 +1,172 @@
+package builder
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/platforms"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-build/kiln/emulation"
+	"github.com/kiln-build/kiln/version"
+)
+
+// Checking that a foreign platform runs means executing a probe program
+// under QEMU: 20-50 ms, and kiln is one process per build. Whether it runs
+// depends only on the binfmt_misc handlers (their interpreters are opened at
+// registration, flag F), so kiln remembers a successful check together with
+// the handlers it saw and checks again when they change. The memo lives in
+// kiln's runtime directory (a tmpfs that a reboot clears) and expires after
+// emulationMemoTTL regardless.
+
+// emulationMemoTTL bounds how long a successful check is trusted.
+const emulationMemoTTL = time.Hour
+
+type emulationMemo struct {
+	// Checks maps a key (see emulationKey) to a successful check.
+	Checks map[string]emulationCheck `json:"checks"`
+}
+
+type emulationCheck struct {
+	Platforms []string  `json:"platforms"`
+	At        time.Time `json:"at"`
+}
+
+// emulationMemoDir is where the memo lives: kiln's runtime directory.
+var emulationMemoDir = lockDir
+
+func emulationMemoPath() string {
+	return filepath.Join(emulationMemoDir(), "emulation.json")
+}
+
+// emulationKey identifies a check: the requested platforms and the
+// binfmt_misc state this process sees (every handler's settings, in its user
+// namespace, on this boot). ok is false when that state cannot be read.
+func emulationKey(ps []ocispecs.Platform) (key string, ok bool) {
+	return emulationKeyIn(emulation.BinfmtDir(), ps)
+}
+
+func emulationKeyIn(dir string, ps []ocispecs.Platform) (key string, ok bool) {
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = platforms.Format(p)
+	}
+	sort.Strings(names)
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return "", false
+	}
+	userns, err := os.Readlink("/proc/self/ns/user")
+	if err != nil {
+		return "", false
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00", version.Version, strings.Join(names, ","), boot, userns)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", false
+	}
+	for _, e := range entries { // sorted by name
+		if e.Name() == "register" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return "", false
+		}
+		fmt.Fprintf(h, "%s\x00%s\x00", e.Name(), b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), true
+}
+
+// recalledEmulation returns the runnable platforms of an earlier successful
+// check with the same key.
+func recalledEmulation(key string) ([]ocispecs.Platform, bool) {
+	path := emulationMemoPath()
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, false
+	}
+	// Trust only a memo of this user's own.
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
+		return nil, false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	var m emulationMemo
+	if json.Unmarshal(b, &m) != nil {
+		return nil, false
+	}
+	c, ok := m.Checks[key]
+	if !ok || time.Since(c.At) > emulationMemoTTL || c.At.After(time.Now()) {
+		return nil, false
+	}
+	var out []ocispecs.Platform
+	for _, s := range c.Platforms {
+		p, err := platforms.Parse(s)
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, p)
+	}
+	return out, len(out) > 0
+}
+
+// rememberEmulation records a successful check. Failing to write it only
+// costs the next build a probe.
+func rememberEmulation(key string, ps []ocispecs.Platform) {
+	path := emulationMemoPath()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return
+	}
+	var m emulationMemo
+	if b, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(b, &m)
+	}
+	if m.Checks == nil {
+		m.Checks = map[string]emulationCheck{}
+	}
+	for k, c := range m.Checks {
+		if time.Since(c.At) > emulationMemoTTL {
+			delete(m.Checks, k)
+		}
+	}
+	c := emulationCheck{At: time.Now()}
+	for _, p := range ps {
+		c.Platforms = append(c.Platforms, platforms.Format(p))
+	}
+	m.Checks[key] = c
+	b, err := json.Marshal(m)
+	if err != nil {
+		return
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".emulation-*")
+	if err != nil {
+		return
+	}
+	_, werr := tmp.Write(b)
+	if cerr := tmp.Close(); werr != nil || cerr != nil || os.Rename(tmp.Name(), path) != nil {
+		os.Remove(tmp.Name())
+	}
+}
+
+// foreign reports whether some platform is of another architecture than the
+// host's, so that checking it means executing a probe.
+func foreign(host ocispecs.Platform, ps []ocispecs.Platform) bool {
+	for _, p := range ps {
+		if p.Architecture != host.Architecture {
+			return true
+		}
+	}
+	return false
+}
