@@ -133,6 +133,7 @@ func commands() []*cli.Command {
 		rmCommand(),
 		pullCommand(),
 		pushCommand(),
+		manifestCommand(),
 		saveCommand(),
 		loadCommand(),
 		infoCommand(),
