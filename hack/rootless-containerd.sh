@@ -27,8 +27,9 @@
 #   XDG_RUNTIME_DIR      default /run/user/$UID; XDG_DATA_HOME, XDG_CONFIG_HOME as usual
 set -euo pipefail
 
-repo="$(cd "$(dirname "$0")/.." && pwd)"
-self="$repo/hack/$(basename "$0")"
+here="$(cd "$(dirname "$0")" && pwd)"
+self="$here/$(basename "$0")"
+repo="$(dirname "$here")"
 
 die() {
 	echo "rootless-containerd: $*" >&2
