@@ -454,6 +454,21 @@ func TestRootless(t *testing.T) {
 	t.Logf("%s", out.Stdout)
 	child := u.childPID(t)
 
+	t.Run("user-errors", func(t *testing.T) {
+		// A working directory made after RootlessKit copied /var/lib up is not visible inside.
+		wd, err := os.MkdirTemp("/var/lib", "kiln-rootless-it-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(wd)
+		os.Chmod(wd, 0o755)
+		u.kiln(t, wd, "images").fails(t, 1, "the working directory "+wd+" is not visible inside the rootless containerd's mount namespace: run kiln from a directory under your home directory")
+		// Another user's containerd.
+		u.kiln(t, "", "--address", daemon.address, "images").fails(t, 1, "cannot reach containerd at "+daemon.address+": permission denied: use your own rootless containerd (the default --address, "+u.sock+"), or run kiln as root")
+		// A snapshotter containerd does not have.
+		u.kiln(t, u.contextForUser(t, "snap", "FROM scratch\n"), "--snapshotter", "zfs", "build", ".").fails(t, 2, `containerd has no snapshotter "zfs" (it has `)
+	})
+
 	t.Run("info", func(t *testing.T) {
 		var info struct {
 			Address, Root, Snapshotter, SnapshotterReason, Cgroups string

@@ -18,6 +18,8 @@ import (
 	"strings"
 
 	ctd "github.com/containerd/containerd/v2/client"
+
+	"github.com/kiln-build/kiln/usage"
 )
 
 // Names of the snapshotters kiln chooses between.
@@ -78,7 +80,8 @@ func Plugins(ctx context.Context, c *ctd.Client) ([]Plugin, error) {
 }
 
 // Choose picks the snapshotter among containerd's plugins, or checks the one
-// the user asked for. The error says what containerd has.
+// the user asked for. The error says what containerd has; a name containerd
+// does not know is a usage error.
 func Choose(plugins []Plugin, req Request) (Choice, error) {
 	byID := map[string]Plugin{}
 	var loaded []string
@@ -97,7 +100,7 @@ func Choose(plugins []Plugin, req Request) (Choice, error) {
 		p, ok := byID[req.Name]
 		switch {
 		case !ok:
-			return Choice{}, fmt.Errorf("containerd has no snapshotter %q (it has %s): choose one of those with --snapshotter or CONTAINERD_SNAPSHOTTER", req.Name, have)
+			return Choice{}, usage.Errorf("containerd has no snapshotter %q (it has %s): choose one of those with --snapshotter or CONTAINERD_SNAPSHOTTER", req.Name, have)
 		case p.Err != "":
 			return Choice{}, fmt.Errorf("containerd's %s snapshotter did not load (%s): fix containerd's configuration, or choose another with --snapshotter (it has %s)", req.Name, p.Err, have)
 		}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/usage"
 )
 
 var (
@@ -65,6 +67,9 @@ func TestChooseErrors(t *testing.T) {
 			_, err := Choose(c.plugins, c.req)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("Choose error = %v, want %q", err, c.want)
+			}
+			if usage.Is(err) != (c.name == "unknown") {
+				t.Errorf("Choose error %v: usage error %v, want %v", err, usage.Is(err), c.name == "unknown")
 			}
 		})
 	}
