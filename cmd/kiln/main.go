@@ -134,6 +134,7 @@ func commands() []*cli.Command {
 		pullCommand(),
 		pushCommand(),
 		manifestCommand(),
+		nodeCommand(),
 		saveCommand(),
 		loadCommand(),
 		infoCommand(),

@@ -1,0 +1,254 @@
+package nodes
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/containerd/platforms"
+	bkclient "github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/util/grpcerrors"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	// ssh:// addresses go through BuildKit's connection helper, which runs
+	// "ssh HOST buildctl dial-stdio".
+	_ "github.com/moby/buildkit/client/connhelper/ssh"
+)
+
+// Timeout bounds how long kiln waits for a node to answer before a build,
+// so a node that is down fails the build at once rather than hanging it.
+const Timeout = 10 * time.Second
+
+// Connect returns a BuildKit client for n. It does not contact the node;
+// Probe does.
+func Connect(ctx context.Context, n Node) (*bkclient.Client, error) {
+	var opts []bkclient.ClientOpt
+	if n.TLS.Enabled() {
+		opts = append(opts, bkclient.WithServerConfig(n.TLS.ServerName, n.TLS.CA))
+		if n.TLS.Cert != "" {
+			opts = append(opts, bkclient.WithCredentials(n.TLS.Cert, n.TLS.Key))
+		}
+	}
+	c, err := bkclient.New(ctx, n.Address, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to node %s: %w", n, err)
+	}
+	return c, nil
+}
+
+// Worker is one of a node's BuildKit workers.
+type Worker struct {
+	ID        string            `json:"id"`
+	Platforms []string          `json:"platforms"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// Status is what a node said when asked.
+type Status struct {
+	Node Node `json:"node"`
+	// Reachable is true when the node answered.
+	Reachable bool `json:"reachable"`
+	// Error says why it did not, as one line.
+	Error string `json:"error,omitempty"`
+	// BuildKit is the node's BuildKit version.
+	BuildKit string `json:"buildkit,omitempty"`
+	// Workers are the node's workers, each with the platforms it reports
+	// (its native one first).
+	Workers []Worker `json:"workers,omitempty"`
+	// Native is the node's own platform: the first its first worker
+	// reports. The others it reports it builds under emulation.
+	Native string `json:"native,omitempty"`
+	// Reported are the platforms the node's workers report, native first.
+	Reported []ocispecs.Platform `json:"-"`
+	// Platforms are those the node serves: its configured ones, or else
+	// what it reports.
+	Platforms []string `json:"platforms,omitempty"`
+	// Restricted is set when the platforms come from the configuration.
+	Restricted bool `json:"restricted"`
+
+	err error
+}
+
+// Err returns why the node did not answer, wrapped for callers that want
+// the cause; nil when it did.
+func (s Status) Err() error { return s.err }
+
+// Serves reports whether the node builds p: one of its configured
+// platforms, or one it reports when none are configured.
+func (s Status) Serves(p ocispecs.Platform) bool {
+	list := s.Reported
+	if len(s.Node.Platforms) > 0 {
+		list = s.Node.Platforms
+	}
+	for _, q := range list {
+		if platforms.OnlyStrict(q).Match(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsNative reports whether p is the node's native platform: the first one
+// its first worker reports.
+func (s Status) IsNative(p ocispecs.Platform) bool {
+	return len(s.Reported) > 0 && platforms.OnlyStrict(s.Reported[0]).Match(p)
+}
+
+// Probe asks a node for its version and workers, within Timeout. A node
+// that does not answer gives a Status with Reachable false and the reason.
+func Probe(ctx context.Context, n Node) Status {
+	st := Status{Node: n, Restricted: len(n.Platforms) > 0}
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	c, err := Connect(ctx, n)
+	if err != nil {
+		return st.failed(err)
+	}
+	defer c.Close()
+	return probeClient(ctx, c, st)
+}
+
+// ProbeClient is Probe over an open client, which the caller keeps.
+func ProbeClient(ctx context.Context, c *bkclient.Client, n Node) Status {
+	ctx, cancel := context.WithTimeout(ctx, Timeout)
+	defer cancel()
+	return probeClient(ctx, c, Status{Node: n, Restricted: len(n.Platforms) > 0})
+}
+
+func probeClient(ctx context.Context, c *bkclient.Client, st Status) Status {
+	ws, err := c.ListWorkers(ctx)
+	if err != nil {
+		return st.failed(err)
+	}
+	if info, err := c.Info(ctx); err == nil {
+		st.BuildKit = info.BuildkitVersion.Version
+	}
+	st.Reachable = true
+	seen := map[string]bool{}
+	for _, w := range ws {
+		wk := Worker{ID: w.ID, Labels: w.Labels}
+		for _, p := range w.Platforms {
+			p = platforms.Normalize(p)
+			key := platforms.Format(p)
+			wk.Platforms = append(wk.Platforms, key)
+			if !seen[key] {
+				seen[key] = true
+				st.Reported = append(st.Reported, p)
+			}
+		}
+		st.Workers = append(st.Workers, wk)
+	}
+	if len(st.Reported) > 0 {
+		st.Native = platforms.Format(st.Reported[0])
+	}
+	if st.Restricted {
+		st.Platforms = st.Node.Restricted()
+	} else {
+		for _, p := range st.Reported {
+			st.Platforms = append(st.Platforms, platforms.Format(p))
+		}
+	}
+	return st
+}
+
+func (st Status) failed(err error) Status {
+	st.err = err
+	st.Error = Explain(err)
+	return st
+}
+
+// ProbeAll probes nodes side by side and returns their statuses in order.
+func ProbeAll(ctx context.Context, ns []Node) []Status {
+	out := make([]Status, len(ns))
+	var wg sync.WaitGroup
+	for i, n := range ns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = Probe(ctx, n)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+var (
+	grpcPrefix = regexp.MustCompile(`rpc error: code = \w+ desc = `)
+	dialPrefix = regexp.MustCompile(`(?:connection error: desc = )?"?transport: (?:Error while dialing: |authentication handshake failed: )?`)
+	codePrefix = regexp.MustCompile(`\b(?:Unavailable|Unknown|Internal|Canceled|Unauthenticated|PermissionDenied): |failed to list workers: `)
+)
+
+// Explain turns a failed call to a node into one line without gRPC's
+// wrapping: "dial tcp 10.0.0.5:1234: connect: connection refused".
+func Explain(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) || grpcerrors.Code(err).String() == "DeadlineExceeded" {
+		return fmt.Sprintf("no answer within %s", Timeout)
+	}
+	msg := grpcerrors.FromGRPC(err).Error()
+	msg = grpcPrefix.ReplaceAllString(msg, "")
+	msg = dialPrefix.ReplaceAllString(msg, "")
+	msg = codePrefix.ReplaceAllString(msg, "")
+	msg = strings.TrimSuffix(strings.TrimSpace(msg), `"`)
+	return msg
+}
+
+// SortedPlatforms formats ps sorted, for messages.
+func SortedPlatforms(ps []ocispecs.Platform) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = platforms.Format(p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// WriteTable writes statuses as "kiln node ls" shows them: one row per
+// node, then the reason of each node that did not answer.
+func WriteTable(w io.Writer, sts []Status) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tBUILDKIT\tPLATFORMS")
+	var reasons []string
+	for _, s := range sts {
+		status, version, plats := "reachable", s.BuildKit, strings.Join(s.Platforms, ",")
+		if !s.Reachable {
+			status, version, plats = "unreachable", "-", strings.Join(s.Node.Restricted(), ",")
+			reasons = append(reasons, fmt.Sprintf("%s: %s", s.Node.Name, s.Error))
+		}
+		if s.Restricted {
+			plats += " (configured)"
+		}
+		if plats == "" {
+			plats = "-"
+		}
+		if version == "" {
+			version = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Node.Name, s.Node.Address, status, version, plats)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range reasons {
+		fmt.Fprintln(w, r)
+	}
+	return nil
+}
+
+// WriteJSON writes one JSON object per status and line.
+func WriteJSON(w io.Writer, sts []Status) error {
+	enc := json.NewEncoder(w)
+	for _, s := range sts {
+		if err := enc.Encode(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
