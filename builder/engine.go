@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	ctd "github.com/containerd/containerd/v2/client"
@@ -185,6 +186,15 @@ func newController(ctx context.Context, cfg Config, sm *session.Manager, wc *wor
 	if err != nil {
 		return nil, fmt.Errorf("opening the build history database in %s: %w", cfg.Root, err)
 	}
+	// solver.NewCacheManager starts by sweeping the cache keys for results
+	// that no longer exist, looking every one up in the worker: buildkitd
+	// does that once, a kiln process would do it for every build, and it
+	// grows with the cache. Lookups during a build skip and drop such keys
+	// anyway, and BuildKit sweeps after every prune (kiln prune) and garbage
+	// collection, so the sweep at start is left out.
+	keys := &sweepAfterStart{CacheKeyStorage: cacheStorage}
+	cacheManager := solver.NewCacheManager(ctx, "local", keys, worker.NewCacheResultStorage(wc))
+	keys.started.Store(true)
 	hosts := resolver.NewRegistryConfig(nil)
 	// Zero entries turns build history off: a one-shot process has nobody
 	// to show it to, and recording it would create a "<ns>_history"
@@ -206,7 +216,7 @@ func newController(ctx context.Context, cfg Config, sm *session.Manager, wc *wor
 			"registry": registryremotecache.ResolveCacheImporterFunc(sm, w.ContentStore(), hosts),
 			"local":    localremotecache.ResolveCacheImporterFunc(sm),
 		},
-		CacheManager:   solver.NewCacheManager(ctx, "local", cacheStorage, worker.NewCacheResultStorage(wc)),
+		CacheManager:   cacheManager,
 		HistoryDB:      historyDB,
 		CacheStore:     cacheStorage,
 		LeaseManager:   w.LeaseManager(),
@@ -217,6 +227,20 @@ func newController(ctx context.Context, cfg Config, sm *session.Manager, wc *wor
 		// Granted per build only when --allow asks, as buildkitd does.
 		Entitlements: []string{"network.host", "security.insecure"},
 	})
+}
+
+// sweepAfterStart is the build cache's key storage with Walk, which only
+// the solver cache manager's sweep uses, doing nothing until started is set.
+type sweepAfterStart struct {
+	solver.CacheKeyStorage
+	started atomic.Bool
+}
+
+func (s *sweepAfterStart) Walk(fn func(id string) error) error {
+	if !s.started.Load() {
+		return nil
+	}
+	return s.CacheKeyStorage.Walk(fn)
 }
 
 // Close stops the in-memory server and releases BuildKit's databases, so
