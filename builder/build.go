@@ -135,15 +135,7 @@ func solve(ctx context.Context, c *bkclient.Client, req *request) (*bkclient.Sol
 	if err != nil {
 		return nil, nil, fmt.Errorf("starting the progress display: %w", err)
 	}
-	contextFS, err := fsutil.NewFS(req.contextDir)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading build context %s: %w", req.contextDir, err)
-	}
-	dockerfileFS, err := fsutil.NewFS(req.dockerfileDir)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading the Dockerfile's directory %s: %w", req.dockerfileDir, err)
-	}
-	exports, closers, err := req.exports()
+	solveOpt, closers, err := req.solveOpt()
 	defer func() {
 		for _, c := range closers {
 			c.Close()
@@ -151,23 +143,6 @@ func solve(ctx context.Context, c *bkclient.Client, req *request) (*bkclient.Sol
 	}()
 	if err != nil {
 		return nil, nil, err
-	}
-	mounts := map[string]fsutil.FS{"context": contextFS, "dockerfile": dockerfileFS}
-	for key, dir := range req.contextDirs {
-		if mounts[key], err = fsutil.NewFS(dir); err != nil {
-			return nil, nil, fmt.Errorf("reading build context %s: %w", dir, err)
-		}
-	}
-	solveOpt := bkclient.SolveOpt{
-		Frontend:            "dockerfile.v0",
-		FrontendAttrs:       req.frontendAttrs,
-		LocalMounts:         mounts,
-		OCIStores:           req.ociStores,
-		Exports:             req.withExportAttrs(exports),
-		CacheImports:        req.cacheImports,
-		CacheExports:        req.cacheExports,
-		AllowedEntitlements: req.entitlements,
-		Session:             append([]session.Attachable{authProvider(req.opts.Stderr)}, req.attachables...),
 	}
 
 	statusCh := make(chan *bkclient.SolveStatus)
@@ -192,6 +167,42 @@ func solve(ctx context.Context, c *bkclient.Client, req *request) (*bkclient.Sol
 	})
 	err = eg.Wait()
 	return resp, rec, err
+}
+
+// solveOpt maps the request to BuildKit's solve options: the frontend and
+// its attributes, the directories the session serves, the exports, cache
+// and entitlements. The closers close the outputs' files, also on error.
+// Builds that send platforms to nodes (remote.go) start from it too.
+func (r *request) solveOpt() (bkclient.SolveOpt, []io.Closer, error) {
+	contextFS, err := fsutil.NewFS(r.contextDir)
+	if err != nil {
+		return bkclient.SolveOpt{}, nil, fmt.Errorf("reading build context %s: %w", r.contextDir, err)
+	}
+	dockerfileFS, err := fsutil.NewFS(r.dockerfileDir)
+	if err != nil {
+		return bkclient.SolveOpt{}, nil, fmt.Errorf("reading the Dockerfile's directory %s: %w", r.dockerfileDir, err)
+	}
+	exports, closers, err := r.exports()
+	if err != nil {
+		return bkclient.SolveOpt{}, closers, err
+	}
+	mounts := map[string]fsutil.FS{"context": contextFS, "dockerfile": dockerfileFS}
+	for key, dir := range r.contextDirs {
+		if mounts[key], err = fsutil.NewFS(dir); err != nil {
+			return bkclient.SolveOpt{}, closers, fmt.Errorf("reading build context %s: %w", dir, err)
+		}
+	}
+	return bkclient.SolveOpt{
+		Frontend:            "dockerfile.v0",
+		FrontendAttrs:       r.frontendAttrs,
+		LocalMounts:         mounts,
+		OCIStores:           r.ociStores,
+		Exports:             r.withExportAttrs(exports),
+		CacheImports:        r.cacheImports,
+		CacheExports:        r.cacheExports,
+		AllowedEntitlements: r.entitlements,
+		Session:             append([]session.Attachable{authProvider(r.opts.Stderr)}, r.attachables...),
+	}, closers, nil
 }
 
 // authProvider hands registry credentials to BuildKit from the docker config
