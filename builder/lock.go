@@ -42,10 +42,17 @@ func lockState(ctx context.Context, cfg Config, stderr io.Writer) (func(), error
 		unlockRoot()
 		return nil, err
 	}
-	return func() {
+	unlock := func() {
 		unlockNS()
 		unlockRoot()
-	}, nil
+	}
+	// Holding the root's lock, this process may claim its temporary
+	// directory and clear what a killed predecessor left there.
+	if err := privateTempDir(cfg.Root, stderr); err != nil {
+		unlock()
+		return nil, err
+	}
+	return unlock, nil
 }
 
 // lockDir holds the namespace locks, which must be shared by every kiln of

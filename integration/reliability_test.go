@@ -127,10 +127,15 @@ func (e *env) assertNothingLeft(t *testing.T) {
 	}
 }
 
+// slowDockerfile's last step prints slowStepRunning once its container
+// runs; the step's name, which the progress shows earlier, does not contain
+// it.
 const slowDockerfile = `FROM busybox
 RUN echo first > /first
-RUN echo started-slow-step; sleep 120
+RUN echo slow-step-$((40+2)); sleep 120
 `
+
+const slowStepRunning = "slow-step-42"
 
 func TestInterruptCleansUp(t *testing.T) {
 	t.Parallel()
@@ -144,7 +149,7 @@ func TestInterruptCleansUp(t *testing.T) {
 			e.busyboxBase(t, "busybox", "linux/amd64")
 			dir := contextDir(t, map[string]string{"Dockerfile": slowDockerfile})
 			r := e.startKiln("build", "--progress", "plain", "-t", "slow", dir)
-			r.waitFor(t, "started-slow-step")
+			r.waitFor(t, slowStepRunning)
 			r.cmd.Process.Signal(c.sig)
 			code, out := r.wait(t)
 			if code != c.code || !strings.Contains(out, "error: build interrupted") {
@@ -167,7 +172,7 @@ func TestKillMidRunIsCleanedNextStart(t *testing.T) {
 	e.busyboxBase(t, "busybox", "linux/amd64")
 	dir := contextDir(t, map[string]string{"Dockerfile": slowDockerfile})
 	r := e.startKiln("build", "--progress", "plain", "-t", "slow", dir)
-	r.waitFor(t, "started-slow-step")
+	r.waitFor(t, slowStepRunning)
 	r.cmd.Process.Kill()
 	r.wait(t)
 	// The killed process leaves its step running: that is what must be cleaned.
@@ -199,6 +204,9 @@ func TestKillMidExportKeepsNamesComplete(t *testing.T) {
 	r.cmd.Process.Kill()
 	r.wait(t)
 
+	left := mountsUnder(t, e.Root)
+	t.Logf("mounts the killed kiln left under its root: %v", left)
+
 	after := e.image(t, "docker.io/library/victim:latest")
 	if check := e.ctr("images", "check").ok(t).Stdout; !completeLine(check, "docker.io/library/victim:latest") {
 		t.Fatalf("after SIGKILL during export, the name points at incomplete content:\n%s", check)
@@ -206,8 +214,30 @@ func TestKillMidExportKeepsNamesComplete(t *testing.T) {
 	if after.Digest != before {
 		t.Logf("the export finished before the kill landed (name moved to %s); content is complete", after.Digest)
 	}
-	e.kiln("build", "-t", "victim", big).ok(t)
+	rebuild := e.kiln("build", "-t", "victim", big).ok(t)
+	if len(left) > 0 && !strings.Contains(rebuild.Stderr, fmt.Sprintf("removed %d mount(s) left by an interrupted kiln", len(left))) {
+		t.Errorf("the next start did not report removing the %d leftover mounts:\n%s", len(left), rebuild.Stderr)
+	}
+	if now := mountsUnder(t, e.Root); len(now) > 0 {
+		t.Errorf("mounts still under the root after the next build: %v", now)
+	}
 	e.assertNothingLeft(t)
+}
+
+// mountsUnder lists the mount points below dir.
+func mountsUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			out = append(out, f[4])
+		}
+	}
+	return out
 }
 
 // completeLine reports whether `ctr images check` lists name as complete.
@@ -254,7 +284,7 @@ func TestConcurrentBuildsOnOneRoot(t *testing.T) {
 	// Commands that need no build state answer while a build holds it.
 	dir := contextDir(t, map[string]string{"Dockerfile": slowDockerfile})
 	r := e.startKiln("build", "--progress", "plain", dir)
-	r.waitFor(t, "started-slow-step")
+	r.waitFor(t, slowStepRunning)
 	for _, args := range [][]string{{"version"}, {"info"}, {"emulation", "ls"}} {
 		e.kiln(args...).ok(t)
 	}
