@@ -8,6 +8,7 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -184,7 +185,10 @@ func releaseTemporaryLeases(st *store.Store) {
 	if err != nil {
 		return
 	}
+	// One round trip each: send them side by side.
+	var wg sync.WaitGroup
 	for _, l := range list {
-		ls.Delete(ctx, l)
+		wg.Go(func() { ls.Delete(ctx, l) })
 	}
+	wg.Wait()
 }
