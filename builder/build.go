@@ -62,6 +62,11 @@ func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
 	for _, w := range req.warnings {
 		fmt.Fprintln(opts.Stderr, w)
 	}
+	// Platforms that --node or the nodes files send to remote BuildKit
+	// nodes take their own path (remote.go).
+	if res, ok, err := buildOnNodes(ctx, cfg, req); ok {
+		return res, err
+	}
 	runnable, err := ensureEmulation(ctx, req)
 	if err != nil {
 		return nil, err

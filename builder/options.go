@@ -100,6 +100,16 @@ type Options struct {
 	// uncompressed; CompressionLevel its level.
 	Compression, CompressionLevel string
 
+	// Nodes are --node values, PLATFORM[,PLATFORM]=ADDRESS|NAME|local:
+	// where those platforms build (see package nodes and nodes.go).
+	Nodes []string
+	// NodeFallback is what happens when a node does not answer before the
+	// build: "fail" (the default) or "emulate" (build its platforms here).
+	NodeFallback string
+	// NodesFiles are the nodes files to read; nil reads
+	// nodes.DefaultFiles().
+	NodesFiles []string
+
 	// Stdin, Stdout and Stderr are the streams the build reads and writes.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer

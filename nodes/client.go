@@ -161,8 +161,26 @@ func probeClient(ctx context.Context, c *bkclient.Client, st Status) Status {
 
 func (st Status) failed(err error) Status {
 	st.err = err
-	st.Error = Explain(err)
+	st.Error = Explain(err) + tlsHint(st.Node, err)
 	return st
+}
+
+// tlsMismatch matches what a TLS server does to a client without the
+// certificate it wants, and what a plain client sees of a TLS server.
+var tlsMismatch = regexp.MustCompile(`broken pipe|connection reset|server preface|EOF|certificate required|bad certificate|first record does not look like a TLS handshake`)
+
+// tlsHint suggests the TLS setting a refusal may come from.
+func tlsHint(n Node, err error) string {
+	if !tlsMismatch.MatchString(err.Error()) {
+		return ""
+	}
+	switch {
+	case !n.TLS.Enabled() && strings.HasPrefix(n.Address, "tcp://"):
+		return " (if the node requires TLS, give its CA and a client certificate: tls-ca, tls-cert and tls-key)"
+	case n.TLS.Enabled() && n.TLS.Cert == "":
+		return " (if the node requires client certificates, give tls-cert and tls-key)"
+	}
+	return ""
 }
 
 // ProbeAll probes nodes side by side and returns their statuses in order.
@@ -182,7 +200,7 @@ func ProbeAll(ctx context.Context, ns []Node) []Status {
 
 var (
 	grpcPrefix = regexp.MustCompile(`rpc error: code = \w+ desc = `)
-	dialPrefix = regexp.MustCompile(`(?:connection error: desc = )?"?transport: (?:Error while dialing: |authentication handshake failed: )?`)
+	dialPrefix = regexp.MustCompile(`(?:connection error: desc = )?"?(?:transport: (?:Error while dialing: |authentication handshake failed: )?)?`)
 	codePrefix = regexp.MustCompile(`\b(?:Unavailable|Unknown|Internal|Canceled|Unauthenticated|PermissionDenied): |failed to list workers: `)
 )
 

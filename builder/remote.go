@@ -1,0 +1,424 @@
+package builder
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/platforms"
+	bkclient "github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	solvererrdefs "github.com/moby/buildkit/solver/errdefs"
+	"github.com/moby/buildkit/util/grpcerrors"
+	"github.com/moby/buildkit/util/progress/progressui"
+	digest "github.com/opencontainers/go-digest"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+
+	"github.com/kiln-build/kiln/nodes"
+	"github.com/kiln-build/kiln/store"
+)
+
+// localName labels the platforms built in this process in the progress
+// display of a build on nodes.
+const localName = "local"
+
+// buildOnNodes builds with some platforms on remote nodes when --node or
+// the nodes files send them there. ok is false when every platform builds
+// here, and the caller takes the ordinary path.
+//
+// Each node solves its platforms with BuildKit's Dockerfile frontend; the
+// build context, secrets and ssh agents go to it through BuildKit's
+// session, as with buildctl. Every solve, the local one included, exports
+// with the OCI exporter into containerd's content store here (streamed
+// through the session, not through a registry), under a lease. kiln then
+// joins the per-builder indexes into one index, names it only once every
+// blob is present, and unpacks the host's platform.
+func buildOnNodes(ctx context.Context, cfg Config, req *request) (res *Result, ok bool, err error) {
+	plan, err := planNodes(ctx, req)
+	if err != nil || plan == nil {
+		return nil, err != nil, err
+	}
+	defer plan.close()
+	res, err = runPlan(ctx, cfg, req, plan)
+	return res, true, err
+}
+
+// builderRun is one solve of a build on nodes: here or on one node.
+type builderRun struct {
+	name      string // "local" or the node's name, for the display
+	node      *nodeGroup
+	client    *bkclient.Client
+	req       *request // the request with this builder's platforms
+	rec       *recorder
+	resp      *bkclient.SolveResponse
+	platforms []ocispecs.Platform
+}
+
+func runPlan(ctx context.Context, cfg Config, req *request, plan *nodePlan) (*Result, error) {
+	o := req.opts
+	if req.progress != "quiet" {
+		fmt.Fprintln(o.Stderr, plan.describe())
+	}
+	var runs []*builderRun
+	var st *store.Store
+	snapshotter := cfg.Snapshotter
+	if len(plan.local) > 0 {
+		local := req.withPlatforms(plan.local)
+		runnable, err := ensureEmulation(ctx, local)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Platforms = runnable
+		in, err := start(ctx, cfg, o.Stderr)
+		if err != nil {
+			return nil, err
+		}
+		defer in.Close()
+		st = in.store
+		runs = append(runs, &builderRun{name: localName, client: in.engine.client, req: local, platforms: plan.local})
+	} else {
+		var err error
+		if st, err = store.Open(ctx, cfg.Address, cfg.Namespace); err != nil {
+			return nil, err
+		}
+		defer st.Close()
+	}
+	if choice, err := chooseSnapshotter(ctx, st, cfg); err == nil {
+		snapshotter = choice.Name
+	}
+	for _, g := range plan.remote {
+		runs = append(runs, &builderRun{name: g.node.Name, node: g, client: g.client, req: req.withPlatforms(g.platforms), platforms: g.platforms})
+	}
+
+	ingest, err := st.NewIngest(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer ingest.Release()
+
+	multi := len(plan.order) > 1
+	if err := solveAll(ctx, runs, ingest, multi, req); err != nil {
+		return nil, explainRuns(ctx, st, runs, err)
+	}
+
+	desc, err := assemble(ctx, ingest, runs, plan.order)
+	if err != nil {
+		return nil, err
+	}
+	names, push := req.imageNames()
+	if len(names) == 0 {
+		names = []string{danglingPrefix + "@" + desc.Digest.String()}
+	}
+	if err := ingest.Name(ctx, desc, names, store.NameOptions{Snapshotter: snapshotter}); err != nil {
+		return nil, err
+	}
+	if push {
+		for _, n := range names {
+			if _, err := st.Push(ctx, n, store.PushOptions{Progress: progressOut(req)}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	descJSON, _ := json.Marshal(desc)
+	where := map[string]string{}
+	for _, r := range runs {
+		for _, p := range r.platforms {
+			where[platforms.Format(p)] = r.name
+		}
+	}
+	meta := map[string]any{
+		exptypes.ExporterImageDigestKey:     desc.Digest.String(),
+		exptypes.ExporterImageDescriptorKey: json.RawMessage(descJSON),
+		"kiln.nodes":                        where,
+	}
+	if len(req.names) > 0 {
+		meta[exptypes.ExporterImageNameKey] = strings.Join(names, ",")
+	}
+	res := &Result{Digest: desc.Digest.String(), Names: req.names, Platforms: req.platforms, Metadata: meta}
+	if err := writeOutputs(o, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// withPlatforms is a copy of the request that builds only ps.
+func (r *request) withPlatforms(ps []ocispecs.Platform) *request {
+	c := *r
+	c.platforms = ps
+	c.frontendAttrs = maps.Clone(r.frontendAttrs)
+	c.frontendAttrs["platform"] = formatPlatforms(ps)
+	return &c
+}
+
+// imageNames are the names the image output stores the result under,
+// and whether it pushes.
+func (r *request) imageNames() ([]string, bool) {
+	names, push := r.names, r.opts.Push
+	for _, o := range r.outputs {
+		if n := o.Attrs["name"]; n != "" {
+			names = strings.Split(n, ",")
+		}
+		push = push || o.Attrs["push"] == "true"
+	}
+	return names, push
+}
+
+// imageOnlyAttrs are attributes of the image exporter the OCI exporter
+// kiln uses for builds on nodes does not take: kiln names, stores and
+// pushes the joined result itself.
+var imageOnlyAttrs = map[string]bool{
+	"name": true, "push": true, "push-by-digest": true, "insecure": true, "registry.insecure": true,
+	"store": true, "unpack": true, "dangling-name-prefix": true, "name-canonical": true,
+}
+
+// nodeExport is the OCI export of one builder's result into the ingest.
+func (r *request) nodeExport(ingest *store.Ingest) bkclient.ExportEntry {
+	attrs := map[string]string{}
+	for _, o := range r.outputs {
+		for k, v := range o.Attrs {
+			if !imageOnlyAttrs[k] {
+				attrs[k] = v
+			}
+		}
+	}
+	for k, v := range r.exportAttrs {
+		if _, set := attrs[k]; !set {
+			attrs[k] = v
+		}
+	}
+	attrs["tar"] = "false"
+	return bkclient.ExportEntry{Type: bkclient.ExporterOCI, Attrs: attrs, OutputStore: ingest.Content()}
+}
+
+// solveAll runs every builder's solve side by side with one progress
+// display; the first failure cancels the others.
+func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, multi bool, req *request) error {
+	opts := make([]bkclient.SolveOpt, len(runs))
+	for i, r := range runs {
+		opt, closers, err := r.req.solveOpt()
+		for _, c := range closers {
+			c.Close() // only image outputs reach here: nothing was opened
+		}
+		if err != nil {
+			return err
+		}
+		opt.Exports = []bkclient.ExportEntry{r.req.nodeExport(ingest)}
+		if multi {
+			// Every builder's result is an index, even of one platform,
+			// so that the results can be joined.
+			opt.FrontendAttrs["multi-platform"] = "true"
+		}
+		if r.node != nil {
+			// A node has no access to this host's containerd: base images
+			// come from their registries.
+			opt.FrontendAttrs["image-resolve-mode"] = "default"
+			if req.opts.Pull {
+				opt.FrontendAttrs["image-resolve-mode"] = "pull"
+			}
+		}
+		opts[i] = opt
+	}
+	display, err := progressui.NewDisplay(req.opts.Stderr, progressui.DisplayMode(req.progress))
+	if err != nil {
+		return fmt.Errorf("starting the progress display: %w", err)
+	}
+	displayCh := make(chan *bkclient.SolveStatus)
+	displayDone := make(chan struct{})
+	go func() {
+		defer close(displayDone)
+		// The display drains every status even when a build fails.
+		display.UpdateFrom(context.WithoutCancel(ctx), displayCh) //nolint:errcheck // only a broken terminal fails it
+	}()
+	var forwarders sync.WaitGroup
+	eg, gctx := errgroup.WithContext(ctx)
+	for i, r := range runs {
+		r.rec = newRecorder()
+		statusCh := make(chan *bkclient.SolveStatus)
+		forwarders.Add(1)
+		go func() {
+			defer forwarders.Done()
+			for s := range statusCh {
+				r.rec.record(s)
+				displayCh <- relabel(s, r.name)
+			}
+		}()
+		eg.Go(func() error {
+			resp, err := r.client.Solve(gctx, nil, opts[i], statusCh)
+			if err != nil {
+				return &runError{run: r, err: err}
+			}
+			r.resp = resp
+			return nil
+		})
+	}
+	err = eg.Wait()
+	forwarders.Wait()
+	close(displayCh)
+	<-displayDone
+	return err
+}
+
+// runError is the failure of one builder's solve.
+type runError struct {
+	run *builderRun
+	err error
+}
+
+func (e *runError) Error() string { return e.err.Error() }
+func (e *runError) Unwrap() error { return e.err }
+
+// relabel prefixes every step of a builder's status with the builder's
+// name, "[pi] [linux/arm64 2/3] RUN ...", and makes its vertex digests
+// its own, so that the display keeps the builders' steps apart.
+func relabel(s *bkclient.SolveStatus, name string) *bkclient.SolveStatus {
+	d := func(v digest.Digest) digest.Digest {
+		if v == "" {
+			return v
+		}
+		return digest.FromString(name + "\x00" + v.String())
+	}
+	for _, v := range s.Vertexes {
+		v.Digest = d(v.Digest)
+		for i := range v.Inputs {
+			v.Inputs[i] = d(v.Inputs[i])
+		}
+		v.Name = "[" + name + "] " + v.Name
+	}
+	for _, st := range s.Statuses {
+		st.Vertex = d(st.Vertex)
+	}
+	for _, l := range s.Logs {
+		l.Vertex = d(l.Vertex)
+	}
+	for _, w := range s.Warnings {
+		w.Vertex = d(w.Vertex)
+	}
+	return s
+}
+
+// lostNode matches the errors of a connection that broke mid-build.
+var lostNode = regexp.MustCompile(`(?i)error reading from server|connection reset|transport is closing|broken pipe|EOF|connection refused|keepalive`)
+
+// explainRuns says which builder failed and why: a node that stopped
+// answering, or the step that failed where it ran.
+func explainRuns(ctx context.Context, st *store.Store, runs []*builderRun, err error) error {
+	var re *runError
+	if !errors.As(err, &re) {
+		return err
+	}
+	r := re.run
+	if r.node == nil {
+		return withOptionHint(explain(ctx, st, r.req, r.rec, re.err))
+	}
+	n := r.node.node
+	if ctx.Err() == nil && nodeLost(re.err) {
+		return fmt.Errorf("node %s stopped answering while it built %s (%s): the build failed and no name was changed; check the node and build again, or build those platforms here with --node %s=local",
+			n, formatPlatforms(r.platforms), nodes.Explain(re.err), strings.ReplaceAll(formatPlatforms(r.platforms), ", ", ","))
+	}
+	if m := resolveImage.FindStringSubmatch(clean(re.err)); m != nil && ctx.Err() == nil {
+		return fmt.Errorf("node %s cannot fetch base image %s (%s): a node has no access to this host's images; push the base to a registry the node reaches, or build it there", n, m[1], lastCause(clean(re.err)))
+	}
+	return fmt.Errorf("on node %s: %w", n, withOptionHint(explain(ctx, st, r.req, r.rec, re.err)))
+}
+
+// nodeLost reports whether err is a node's connection breaking rather
+// than a build step failing on it.
+func nodeLost(err error) bool {
+	var ve *solvererrdefs.VertexError
+	if errors.As(err, &ve) {
+		return false
+	}
+	return grpcerrors.Code(err) == codes.Unavailable || lostNode.MatchString(err.Error())
+}
+
+// assemble joins the builders' results into the image to store: the one
+// builder's result as it is, or one index of every builder's entries in
+// the order the platforms were asked for, attestations after them.
+func assemble(ctx context.Context, ingest *store.Ingest, runs []*builderRun, order []ocispecs.Platform) (ocispecs.Descriptor, error) {
+	descs := make([]ocispecs.Descriptor, len(runs))
+	for i, r := range runs {
+		d, err := resultDescriptor(r)
+		if err != nil {
+			return ocispecs.Descriptor{}, err
+		}
+		descs[i] = d
+	}
+	if len(runs) == 1 {
+		return descs[0], nil
+	}
+	var plats, atts []ocispecs.Descriptor
+	var annotations map[string]string
+	for i, r := range runs {
+		if !images.IsIndexType(descs[i].MediaType) {
+			return ocispecs.Descriptor{}, fmt.Errorf("the result of %s is a %s, not an index: cannot join it with the other platforms", r.name, descs[i].MediaType)
+		}
+		idx, err := ingest.ReadIndex(ctx, descs[i])
+		if err != nil {
+			return ocispecs.Descriptor{}, fmt.Errorf("reading the result of %s: %w", r.name, err)
+		}
+		if annotations == nil {
+			annotations = idx.Annotations
+		}
+		for _, m := range idx.Manifests {
+			if store.IsAttestation(m) {
+				atts = append(atts, m)
+			} else {
+				plats = append(plats, m)
+			}
+		}
+	}
+	sorted := make([]ocispecs.Descriptor, 0, len(plats)+len(atts))
+	used := make([]bool, len(plats))
+	for _, p := range order {
+		for i, m := range plats {
+			if !used[i] && m.Platform != nil && platforms.Format(platforms.Normalize(*m.Platform)) == platforms.Format(p) {
+				used[i] = true
+				sorted = append(sorted, m)
+			}
+		}
+	}
+	for i, m := range plats {
+		if !used[i] {
+			sorted = append(sorted, m)
+		}
+	}
+	sorted = append(sorted, atts...)
+	return ingest.WriteIndex(ctx, ocispecs.Index{MediaType: ocispecs.MediaTypeImageIndex, Manifests: sorted, Annotations: annotations})
+}
+
+// resultDescriptor reads the descriptor of what a builder exported.
+func resultDescriptor(r *builderRun) (ocispecs.Descriptor, error) {
+	if r.resp == nil {
+		return ocispecs.Descriptor{}, fmt.Errorf("%s returned no result", r.name)
+	}
+	raw := r.resp.ExporterResponse[exptypes.ExporterImageDescriptorKey]
+	b, err := base64.StdEncoding.DecodeString(raw)
+	var d ocispecs.Descriptor
+	if err == nil {
+		err = json.Unmarshal(b, &d)
+	}
+	if err != nil || d.Digest == "" {
+		return ocispecs.Descriptor{}, fmt.Errorf("%s returned no image descriptor (exporter response %v)", r.name, r.resp.ExporterResponse)
+	}
+	// The exporter's annotations on the descriptor (creation time) are
+	// not part of the blob; the index entry needs none.
+	return ocispecs.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}, nil
+}
+
+// progressOut is where push progress goes: standard error unless quiet.
+func progressOut(req *request) io.Writer {
+	if req.progress == "quiet" {
+		return nil
+	}
+	return req.opts.Stderr
+}
