@@ -39,6 +39,7 @@ import (
 	// BuildKit's client and controller exchange messages with its own codec.
 	_ "github.com/moby/buildkit/util/grpcutil/encoding/proto"
 
+	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/version"
 )
 
@@ -52,8 +53,14 @@ const bufSize = 4 << 20
 
 // Config says which containerd kiln talks to and where its own state lives.
 type Config struct {
+	// Store is the --store option: auto (the default), containerd or
+	// embedded (see store.Select).
+	Store string
 	// Address is containerd's socket.
 	Address string
+	// AddressSet is true when the user gave Address (--address or
+	// CONTAINERD_ADDRESS).
+	AddressSet bool
 	// Namespace is the containerd namespace images are built and stored in.
 	Namespace string
 	// Snapshotter is the containerd snapshotter steps run on.
@@ -76,6 +83,8 @@ type Config struct {
 	// containerLabel marks the step containers of this state directory so
 	// that a later kiln recognises those a killed one left (see sweep.go).
 	containerLabel string
+	// embedded is the embedded store a build runs on; nil with containerd.
+	embedded *store.Store
 }
 
 // engine is BuildKit's controller and containerd worker running inside this
@@ -147,6 +156,9 @@ func newEngine(ctx context.Context, cfg Config) (*engine, error) {
 }
 
 func newWorker(ctx context.Context, cfg Config) (*base.Worker, error) {
+	if cfg.embedded != nil {
+		return newEmbeddedWorker(ctx, cfg)
+	}
 	opt, err := newWorkerOpt(containerd.WorkerOptions{
 		Root:            cfg.Root,
 		Address:         cfg.Address,

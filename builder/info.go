@@ -13,6 +13,14 @@ import (
 
 // Info describes where kiln builds and what it can build.
 type Info struct {
+	// Store is where images are kept: containerd or embedded.
+	Store string `json:"store"`
+	// StoreReason says why kiln uses that store.
+	StoreReason string `json:"storeReason"`
+	// StoreDir is the embedded store's directory; empty with containerd.
+	StoreDir string `json:"storeDir,omitempty"`
+	// Runtime is the runc the embedded store runs build steps with.
+	Runtime            string   `json:"runtime,omitempty"`
 	Address            string   `json:"address"`
 	ContainerdVersion  string   `json:"containerdVersion"`
 	ContainerdRevision string   `json:"containerdRevision"`
@@ -33,6 +41,13 @@ type Info struct {
 // GetInfo connects to containerd and probes which platforms run here. It does
 // not start BuildKit or take the state lock, so it answers during a build.
 func GetInfo(ctx context.Context, cfg Config) (*Info, error) {
+	sel, err := store.Select(cfg.Store, cfg.Address, cfg.AddressSet)
+	if err != nil {
+		return nil, err
+	}
+	if sel.Embedded() {
+		return embeddedInfo(ctx, cfg, sel)
+	}
 	st, err := store.Open(ctx, cfg.Address, cfg.Namespace)
 	if err != nil {
 		return nil, err
@@ -48,6 +63,8 @@ func GetInfo(ctx context.Context, cfg Config) (*Info, error) {
 		return nil, err
 	}
 	return &Info{
+		Store:              sel.Kind,
+		StoreReason:        sel.Reason,
 		Address:            st.Address(),
 		ContainerdVersion:  v.Version,
 		ContainerdRevision: v.Revision,

@@ -190,6 +190,7 @@ func (s *Store) putImage(ctx context.Context, img images.Image) error {
 // unpackHost unpacks the host's platform of img into the snapshotter when
 // its content is complete; it returns the platform unpacked or "".
 func (s *Store) unpackHost(ctx context.Context, img images.Image, sum ImageSummary, snapshotter string, p *progress) (string, error) {
+	snapshotter = s.snapshotterName(snapshotter)
 	host, ok := sum.hostPlatform()
 	if !ok || host.Content != ContentComplete {
 		return "", nil

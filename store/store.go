@@ -29,12 +29,14 @@ const DefaultNamespace = "default"
 // wrong address fails fast instead of hanging a script.
 const connectTimeout = 10 * time.Second
 
-// Store is an open connection to a containerd image store in one namespace.
+// Store is an open connection to a containerd image store in one namespace,
+// or kiln's embedded store (see OpenEmbedded).
 type Store struct {
 	client    *containerd.Client
 	address   string
 	namespace string
 	version   containerd.Version
+	embedded  *embedded
 }
 
 // Open connects to the containerd at address and checks that it answers.
@@ -133,7 +135,7 @@ func unreachable(address string, err error) error {
 // Client returns the containerd client; its default namespace is the store's.
 func (s *Store) Client() *containerd.Client { return s.client }
 
-// Address returns the containerd socket path.
+// Address returns the containerd socket path; "" for the embedded store.
 func (s *Store) Address() string { return s.address }
 
 // Namespace returns the containerd namespace images are stored in.
@@ -147,5 +149,11 @@ func (s *Store) WithNamespace(ctx context.Context) context.Context {
 	return namespaces.WithNamespace(ctx, s.namespace)
 }
 
-// Close closes the connection to containerd.
-func (s *Store) Close() error { return s.client.Close() }
+// Close closes the connection to containerd, or the embedded store.
+func (s *Store) Close() error {
+	err := s.client.Close()
+	if s.embedded != nil {
+		err = errors.Join(err, s.embedded.close(context.Background()))
+	}
+	return err
+}

@@ -255,6 +255,7 @@ func (inv *inventory) manifestContent(m ocispecs.Descriptor) (blobs []ocispecs.D
 // summarize describes img. With a snapshotter it also checks which
 // platforms are unpacked there.
 func (s *Store) summarize(ctx context.Context, img images.Image, snapshotter string) (ImageSummary, error) {
+	snapshotter = s.snapshotterName(snapshotter)
 	ctx = s.WithNamespace(ctx)
 	inv := newInventory(ctx, s.client.ContentStore())
 	sum := ImageSummary{
@@ -358,7 +359,13 @@ func (s *Store) isUnpacked(ctx context.Context, snapshotter string, diffIDs []di
 	if len(diffIDs) == 0 {
 		return false, nil
 	}
-	_, err := s.client.SnapshotService(snapshotter).Stat(ctx, identity.ChainID(diffIDs).String())
+	sn := s.client.SnapshotService(snapshotter)
+	if sn == nil {
+		// The embedded store has no such snapshotter, so nothing is
+		// unpacked in it.
+		return false, nil
+	}
+	_, err := sn.Stat(ctx, identity.ChainID(diffIDs).String())
 	switch {
 	case err == nil:
 		return true, nil

@@ -22,6 +22,7 @@ func globalFlags() []cli.Flag {
 		address, root = rootless.DefaultAddress(), rootless.DefaultRoot()
 	}
 	return []cli.Flag{
+		&cli.StringFlag{Name: "store", Usage: "where images are kept: containerd, embedded (kiln's own store under --root, for hosts without containerd) or auto (containerd when --address is given or its socket exists, else embedded)", EnvVars: []string{"KILN_STORE"}, Value: store.KindAuto},
 		&cli.StringFlag{Name: "address", Aliases: []string{"a", "H", "host"}, Usage: "containerd socket", EnvVars: []string{"CONTAINERD_ADDRESS"}, Value: address},
 		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "containerd namespace images are stored in", EnvVars: []string{"CONTAINERD_NAMESPACE"}, Value: store.DefaultNamespace},
 		&cli.StringFlag{Name: "snapshotter", Usage: "containerd snapshotter build steps run on (default: overlayfs where it works, else fuse-overlayfs, else native; see kiln info)", EnvVars: []string{"CONTAINERD_SNAPSHOTTER"}, Value: snapshot.Default(rootless.Enabled()), DefaultText: "chosen"},
@@ -33,7 +34,9 @@ func globalFlags() []cli.Flag {
 // engineConfig reads the global flags.
 func engineConfig(c *cli.Context) builder.Config {
 	return builder.Config{
+		Store:          c.String("store"),
 		Address:        store.TrimScheme(c.String("address")),
+		AddressSet:     c.IsSet("address"),
 		Namespace:      c.String("namespace"),
 		Snapshotter:    c.String("snapshotter"),
 		SnapshotterSet: c.IsSet("snapshotter"),

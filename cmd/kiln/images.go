@@ -10,13 +10,14 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
+	"github.com/kiln-build/kiln/builder"
 	"github.com/kiln-build/kiln/store"
 )
 
-// openStore connects to the containerd and namespace the global flags name.
+// openStore opens the store and namespace the global flags name: a
+// containerd, or kiln's embedded store (see builder.OpenStore).
 func openStore(c *cli.Context) (*store.Store, error) {
-	cfg := engineConfig(c)
-	return store.Open(c.Context, cfg.Address, cfg.Namespace)
+	return builder.OpenStore(c.Context, engineConfig(c), c.App.ErrWriter)
 }
 
 func imagesCommand() *cli.Command {

@@ -1,0 +1,61 @@
+package store
+
+import (
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kiln-build/kiln/usage"
+)
+
+func TestSelect(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "containerd.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	missing := filepath.Join(dir, "missing.sock")
+
+	cases := []struct {
+		name       string
+		kind       string
+		address    string
+		addressSet bool
+		want       string
+		why        string
+	}{
+		{"embedded chosen", KindEmbedded, sock, true, KindEmbedded, "--store embedded"},
+		{"containerd chosen", KindContainerd, missing, false, KindContainerd, "--store containerd"},
+		{"auto, socket exists", KindAuto, sock, false, KindContainerd, "socket is at " + sock},
+		{"empty is auto", "", sock, false, KindContainerd, "socket is at " + sock},
+		{"auto, no socket", KindAuto, missing, false, KindEmbedded, "no containerd socket at " + missing},
+		{"auto, unix scheme", KindAuto, "unix://" + missing, false, KindEmbedded, "no containerd socket at " + missing},
+		// An address the user gave stays containerd's, so that a typo or a
+		// stopped containerd is an error rather than a silent switch.
+		{"auto, address given but missing", KindAuto, missing, true, KindContainerd, "--address or CONTAINERD_ADDRESS"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sel, err := Select(c.kind, c.address, c.addressSet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sel.Kind != c.want || !strings.Contains(sel.Reason, c.why) {
+				t.Fatalf("Select = %+v, want kind %s with reason containing %q", sel, c.want, c.why)
+			}
+			if sel.Embedded() != (c.want == KindEmbedded) {
+				t.Fatalf("Embedded() = %v for %+v", sel.Embedded(), sel)
+			}
+		})
+	}
+}
+
+func TestSelectInvalid(t *testing.T) {
+	_, err := Select("docker", DefaultAddress, false)
+	if err == nil || !usage.Is(err) || !strings.Contains(err.Error(), "use auto, containerd or embedded") {
+		t.Fatalf("Select(docker) = %v, want a usage error naming the choices", err)
+	}
+}
