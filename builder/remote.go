@@ -66,7 +66,7 @@ type builderRun struct {
 
 func runPlan(ctx context.Context, cfg Config, req *request, plan *nodePlan) (*Result, error) {
 	o := req.opts
-	if req.progress != "quiet" {
+	if req.progress != "quiet" && req.progress != "rawjson" {
 		fmt.Fprintln(o.Stderr, plan.describe())
 	}
 	var runs []*builderRun

@@ -120,6 +120,13 @@ func TestNodeBuild(t *testing.T) {
 		t.Errorf("the build's lease was left:\n%s", out)
 	}
 
+	// --push pushes the joined index with every platform.
+	reg := startRegistry(t)
+	e.kiln("build", "--platform", "linux/amd64,linux/arm64", "--node", "linux/arm64="+n.Addr, "--push", "-t", reg+"/app:1", dir).ok(t)
+	f := newEnv(t)
+	f.kiln("pull", "--all-platforms", reg+"/app:1").ok(t)
+	checkRuns(t, f, reg+"/app:1")
+
 	// Configured in a nodes file without platforms, the node takes the platform it reports
 	// first (its native one) with no --node flag, and kiln node ls/inspect describe it.
 	cfg := nodesConfig(t, fmt.Sprintf("[node.arm-board]\naddress = %q\n", n.Addr))
@@ -244,14 +251,13 @@ func TestNodeKilled(t *testing.T) {
 }
 
 // TestNodeTLS: a node that requires TLS client certificates, configured in a nodes file with
-// its CA, certificate and key, builds the platform the file gives it; without the client
-// certificate it is refused clearly.
+// its CA, certificate and key, builds the platform the file gives it, with a secret sent
+// through the session; without the client certificate it is refused clearly.
 func TestNodeTLS(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	needArm64Emulation(t, e)
 	n := startNode(t, nodeOptions{tls: true})
-	dir := nodeContext(t, nodeDockerfile)
 	cfg := nodesConfig(t, fmt.Sprintf(`[node.secure]
 address = %q
 platforms = ["linux/arm64"]
@@ -262,7 +268,10 @@ cert = %q
 key = %q
 `, n.Addr, n.tls.CA, n.tls.ClientCert, n.tls.ClientKey))
 
-	r := e.kilnEnv([]string{cfg}, "build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "-t", "tlsapp", dir).ok(t)
+	// The secret reaches the node's step through the session and stays out of the image.
+	dir := nodeContext(t, strings.Replace(nodeDockerfile, "RUN echo arm64-step > /step",
+		"RUN --mount=type=secret,id=tok test \"$(cat /run/secrets/tok)\" = s3cret-value && echo arm64-step > /step", 1))
+	r := e.kilnEnv([]string{cfg, "TOK=s3cret-value"}, "build", "--progress", "plain", "--secret", "id=tok,env=TOK", "--platform", "linux/amd64,linux/arm64", "-t", "tlsapp", dir).ok(t)
 	if !strings.Contains(r.Stderr, "linux/arm64 on node secure ("+n.Addr+")") {
 		t.Errorf("the build did not use the configured node:\n%s", r.Stderr)
 	}
