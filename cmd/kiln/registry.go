@@ -30,19 +30,25 @@ func progressWriter(c *cli.Context) io.Writer {
 func pullCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "pull",
-		Usage:     "fetch an image from its registry into the namespace and unpack this host's platform",
-		ArgsUsage: "NAME",
+		Usage:     "fetch an image from its registry (or a containerd) into the namespace and unpack this host's platform",
+		ArgsUsage: "NAME [containerd://[ADDRESS][/NAMESPACE]]",
 		Description: "Without --platform only this host's platform is fetched. The index is always stored whole,\n" +
 			"so pulling some platforms of a multi-platform image leaves the others partial\n" +
 			"(see \"kiln images --platforms\"). Progress goes to standard error, the image name to\n" +
-			"standard output. Credentials come from the docker config file and its credential helpers.",
+			"standard output. Credentials come from the docker config file and its credential helpers.\n\n" +
+			"With containerd://[ADDRESS][/NAMESPACE] the image is copied, every platform, from that\n" +
+			"containerd (default " + store.DefaultAddress + ", and the --namespace namespace) instead,\n" +
+			"for example into kiln's embedded store.",
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "platform", Usage: "fetch these platforms, e.g. linux/arm64 (repeatable or comma-separated)"},
 			&cli.BoolFlag{Name: "all-platforms", Usage: "fetch every platform"},
 		}, registryFlags()...),
 		Action: func(c *cli.Context) error {
+			if c.NArg() == 2 {
+				return copyFromContainerd(c)
+			}
 			if c.NArg() != 1 {
-				return usageErrorf("\"kiln pull\" needs exactly one image name, for example \"kiln pull registry.example.com/app:1\"")
+				return usageErrorf("\"kiln pull\" needs exactly one image name, for example \"kiln pull registry.example.com/app:1\", and optionally containerd://[ADDRESS][/NAMESPACE] to copy it from")
 			}
 			ps, err := store.ParsePlatforms(c.StringSlice("platform"))
 			if err != nil {
@@ -72,18 +78,25 @@ func pullCommand() *cli.Command {
 func pushCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "push",
-		Usage:     "upload an image, every platform and blob, to the registry its name points at",
-		ArgsUsage: "NAME",
+		Usage:     "upload an image, every platform and blob, to the registry its name points at (or into a containerd)",
+		ArgsUsage: "NAME [containerd://[ADDRESS][/NAMESPACE]]",
 		Description: "kiln pushes the image's index with all of its content and refuses a partial image, naming\n" +
 			"what is missing. --platform pushes a new index holding only those platforms. Progress goes\n" +
 			"to standard error; NAME@DIGEST of what was pushed to standard output. Credentials come from\n" +
-			"the docker config file and its credential helpers (\"docker login\").",
+			"the docker config file and its credential helpers (\"docker login\").\n\n" +
+			"With containerd://[ADDRESS][/NAMESPACE] the image is copied, every platform, into that\n" +
+			"containerd (default " + store.DefaultAddress + ", and the --namespace namespace) instead,\n" +
+			"for example from kiln's embedded store, and this host's platform is unpacked there in the\n" +
+			"--snapshotter snapshotter, so that ctr and nerdctl run it at once.",
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "platform", Usage: "push only these platforms, e.g. linux/amd64 (repeatable or comma-separated)"},
 		}, registryFlags()...),
 		Action: func(c *cli.Context) error {
+			if c.NArg() == 2 {
+				return copyToContainerd(c)
+			}
 			if c.NArg() != 1 {
-				return usageErrorf("\"kiln push\" needs exactly one image name, for example \"kiln push registry.example.com/app:1\"")
+				return usageErrorf("\"kiln push\" needs exactly one image name, for example \"kiln push registry.example.com/app:1\", and optionally containerd://[ADDRESS][/NAMESPACE] to copy it into")
 			}
 			ps, err := store.ParsePlatforms(c.StringSlice("platform"))
 			if err != nil {
