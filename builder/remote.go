@@ -323,7 +323,7 @@ func explainRuns(ctx context.Context, st *store.Store, runs []*builderRun, err e
 	n := r.node.node
 	if ctx.Err() == nil && nodeLost(re.err) {
 		return fmt.Errorf("node %s stopped answering while it built %s (%s): the build failed and no name was changed; check the node and build again, or build those platforms here with --node %s=local",
-			n, formatPlatforms(r.platforms), nodes.Explain(re.err), strings.ReplaceAll(formatPlatforms(r.platforms), ", ", ","))
+			n, formatPlatforms(r.platforms), nodes.Explain(re.err), formatPlatforms(r.platforms))
 	}
 	if m := resolveImage.FindStringSubmatch(clean(re.err)); m != nil && ctx.Err() == nil {
 		return fmt.Errorf("node %s cannot fetch base image %s (%s): a node has no access to this host's images; push the base to a registry the node reaches, or build it there", n, m[1], lastCause(clean(re.err)))
