@@ -26,6 +26,7 @@ cross:
 deps:
 	hack/install-deps.sh
 	hack/build-containerd.sh $(TOOLS)
+	hack/build-buildkit.sh $(TOOLS)   # buildkitd nodes for integration/nodes_test.go, buildctl
 	hack/fixtures.sh $(FIXTURES)
 
 fmt-check:
