@@ -127,9 +127,10 @@ func embeddedWorkerOpt(cfg Config) (opt base.WorkerOpt, err error) {
 }
 
 // sweepEmbedded removes what a killed kiln process left in the embedded
-// store's worker directory: runc containers whose bundle is there, and
-// mounts under it (step root filesystems, cache mounts). The caller holds
-// the state directory's lock, so no live kiln process uses them.
+// store's worker directory root: the runc containers of the step bundles
+// there, their state, and mounts under it (step root filesystems, cache
+// mounts). The caller holds the state directory's lock, so no live kiln
+// process uses them.
 func sweepEmbedded(ctx context.Context, root string, stderr io.Writer) error {
 	abs, err := filepath.Abs(root)
 	if err != nil {
@@ -138,17 +139,25 @@ func sweepEmbedded(ctx context.Context, root string, stderr io.Writer) error {
 	if resolved, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = resolved
 	}
+	// BuildKit's runc executor names each step's bundle directory after its
+	// container; the directory outlives a killed kiln.
+	bundles := filepath.Join(abs, "executor")
+	entries, _ := os.ReadDir(bundles)
+	var ids []string
+	for _, ent := range entries {
+		switch {
+		case ent.IsDir():
+			ids = append(ids, ent.Name())
+		case strings.HasPrefix(ent.Name(), "hosts."):
+			// A step's /etc/hosts with --add-host entries.
+			os.Remove(filepath.Join(bundles, ent.Name()))
+		}
+	}
 	n := 0
 	r := &runc.Runc{Command: "runc"}
-	if list, err := r.List(ctx); err == nil {
-		for _, c := range list {
-			if !strings.HasPrefix(c.Bundle, abs+string(filepath.Separator)) {
-				continue
-			}
-			r.Kill(ctx, c.ID, int(syscall.SIGKILL), &runc.KillOpts{All: true})
-			if err := r.Delete(ctx, c.ID, &runc.DeleteOpts{Force: true}); err != nil {
-				return fmt.Errorf("removing build step container %s left by an interrupted kiln: %w", c.ID, err)
-			}
+	for _, id := range ids {
+		r.Kill(ctx, id, int(syscall.SIGKILL), &runc.KillOpts{All: true})
+		if err := r.Delete(ctx, id, &runc.DeleteOpts{Force: true}); err == nil {
 			n++
 		}
 	}
@@ -159,8 +168,26 @@ func sweepEmbedded(ctx context.Context, root string, stderr io.Writer) error {
 	if m > 0 {
 		fmt.Fprintf(stderr, "removed %d mount(s) left by an interrupted kiln\n", m)
 	}
+	for _, id := range ids {
+		// runc leaves an empty state directory when it dies before the
+		// container started.
+		os.Remove(filepath.Join(runcStateDir(), id))
+		if err := os.RemoveAll(filepath.Join(bundles, id)); err != nil {
+			return fmt.Errorf("removing the build step bundle %s left by an interrupted kiln: %w", filepath.Join(bundles, id), err)
+		}
+	}
 	if n > 0 {
 		fmt.Fprintf(stderr, "removed %d build step container(s) left by an interrupted kiln\n", n)
 	}
 	return nil
+}
+
+// runcStateDir is where runc keeps its containers' state when run without
+// --root, as BuildKit's executor runs it: $XDG_RUNTIME_DIR/runc in a user
+// namespace (as an unprivileged user), /run/runc otherwise.
+func runcStateDir() string {
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && rootless.InUserNamespace() {
+		return filepath.Join(d, "runc")
+	}
+	return "/run/runc"
 }
