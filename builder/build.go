@@ -72,6 +72,7 @@ func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
 		return nil, err
 	}
 	cfg.Platforms = runnable
+	defer warmPlatforms(req)()
 	in, err := start(ctx, cfg, opts.Stderr)
 	if err != nil {
 		return nil, err
