@@ -89,6 +89,12 @@ func startEmbedded(ctx context.Context, cfg Config, stderr io.Writer) (*instance
 		return nil, err
 	}
 	in := &instance{store: st}
+	if rootless.InUserNamespace() {
+		if err := rootless.EnsureRuntimeDir(); err != nil {
+			in.Close()
+			return nil, err
+		}
+	}
 	cfg.embedded = st
 	cfg.Snapshotter = st.Snapshotter(cfg.Snapshotter)
 	if err := sweepEmbedded(ctx, embeddedWorkerRoot(cfg), stderr); err != nil {
@@ -144,5 +150,6 @@ func embeddedInfo(ctx context.Context, cfg Config, sel store.Selection) (*Info, 
 		Platforms:         ps,
 		Installable:       installable,
 		Cgroups:           cgroups,
+		UserNamespace:     rootless.UserNamespaceMap(),
 	}, nil
 }

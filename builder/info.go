@@ -20,7 +20,10 @@ type Info struct {
 	// StoreDir is the embedded store's directory; empty with containerd.
 	StoreDir string `json:"storeDir,omitempty"`
 	// Runtime is the runc the embedded store runs build steps with.
-	Runtime            string   `json:"runtime,omitempty"`
+	Runtime string `json:"runtime,omitempty"`
+	// UserNamespace describes the user namespace kiln made for itself to
+	// use the embedded store without root.
+	UserNamespace      string   `json:"userNamespace,omitempty"`
 	Address            string   `json:"address"`
 	ContainerdVersion  string   `json:"containerdVersion"`
 	ContainerdRevision string   `json:"containerdRevision"`

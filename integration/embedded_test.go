@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -458,6 +459,191 @@ func TestEmbeddedKilled(t *testing.T) {
 			cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
 			if strings.Contains(string(cmdline), "echo started") {
 				t.Errorf("the killed build's step still runs (pid %s)", pid)
+			}
+		}
+	}
+}
+
+// embeddedUser is the unprivileged user TestEmbeddedUnprivileged builds
+// as, with subordinate ids as an administrator gives them.
+const embeddedUser = "kiln-it-embedded"
+
+// unprivilegedEmbeddedUser creates embeddedUser if needed, with 65536
+// subordinate uids and gids, and returns its uid and gid.
+func unprivilegedEmbeddedUser(t *testing.T) (uid, gid string) {
+	t.Helper()
+	if err := exec.Command("id", embeddedUser).Run(); err != nil {
+		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", embeddedUser).CombinedOutput(); err != nil {
+			t.Fatalf("creating user %s: %v: %s", embeddedUser, err, out)
+		}
+	}
+	owned := func(file string) bool {
+		b, _ := os.ReadFile(file)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, embeddedUser+":") {
+				return true
+			}
+		}
+		return false
+	}
+	if !owned("/etc/subuid") || !owned("/etc/subgid") {
+		// A range after every range given so far, as usermod suggests.
+		next := 100000
+		for _, file := range []string{"/etc/subuid", "/etc/subgid"} {
+			b, _ := os.ReadFile(file)
+			for _, line := range strings.Split(string(b), "\n") {
+				var owner string
+				var start, count int
+				if f := strings.Split(line, ":"); len(f) == 3 {
+					owner = f[0]
+					fmt.Sscan(f[1], &start)
+					fmt.Sscan(f[2], &count)
+				}
+				if owner != "" && start+count > next {
+					next = start + count
+				}
+			}
+		}
+		ids := fmt.Sprintf("%d-%d", next, next+65535)
+		if out, err := exec.Command("usermod", "--add-subuids", ids, "--add-subgids", ids, embeddedUser).CombinedOutput(); err != nil {
+			t.Fatalf("giving %s subordinate ids: %v: %s", embeddedUser, err, out)
+		}
+	}
+	u, err := exec.Command("id", "-u", embeddedUser).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := exec.Command("id", "-g", embeddedUser).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(u)), strings.TrimSpace(string(g))
+}
+
+// TestEmbeddedUnprivileged is the quick start as an unprivileged user on a
+// host without containerd: kiln makes its own user and mount namespaces
+// (newuidmap, newgidmap), runs runc rootless and registers emulation in
+// that user namespace only.
+func TestEmbeddedUnprivileged(t *testing.T) {
+	t.Parallel()
+	for _, p := range []string{"/usr/bin/newuidmap", "/usr/bin/newgidmap", "/usr/bin/setpriv"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s is missing: install the uidmap and util-linux packages", p)
+		}
+	}
+	uid, gid := unprivilegedEmbeddedUser(t)
+	// Everything the user touches: home (kiln's root by default), the build
+	// contexts, the outputs, and a copy of kiln.
+	home, err := os.MkdirTemp("/tmp", "kiln-emb-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		unmountUnder(home)
+		os.RemoveAll(home)
+	})
+	bin := filepath.Join(home, "kiln")
+	if out, err := exec.Command("cp", kilnBinary, bin).CombinedOutput(); err != nil {
+		t.Fatalf("copying kiln: %v: %s", err, out)
+	}
+	bb := filepath.Join(home, "busybox")
+	if err := os.MkdirAll(bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bb, "Dockerfile"), []byte(busyboxDockerfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", filepath.Join(fixturesDir, "rootfs"), bb).CombinedOutput(); err != nil {
+		t.Fatalf("copying fixtures: %v: %s", err, out)
+	}
+	app := filepath.Join(home, "app")
+	os.MkdirAll(app, 0o755)
+	os.WriteFile(filepath.Join(app, "Dockerfile"), []byte(embeddedUnameDockerfile), 0o644)
+	// No RUN step: only the platform check runs anything for riscv64.
+	scratch := filepath.Join(home, "scratch")
+	os.MkdirAll(scratch, 0o755)
+	os.WriteFile(filepath.Join(scratch, "Dockerfile"), []byte("FROM scratch\nCOPY Dockerfile /\n"), 0o644)
+	if out, err := exec.Command("chown", "-R", uid+":"+gid, home).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v: %s", err, out)
+	}
+
+	// No --store, --address or --root: an unprivileged user's defaults.
+	env := []string{"HOME=" + home, "USER=" + embeddedUser, "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
+	user := func(args ...string) result {
+		t.Helper()
+		full := append([]string{"--reuid", uid, "--regid", gid, "--clear-groups", bin}, args...)
+		return runEnv(t, env, "("+embeddedUser+") kiln "+strings.Join(args, " "), "/usr/bin/setpriv", full...)
+	}
+
+	var info struct {
+		Store         string `json:"store"`
+		StoreDir      string `json:"storeDir"`
+		UserNamespace string `json:"userNamespace"`
+		Snapshotter   string `json:"snapshotter"`
+	}
+	out := user("info", "--format", "json").ok(t).Stdout
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("kiln info: %v\n%s", err, out)
+	}
+	wantDir := filepath.Join(home, ".local", "share", "kiln", "store")
+	if info.Store != "embedded" || info.StoreDir != wantDir || !strings.Contains(info.UserNamespace, "host uid "+uid+" is 0") {
+		t.Fatalf("kiln info as %s: %+v, want the embedded store in %s in kiln's own user namespace", embeddedUser, info, wantDir)
+	}
+
+	user("build", "--platform", "linux/amd64,linux/arm64", "-t", "busybox", bb).ok(t)
+	user("build", "--platform", "linux/amd64,linux/arm64", "-t", "hello", app).ok(t)
+	rows := user("images", "--format", "{{.Name}} {{join .Platforms \",\"}} {{.Complete}}").ok(t).Stdout
+	if !strings.Contains(rows, "docker.io/library/hello:latest linux/amd64,linux/arm64 true") {
+		t.Fatalf("kiln images as %s:\n%s", embeddedUser, rows)
+	}
+	oci := filepath.Join(home, "hello-oci.tar")
+	user("build", "--platform", "linux/amd64,linux/arm64", "-o", "type=oci,dest="+oci, app).ok(t)
+	if files := readTar(t, oci); files["index.json"] == nil {
+		t.Fatalf("-o type=oci as %s wrote no OCI layout", embeddedUser)
+	}
+
+	// The store belongs to the user and the ids they were given: nothing
+	// in it is the host's root's, and nothing stays mounted on the host.
+	filepath.Walk(filepath.Join(home, ".local"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == 0 {
+				t.Errorf("%s belongs to root", p)
+				return filepath.SkipAll
+			}
+		}
+		return nil
+	})
+	if mounts, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mounts), home+"/") {
+		t.Errorf("kiln's mounts reached the host's mount namespace:\n%s", mounts)
+	}
+
+	// Pushed to a registry, it runs in containerd, each platform built
+	// where it belongs.
+	reg := startRegistry(t)
+	ref := reg + "/unprivileged/hello:1"
+	user("build", "--platform", "linux/amd64,linux/arm64", "-t", ref, "--push", app).ok(t)
+	e := newEnv(t)
+	for _, want := range []struct{ platform, machine string }{{"linux/amd64", "x86_64"}, {"linux/arm64", "aarch64"}} {
+		e.ctr("images", "pull", "--plain-http", "--platform", want.platform, ref).ok(t)
+		got := e.ctr("run", "--rm", "--platform", want.platform, ref, "unpriv-"+strings.ReplaceAll(want.platform, "/", "-")).ok(t).Stdout
+		if strings.TrimSpace(got) != want.machine {
+			t.Errorf("%s built by %s printed %q, want %q", want.platform, embeddedUser, got, want.machine)
+		}
+	}
+
+	// A platform the host has no handler for is registered in kiln's user
+	// namespace only.
+	const riscv = "/proc/sys/fs/binfmt_misc/qemu-riscv64"
+	if _, err := os.Stat("/usr/bin/qemu-riscv64-static"); err == nil {
+		if _, err := os.Stat(riscv); err == nil {
+			t.Log("the host has a riscv64 handler already; not checking registration in the user namespace")
+		} else {
+			r := user("build", "--platform", "linux/riscv64", "-t", "rv", scratch).ok(t)
+			if !strings.Contains(r.Stderr, "registered a QEMU binfmt_misc handler for linux/riscv64") {
+				t.Errorf("no handler was registered for linux/riscv64:\n%s", r.Stderr)
+			}
+			if _, err := os.Stat(riscv); err == nil {
+				t.Errorf("the user's build registered %s on the host", riscv)
 			}
 		}
 	}

@@ -125,6 +125,9 @@ func checkSocket(address string) error {
 }
 
 func unreachable(address string, err error) error {
+	if strings.Contains(err.Error(), "permission denied") {
+		return fmt.Errorf("cannot reach containerd at %s: permission denied: run kiln as root, or as a member of the socket's group", address)
+	}
 	// A socket left by a rootless containerd that is gone.
 	if rerr := rootless.NotRunning(address); rerr != nil {
 		return rerr

@@ -48,7 +48,9 @@ func infoCommand() *cli.Command {
 			fmt.Fprintf(w, "namespace:\t%s\n", info.Namespace)
 			fmt.Fprintf(w, "snapshotter:\t%s (%s)\n", info.Snapshotter, info.SnapshotterReason)
 			fmt.Fprintf(w, "root:\t%s\n", info.Root)
-			if r := info.Rootless; r != nil {
+			if info.UserNamespace != "" {
+				fmt.Fprintf(w, "rootless:\tyes: kiln's own user namespace (%s)\n", info.UserNamespace)
+			} else if r := info.Rootless; r != nil {
 				fmt.Fprintf(w, "rootless:\tyes: RootlessKit pid %d, state in %s\n", r.ChildPID, r.StateDir)
 				fmt.Fprintf(w, "network:\t%s\n", r.Network)
 			} else {

@@ -21,10 +21,16 @@ import (
 )
 
 func main() {
+	// In the namespaces kiln made for itself (see ownNamespaces), finish
+	// entering them before anything else.
+	if err := rootless.FinishOwnNamespaces(); err != nil {
+		fmt.Fprintln(os.Stderr, "error: "+err.Error())
+		os.Exit(1)
+	}
 	// An unprivileged user's kiln works inside the namespaces of their
 	// rootless containerd: Enter re-executes kiln there through nsenter
 	// (and does not return), before anything depends on where it runs.
-	if joinsNamespaces(newApp(), os.Args) {
+	if joinsNamespaces(newApp(), os.Args) && !embeddedChosen(os.Args) {
 		if err := rootless.Enter(); err != nil {
 			fmt.Fprintln(os.Stderr, "error: "+err.Error())
 			os.Exit(1)
@@ -76,6 +82,10 @@ func run(args []string) int {
 	err := app.RunContext(ctx, reorder(app, args))
 	if err == nil {
 		return 0
+	}
+	var status exitStatus
+	if errors.As(err, &status) {
+		return int(status)
 	}
 	fmt.Fprintln(os.Stderr, "error: "+err.Error())
 	switch {
@@ -156,5 +166,5 @@ func setup(c *cli.Context) error {
 	} else {
 		logrus.SetOutput(io.Discard)
 	}
-	return nil
+	return ownNamespaces(c)
 }
