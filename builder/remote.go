@@ -88,7 +88,8 @@ func runPlan(ctx context.Context, cfg Config, req *request, plan *nodePlan) (*Re
 		runs = append(runs, &builderRun{name: localName, client: in.engine.client, req: local, platforms: plan.local})
 	} else {
 		var err error
-		if st, err = store.Open(ctx, cfg.Address, cfg.Namespace); err != nil {
+		// The store the global options select, the embedded one included.
+		if st, err = OpenStore(ctx, cfg, o.Stderr); err != nil {
 			return nil, err
 		}
 		defer st.Close()
