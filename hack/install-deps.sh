@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
 	runc qemu-user-static binfmt-support docker-registry uidmap rootlesskit slirp4netns
-	fuse-overlayfs skopeo ca-certificates make git openssh-client
+	fuse-overlayfs skopeo ca-certificates make git openssh-client openssh-server
 )
 
 missing=()

@@ -52,6 +52,8 @@ type nodeOptions struct {
 	platform string
 	// tls makes the node require TLS with client certificates.
 	tls bool
+	// socket, when set, is a unix socket the node also listens on (a second --addr).
+	socket string
 }
 
 var nodeCounter atomic.Int64
@@ -88,6 +90,9 @@ func startNode(t *testing.T, opts nodeOptions) *bkNode {
 	args := []string{bin, "--oci-worker=true", "--containerd-worker=false", "--root", n.Root,
 		"--addr", n.Addr, "--oci-worker-platform", opts.platform, "--oci-worker-net", "host",
 		"--oci-worker-gc=false", "--otel-socket-path", filepath.Join(dir, "otel.sock")}
+	if opts.socket != "" {
+		args = append(args, "--addr", "unix://"+opts.socket)
+	}
 	if opts.tls {
 		n.tls = makeTLS(t, dir, n.IP)
 		args = append(args, "--tlscacert", n.tls.CA, "--tlscert", n.tls.ServerCert, "--tlskey", n.tls.ServerKey)

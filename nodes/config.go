@@ -210,6 +210,8 @@ func resolveTLS(dir string, t TLS) TLS {
 // its ssh connection helper.
 var schemes = []string{"tcp", "unix", "ssh"}
 
+func hasPassword(u *url.Userinfo) bool { _, ok := u.Password(); return ok }
+
 // checkAddress accepts the addresses BuildKit's client does.
 func checkAddress(addr string) error {
 	if addr == "" {
@@ -232,6 +234,11 @@ func checkAddress(addr string) error {
 		return fmt.Errorf("invalid address %q: give the socket's path, e.g. unix:///run/buildkit/buildkitd.sock", addr)
 	case u.Scheme == "ssh" && u.Hostname() == "":
 		return fmt.Errorf("invalid address %q: give the host, e.g. ssh://user@host", addr)
+	case u.Scheme == "ssh" && (u.RawQuery != "" || u.Fragment != "" || u.ForceQuery):
+		// BuildKit's ssh helper takes the socket from the path only.
+		return fmt.Errorf("invalid address %q: ssh:// takes no query or fragment; give the node's socket as the path, e.g. ssh://user@host/run/buildkit/buildkitd.sock", addr)
+	case u.Scheme == "ssh" && u.User != nil && hasPassword(u.User):
+		return fmt.Errorf("invalid address %q: ssh:// takes no password; use a key (ssh-agent or ~/.ssh/config)", addr)
 	}
 	return nil
 }

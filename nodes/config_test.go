@@ -116,11 +116,18 @@ func TestParseAssignment(t *testing.T) {
 		"arm64=local,tls-ca=x":                        "do not apply to local",
 		"arm64=pi,tls-ca=x":                           "takes its TLS settings from /etc/kiln/nodes.toml",
 		"arm64=unix:///run/b.sock,tls-server-name=pi": "apply to tcp:// addresses only",
+		"arm64=ssh://me@h?socket=/run/b.sock":         "give the node's socket as the path",
+		"arm64=ssh://me@h/run/b.sock#x":               "takes no query or fragment",
+		"arm64=ssh://me:pw@h":                         "takes no password",
 	} {
 		_, err := ParseAssignment(in, configured)
 		if err == nil || !strings.Contains(err.Error(), want) || !usage.Is(err) {
 			t.Errorf("ParseAssignment(%q) = %v, want a usage error containing %q", in, err, want)
 		}
+	}
+	a, err = ParseAssignment("arm64=ssh://me@h:2222/run/b.sock", nil)
+	if err != nil || a.Node.Address != "ssh://me@h:2222/run/b.sock" {
+		t.Fatalf("ssh with a port and socket: %+v %v", a, err)
 	}
 	if _, err := ParseAssignment("arm64=pi", nil); err == nil || !strings.Contains(err.Error(), "none is configured") {
 		t.Errorf("no nodes file: %v", err)
