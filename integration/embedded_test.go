@@ -648,3 +648,19 @@ func TestEmbeddedUnprivileged(t *testing.T) {
 		}
 	}
 }
+
+// TestEmbeddedUnprivilegedNoSubIDs: a user without subordinate ids is told
+// what to ask an administrator for.
+func TestEmbeddedUnprivilegedNoSubIDs(t *testing.T) {
+	t.Parallel()
+	prefix := unprivilegedUser(t) // kiln-it, which has no subordinate ids
+	if b, _ := os.ReadFile("/etc/subuid"); strings.Contains(string(b), "\nkiln-it:") || strings.HasPrefix(string(b), "kiln-it:") {
+		t.Skip("kiln-it has subordinate uids on this host")
+	}
+	args := append(prefix, kilnBinary, "--root", filepath.Join(t.TempDir(), "root"), "images")
+	r := runEnv(t, kilnEnv(), "(kiln-it) kiln images", "/usr/bin/setpriv", args...)
+	r.fails(t, 1, "/etc/subuid has no subordinate uid range for kiln-it")
+	if !strings.Contains(r.Stderr, "usermod --add-subuids") {
+		t.Errorf("the error does not say how to add subordinate ids:\n%s", r.Stderr)
+	}
+}

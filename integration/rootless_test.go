@@ -432,14 +432,16 @@ func TestRootless(t *testing.T) {
 	u := newRootlessUser(t)
 
 	t.Run("no-containerd", func(t *testing.T) {
-		r := u.kiln(t, "", "images").fails(t, 1, "no rootless containerd is running for "+u.name)
+		// Without --store containerd kiln would use its embedded store
+		// (see embedded_test.go).
+		r := u.kiln(t, "", "--store", "containerd", "images").fails(t, 1, "no rootless containerd is running for "+u.name)
 		for _, want := range []string{"no RootlessKit state in " + u.stateDir, `"make rootless-containerd"`, "containerd-rootless-setuptool.sh install"} {
 			if !strings.Contains(r.Stderr, want) {
 				t.Errorf("stderr lacks %q:\n%s", want, r.Stderr)
 			}
 		}
 		dir := u.contextForUser(t, "nobuild", "FROM scratch\n")
-		u.kiln(t, dir, "build", ".").fails(t, 1, "building as an unprivileged user needs a rootless containerd: no rootless containerd is running for "+u.name)
+		u.kiln(t, dir, "--store", "containerd", "build", ".").fails(t, 1, "building as an unprivileged user needs a rootless containerd: no rootless containerd is running for "+u.name)
 		// version and help need no containerd.
 		u.kiln(t, "", "version").ok(t)
 	})
