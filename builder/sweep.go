@@ -121,6 +121,13 @@ type instance struct {
 // start connects to containerd, takes the root's lock, cleans what a killed
 // kiln process left, and starts the embedded BuildKit.
 func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error) {
+	sel, err := store.Select(cfg.Store, cfg.Address, cfg.AddressSet)
+	if err != nil {
+		return nil, err
+	}
+	if sel.Embedded() {
+		return startEmbedded(ctx, cfg, stderr)
+	}
 	if cfg.Rootless {
 		if err := rootless.RequireNamespaces(); err != nil {
 			return nil, err
