@@ -119,7 +119,8 @@ type instance struct {
 }
 
 // start connects to containerd, takes the root's lock, cleans what a killed
-// kiln process left, and starts the embedded BuildKit.
+// kiln process left, and starts the embedded BuildKit; with the embedded
+// store (see store.Select) startEmbedded does the same.
 func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error) {
 	sel, err := store.Select(cfg.Store, cfg.Address, cfg.AddressSet)
 	if err != nil {
