@@ -2,8 +2,10 @@ package builder
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,9 +171,12 @@ func sweepEmbedded(ctx context.Context, root string, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "removed %d mount(s) left by an interrupted kiln\n", m)
 	}
 	for _, id := range ids {
-		// runc leaves an empty state directory when it dies before the
-		// container started.
-		os.Remove(filepath.Join(runcStateDir(), id))
+		// runc leaves a state directory without state.json (at most its
+		// exec.fifo) when it dies while creating the container.
+		state := filepath.Join(runcStateDir(), id)
+		if _, err := os.Stat(filepath.Join(state, "state.json")); errors.Is(err, fs.ErrNotExist) {
+			os.RemoveAll(state)
+		}
 		if err := os.RemoveAll(filepath.Join(bundles, id)); err != nil {
 			return fmt.Errorf("removing the build step bundle %s left by an interrupted kiln: %w", filepath.Join(bundles, id), err)
 		}
