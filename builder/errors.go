@@ -44,7 +44,7 @@ var (
 	resolveImage = regexp.MustCompile(`failed to resolve source metadata for (\S+): `)
 	pushImage    = regexp.MustCompile(`failed to push (\S+): `)
 	noSpace      = regexp.MustCompile(`no space left on device|disk quota exceeded`)
-	unreadable   = regexp.MustCompile(`(?:failed to open source|open|lstat|read) /tmp/buildkit-mount\d+/(\S+?): .*permission denied`)
+	unreadable   = regexp.MustCompile(`(?:failed to open source|open|lstat|read) \S*/buildkit-mount\d+/(\S+?): .*permission denied`)
 	authTrap     = regexp.MustCompile(`(?i)unauthorized|authentication required|401 Unauthorized|403 Forbidden|denied`)
 	networkTrap  = regexp.MustCompile(`no such host|connection refused|dial tcp|i/o timeout|network is unreachable|TLS handshake timeout|server misbehaving`)
 )

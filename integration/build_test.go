@@ -244,13 +244,18 @@ func TestBuildErrors(t *testing.T) {
 		{"empty Dockerfile", "  \n", []string{"build", "-f", "-", good}, 2, "is empty"},
 		{"bad progress", "", []string{"build", "--progress", "fancy", good}, 2, `invalid --progress "fancy"`},
 		{"syntax error", "FROM busybox\nFROBNICATE x\n", []string{"build", "-f", "-", good}, 1, "Dockerfile (stdin):2: unknown instruction: FROBNICATE"},
-		{"failing RUN", "FROM busybox\nRUN echo first; echo second >&2; exit 3\n", []string{"build", "-f", "-", good}, 1, "step [2/2] RUN echo first; echo second >&2; exit 3 failed with exit code 3\nlast output:\n  first\n  second"},
+		// stdout and stderr reach the log on separate streams, so only
+		// their presence is checked below, not their order.
+		{"failing RUN", "FROM busybox\nRUN echo first; echo second >&2; exit 3\n", []string{"build", "-f", "-", good}, 1, "step [2/2] RUN echo first; echo second >&2; exit 3 failed with exit code 3\nlast output:\n  "},
 		{"unknown flag", "", []string{"build", "--frobnicate", good}, 2, "flag provided but not defined: -frobnicate"},
 	}
 	for _, c := range cases {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
 			r := runShown(t, c.stdin, "kiln "+strings.Join(c.args, " "), kilnBinary, append([]string{"--namespace", e.Namespace, "--root", e.Root, "--address", e.Address}, c.args...)...)
 			r.fails(t, c.code, c.stderr)
+			if c.name == "failing RUN" && (!strings.Contains(r.Stderr, "\n  first") || !strings.Contains(r.Stderr, "\n  second")) {
+				t.Errorf("the last output lines of the step are missing:\n%s", r.Stderr)
+			}
 			if lines := strings.Count(strings.TrimSpace(r.Stderr), "\n") + 1; c.name != "failing RUN" && c.name != "syntax error" && lines > 1 {
 				t.Errorf("want a one-line error, got %d lines:\n%s", lines, r.Stderr)
 			}
