@@ -9,7 +9,7 @@ ARCHES  := amd64 arm64 arm
 TOOLS    := $(CURDIR)/_output/bin
 FIXTURES := $(CURDIR)/_output/fixtures
 
-.PHONY: all build cross deps fmt-check vet unit fuzz integration test demo rootless-containerd clean
+.PHONY: all build cross deps fmt-check vet unit fuzz integration test demo rootless-containerd bench clean
 
 all: build
 
@@ -60,6 +60,11 @@ test: deps build fmt-check vet unit fuzz integration
 
 demo: deps build
 	hack/demo.sh
+
+# kiln against buildkitd + buildctl on a private containerd (bench/, BENCHMARKS.md); as root, a
+# few minutes. BENCH_FLAGS adds options, e.g. BENCH_FLAGS='-only cached -baseline /tmp/kiln-old'.
+bench: deps build
+	$(GO) run ./bench -kiln $(CURDIR)/bin/kiln -tools $(TOOLS) -fixtures $(FIXTURES) $(BENCH_FLAGS)
 
 # Start a rootless containerd for the current (unprivileged) user with RootlessKit; see the script
 # for check, status and stop.
