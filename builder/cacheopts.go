@@ -135,5 +135,22 @@ func (r *request) resolveCache() error {
 		}
 		r.cacheExports = append(r.cacheExports, e)
 	}
+	return r.checkLocalCacheExport()
+}
+
+// checkLocalCacheExport refuses a local cache export beside another cache
+// export. BuildKit reports one cache manifest per build, and its client
+// writes that one into the local directory's index.json: with two exports
+// the index can name the other export's manifest, which the directory does
+// not hold, and a later --cache-from silently finds nothing.
+func (r *request) checkLocalCacheExport() error {
+	if len(r.cacheExports) < 2 {
+		return nil
+	}
+	for _, e := range r.cacheExports {
+		if e.Type == "local" {
+			return usage.Errorf("--cache-to type=local cannot be combined with another --cache-to in one build: BuildKit records one cache manifest per build; export the other cache in a second, fully cached build")
+		}
+	}
 	return nil
 }
