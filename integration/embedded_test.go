@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -65,23 +64,7 @@ func runEnv(t *testing.T, env []string, line, name string, args ...string) resul
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = env
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = 10 * time.Second
-	start := time.Now()
-	err := cmd.Run()
-	r := result{Stdout: stdout.String(), Stderr: stderr.String(), cmd: line}
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exitErr) && exitErr.ExitCode() >= 0:
-		r.Code = exitErr.ExitCode()
-	default:
-		r.Code = -1
-		r.Stderr += "\n[harness] " + err.Error()
-	}
-	t.Logf("$ %s  # exit %d in %.1fs", line, r.Code, time.Since(start).Seconds())
-	return r
+	return execute(t, ctx, cmd, "$ ", line)
 }
 
 // busyboxBase builds the fixtures' busybox for linux/amd64 and linux/arm64

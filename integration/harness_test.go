@@ -170,6 +170,14 @@ func runShown(t *testing.T, stdin, line, name string, args ...string) result {
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	} // a nil Stdin is /dev/null
+	return execute(t, ctx, cmd, "$ ", line)
+}
+
+// execute runs cmd, made with ctx (which bounds it), capturing both streams,
+// and logs prompt+line with the exit code and duration. A command killed or
+// not started gets Code -1 and the reason appended to Stderr.
+func execute(t *testing.T, ctx context.Context, cmd *exec.Cmd, prompt, line string) result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 10 * time.Second
@@ -188,7 +196,7 @@ func runShown(t *testing.T, stdin, line, name string, args ...string) result {
 		}
 		r.Stderr += "\n[harness] " + err.Error()
 	}
-	t.Logf("$ %s  # exit %d in %.1fs", line, r.Code, time.Since(start).Seconds())
+	t.Logf("%s%s  # exit %d in %.1fs", prompt, line, r.Code, time.Since(start).Seconds())
 	return r
 }
 

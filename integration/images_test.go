@@ -493,24 +493,7 @@ func TestImagesSaveLoad(t *testing.T) {
 	e.kiln("save", "saved:1", "busybox", "-o", archive).ok(t)
 
 	// An OCI layout with both platforms, and docker's manifest.json.
-	f, err := os.Open(archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	files := map[string][]byte{}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		files[h.Name] = b
-	}
+	files := readTar(t, archive)
 	for _, m := range append([]ocispecs.Descriptor{{Digest: digest.Digest(img.Digest)}}, img.Index.Manifests...) {
 		if _, ok := files["blobs/sha256/"+m.Digest.Encoded()]; !ok {
 			t.Errorf("archive lacks blob %s", m.Digest)

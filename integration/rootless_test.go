@@ -202,24 +202,8 @@ func (u *rootlessUser) run(t *testing.T, dir, stdin string, env []string, name s
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.WaitDelay = 10 * time.Second
 	line := u.name + "$ " + filepath.Base(name) + " " + strings.Join(args, " ")
-	start := time.Now()
-	err := cmd.Run()
-	r := result{Stdout: stdout.String(), Stderr: stderr.String(), cmd: line}
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exitErr) && exitErr.ExitCode() >= 0:
-		r.Code = exitErr.ExitCode()
-	default:
-		r.Code = -1
-		r.Stderr += "\n[harness] " + err.Error()
-	}
-	t.Logf("%s  # exit %d in %.1fs", line, r.Code, time.Since(start).Seconds())
-	return r
+	return execute(t, ctx, cmd, "", line)
 }
 
 // kiln runs the user's copy of kiln with its per-user defaults (no --address, --root).
@@ -358,24 +342,7 @@ func (u *rootlessUser) imageFiles(t *testing.T, name string) map[string]map[stri
 	archive := filepath.Join(u.home, "saved.tar")
 	u.kiln(t, "", "save", name, "-o", archive).ok(t)
 	defer os.Remove(archive)
-	f, err := os.Open(archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	blobs := map[string][]byte{}
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, _ := io.ReadAll(tr)
-		blobs[h.Name] = data
-	}
+	blobs := readTar(t, archive)
 	blob := func(d string) []byte {
 		b, ok := blobs["blobs/sha256/"+strings.TrimPrefix(d, "sha256:")]
 		if !ok {
