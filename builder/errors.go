@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
-	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	gwpb "github.com/moby/buildkit/frontend/gateway/pb"
@@ -171,16 +171,18 @@ func localImageError(ctx context.Context, st *store.Store, req *request, ref str
 	if err != nil {
 		return nil
 	}
-	ctx = st.WithNamespace(ctx)
-	img, err := st.Client().ImageService().Get(ctx, name)
+	sum, err := st.Summary(ctx, name, "")
 	if err != nil {
 		return nil
 	}
-	listed, _ := images.Platforms(ctx, st.Client().ContentStore(), img.Target)
+	// The platforms whose every blob is stored; attestations have none.
 	var have []ocispecs.Platform
-	for _, p := range listed {
-		if hasPlatform(ctx, st, img, p) {
-			have = append(have, p)
+	for _, p := range sum.Platforms {
+		if p.Content != store.ContentComplete {
+			continue
+		}
+		if spec, err := platforms.Parse(p.Platform); err == nil {
+			have = append(have, spec)
 		}
 	}
 	want := req.platforms
@@ -188,9 +190,9 @@ func localImageError(ctx context.Context, st *store.Store, req *request, ref str
 		want = []ocispecs.Platform{platforms.DefaultSpec()}
 	}
 	var missing []ocispecs.Platform
-	for _, p := range want {
-		if !hasPlatform(ctx, st, img, p) {
-			missing = append(missing, p)
+	for _, w := range want {
+		if !slices.ContainsFunc(have, platforms.Only(w).Match) {
+			missing = append(missing, w)
 		}
 	}
 	if len(missing) == 0 {
@@ -198,20 +200,6 @@ func localImageError(ctx context.Context, st *store.Store, req *request, ref str
 	}
 	return fmt.Errorf("base image %s is in the local store but has no content for %s (it has %s): pull that platform with \"kiln pull --platform %s %s\" or build the base for it",
 		name, describePlatforms(missing), describeHave(have), formatPlatforms(missing), ref)
-}
-
-func hasPlatform(ctx context.Context, st *store.Store, img images.Image, p ocispecs.Platform) bool {
-	cs := st.Client().ContentStore()
-	m, err := images.Manifest(ctx, cs, img.Target, platforms.Only(p))
-	if err != nil {
-		return false
-	}
-	for _, l := range append([]ocispecs.Descriptor{m.Config}, m.Layers...) {
-		if _, err := cs.Info(ctx, l.Digest); err != nil {
-			return false
-		}
-	}
-	return true
 }
 
 func describeHave(ps []ocispecs.Platform) string {
