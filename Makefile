@@ -5,6 +5,12 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Only stamp the version when the version package exists.
 LDFLAGS := $(if $(wildcard version/*.go),-X $(PKG)/version.Version=$(VERSION))
 ARCHES  := amd64 arm64 arm
+# A static binary: nothing kiln needs comes from libc (os/user and the DNS
+# resolver have pure-Go fallbacks), and without the dynamic loader and libc a
+# process starts ~10% faster and maps ~1 MB less (BENCHMARKS.md). The tag
+# drops urfave/cli's man-page generator, which kiln does not use.
+BUILDENV  := CGO_ENABLED=0
+BUILDTAGS := urfave_cli_no_docs
 
 TOOLS    := $(CURDIR)/_output/bin
 FIXTURES := $(CURDIR)/_output/fixtures
@@ -14,13 +20,13 @@ FIXTURES := $(CURDIR)/_output/fixtures
 all: build
 
 build:
-	$(GO) build -ldflags '$(LDFLAGS)' -o bin/kiln ./cmd/kiln
+	$(BUILDENV) $(GO) build -tags '$(BUILDTAGS)' -ldflags '$(LDFLAGS)' -o bin/kiln ./cmd/kiln
 
 cross:
 	@set -e; for arch in $(ARCHES); do \
 		echo "building bin/kiln-linux-$$arch"; \
-		GOOS=linux GOARCH=$$arch GOARM=7 CGO_ENABLED=0 \
-			$(GO) build -ldflags '$(LDFLAGS)' -o bin/kiln-linux-$$arch ./cmd/kiln; \
+		GOOS=linux GOARCH=$$arch GOARM=7 $(BUILDENV) \
+			$(GO) build -tags '$(BUILDTAGS)' -ldflags '$(LDFLAGS)' -o bin/kiln-linux-$$arch ./cmd/kiln; \
 	done
 
 deps:
