@@ -97,7 +97,7 @@ func startEmbedded(ctx context.Context, cfg Config, stderr io.Writer) (*instance
 	}
 	cfg.embedded = st
 	cfg.Snapshotter = st.Snapshotter(cfg.Snapshotter)
-	if err := sweepEmbedded(ctx, embeddedWorkerRoot(cfg), stderr); err != nil {
+	if err := sweepRuncSteps(ctx, embeddedWorkerRoot(cfg), stderr); err != nil {
 		in.Close()
 		return nil, err
 	}

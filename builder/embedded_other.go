@@ -7,7 +7,12 @@ import (
 	"errors"
 	"io"
 
+	"github.com/moby/buildkit/executor"
+	"github.com/moby/buildkit/executor/resources"
+	"github.com/moby/buildkit/solver/pb"
+	"github.com/moby/buildkit/util/network"
 	"github.com/moby/buildkit/worker/base"
+	"github.com/moby/buildkit/worker/containerd"
 )
 
 // newEmbeddedWorker fails off Linux, where runc does not run.
@@ -15,5 +20,13 @@ func newEmbeddedWorker(ctx context.Context, cfg Config) (*base.Worker, error) {
 	return nil, errors.New("kiln's embedded store needs Linux")
 }
 
-// sweepEmbedded has nothing to clean off Linux.
-func sweepEmbedded(ctx context.Context, root string, stderr io.Writer) error { return nil }
+// sweepRuncSteps has nothing to clean off Linux.
+func sweepRuncSteps(ctx context.Context, root string, stderr io.Writer) error { return nil }
+
+// newRuncStepExecutor fails off Linux, where runc does not run.
+func newRuncStepExecutor(workerOpts containerd.WorkerOptions, workerRoot string, np map[pb.NetMode]network.Provider, proxy network.ProxyProvider) (executor.Executor, *resources.Monitor, error) {
+	return nil, nil, errors.New("running build steps with runc needs Linux")
+}
+
+// stepsWithRunc is false off Linux: steps are containerd's tasks.
+func stepsWithRunc(rootlessMode bool) bool { return false }

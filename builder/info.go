@@ -3,6 +3,7 @@ package builder
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"runtime/debug"
 
 	"github.com/containerd/platforms"
@@ -19,7 +20,8 @@ type Info struct {
 	StoreReason string `json:"storeReason"`
 	// StoreDir is the embedded store's directory; empty with containerd.
 	StoreDir string `json:"storeDir,omitempty"`
-	// Runtime is the runc the embedded store runs build steps with.
+	// Runtime is what runs the build steps: the runc kiln starts them with,
+	// or containerd's tasks (see stepsWithRunc).
 	Runtime string `json:"runtime,omitempty"`
 	// UserNamespace describes the user namespace kiln made for itself to
 	// use the embedded store without root.
@@ -79,8 +81,19 @@ func GetInfo(ctx context.Context, cfg Config) (*Info, error) {
 		Platforms:          ps,
 		Installable:        installable,
 		Cgroups:            stepCgroups(cfg),
+		Runtime:            stepRuntime(cfg),
 		Rootless:           rootlessInfo(cfg),
 	}, nil
+}
+
+// stepRuntime describes what runs the build steps on containerd.
+func stepRuntime(cfg Config) string {
+	if stepsWithRunc(cfg.Rootless) {
+		if p, err := exec.LookPath("runc"); err == nil {
+			return p
+		}
+	}
+	return "containerd tasks (io.containerd.runc.v2)"
 }
 
 // buildablePlatforms lists the platforms whose programs execute here,

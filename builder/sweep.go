@@ -155,6 +155,10 @@ func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error)
 		in.Close()
 		return nil, err
 	}
+	if err := sweepRuncSteps(ctx, containerdWorkerRoot(cfg.Root, cfg.Snapshotter), stderr); err != nil {
+		in.Close()
+		return nil, err
+	}
 	if !cfg.Rootless {
 		// Rootless runc cannot use cgroup paths on cgroup v1, and BuildKit's
 		// rootless mode drops them anyway.

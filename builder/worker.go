@@ -15,7 +15,9 @@ import (
 	"github.com/containerd/containerd/v2/pkg/gc"
 	"github.com/containerd/platforms"
 	"github.com/moby/buildkit/cache/metadata"
+	"github.com/moby/buildkit/executor"
 	"github.com/moby/buildkit/executor/containerdexecutor"
+	"github.com/moby/buildkit/executor/resources"
 	containerdsnapshot "github.com/moby/buildkit/snapshot/containerd"
 	"github.com/moby/buildkit/solver/pb"
 	"github.com/moby/buildkit/util/leaseutil"
@@ -38,9 +40,14 @@ import (
 //     a build first asks for a proxied network, not at every start: its
 //     constructor generates a 2048-bit RSA CA, 50-300 ms of CPU that a
 //     build without a proxied network never uses;
+//
 //   - the proxy's network namespaces live under the worker's root when no
 //     CNI root is given (BuildKit would use the working directory);
+//
 //   - containerd's two introspection calls run side by side.
+//
+//   - as root, build steps run with runc directly (see stepsWithRunc), as
+//     in BuildKit's OCI worker, instead of as containerd tasks.
 //
 // Other network modes go through BuildKit's own netproviders.Providers.
 func newWorkerOpt(workerOpts containerd.WorkerOptions, opts ...ctd.Opt) (base.WorkerOpt, error) {
@@ -52,7 +59,7 @@ func newWorkerOpt(workerOpts containerd.WorkerOptions, opts ...ctd.Opt) (base.Wo
 	if err != nil {
 		return base.WorkerOpt{}, fmt.Errorf("connecting to containerd at %s: %w", workerOpts.Address, err)
 	}
-	root := filepath.Join(workerOpts.Root, "containerd-"+workerOpts.SnapshotterName)
+	root := containerdWorkerRoot(workerOpts.Root, workerOpts.SnapshotterName)
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return base.WorkerOpt{}, fmt.Errorf("creating %s: %w", root, err)
 	}
@@ -95,12 +102,16 @@ func newWorkerOpt(workerOpts containerd.WorkerOptions, opts ...ctd.Opt) (base.Wo
 	if err != nil {
 		return base.WorkerOpt{}, err
 	}
+	exe, monitor, executorName, err := stepExecutor(workerOpts, client, root, np, proxy)
+	if err != nil {
+		return base.WorkerOpt{}, err
+	}
 	hostname, err := os.Hostname()
 	if err != nil {
 		hostname = "unknown"
 	}
 	labels := map[string]string{
-		wlabel.Executor:            "containerd",
+		wlabel.Executor:            executorName,
 		wlabel.Snapshotter:         workerOpts.SnapshotterName,
 		wlabel.Hostname:            hostname,
 		wlabel.Network:             mode,
@@ -127,28 +138,15 @@ func newWorkerOpt(workerOpts containerd.WorkerOptions, opts ...ctd.Opt) (base.Wo
 		MetadataStore:    md,
 		NetworkProviders: np,
 		ProxyProvider:    proxy,
-		Executor: containerdexecutor.New(containerdexecutor.ExecutorOptions{
-			Client:           client,
-			Root:             root,
-			CgroupParent:     workerOpts.CgroupParent,
-			ApparmorProfile:  workerOpts.ApparmorProfile,
-			DNSConfig:        workerOpts.DNS,
-			Selinux:          workerOpts.Selinux,
-			TraceSocket:      workerOpts.TraceSocket,
-			Rootless:         workerOpts.Rootless,
-			Runtime:          workerOpts.Runtime,
-			CDIManager:       workerOpts.CDIManager,
-			NetworkProviders: np,
-			ProxyProvider:    proxy,
-			HyperVIsolation:  workerOpts.HyperVIsolation,
-		}),
-		Snapshotter:  containerdsnapshot.NewSnapshotter(workerOpts.SnapshotterName, client.SnapshotService(workerOpts.SnapshotterName), workerOpts.Namespace, nil),
-		ContentStore: cs,
-		Applier:      winlayers.NewFileSystemApplierWithWindows(cs, df),
-		Differ:       winlayers.NewWalkingDiffWithWindows(cs, df),
-		ImageStore:   client.ImageService(),
-		Platforms:    ps,
-		LeaseManager: lm,
+		Executor:         exe,
+		ResourceMonitor:  monitor,
+		Snapshotter:      containerdsnapshot.NewSnapshotter(workerOpts.SnapshotterName, client.SnapshotService(workerOpts.SnapshotterName), workerOpts.Namespace, nil),
+		ContentStore:     cs,
+		Applier:          winlayers.NewFileSystemApplierWithWindows(cs, df),
+		Differ:           winlayers.NewWalkingDiffWithWindows(cs, df),
+		ImageStore:       client.ImageService(),
+		Platforms:        ps,
+		LeaseManager:     lm,
 		// Deleting a lease synchronously makes containerd collect garbage.
 		GarbageCollect: func(ctx context.Context) (gc.Stats, error) {
 			l, err := lm.Create(ctx)
@@ -161,6 +159,39 @@ func newWorkerOpt(workerOpts containerd.WorkerOptions, opts ...ctd.Opt) (base.Wo
 		MountPoolRoot:  filepath.Join(root, "cachemounts"),
 		CDIManager:     workerOpts.CDIManager,
 	}, nil
+}
+
+// containerdWorkerRoot is the directory of BuildKit's worker on containerd
+// under kiln's state directory: its cache metadata and, when kiln runs the
+// steps with runc, their bundles and cache mounts. One per snapshotter, as
+// BuildKit has it.
+func containerdWorkerRoot(stateDir, snapshotter string) string {
+	return filepath.Join(stateDir, "containerd-"+snapshotter)
+}
+
+// stepExecutor returns what runs the build steps and BuildKit's name for it:
+// runc driven by kiln where stepsWithRunc allows it (steps under
+// root/executor), else containerd's tasks.
+func stepExecutor(workerOpts containerd.WorkerOptions, client *ctd.Client, root string, np map[pb.NetMode]network.Provider, proxy network.ProxyProvider) (executor.Executor, *resources.Monitor, string, error) {
+	if stepsWithRunc(workerOpts.Rootless) {
+		exe, monitor, err := newRuncStepExecutor(workerOpts, root, np, proxy)
+		return exe, monitor, "oci", err
+	}
+	return containerdexecutor.New(containerdexecutor.ExecutorOptions{
+		Client:           client,
+		Root:             root,
+		CgroupParent:     workerOpts.CgroupParent,
+		ApparmorProfile:  workerOpts.ApparmorProfile,
+		DNSConfig:        workerOpts.DNS,
+		Selinux:          workerOpts.Selinux,
+		TraceSocket:      workerOpts.TraceSocket,
+		Rootless:         workerOpts.Rootless,
+		Runtime:          workerOpts.Runtime,
+		CDIManager:       workerOpts.CDIManager,
+		NetworkProviders: np,
+		ProxyProvider:    proxy,
+		HyperVIsolation:  workerOpts.HyperVIsolation,
+	}), nil, "containerd", nil
 }
 
 // networkProviders returns the worker's network providers. Host networking

@@ -5,6 +5,7 @@ package integration
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -286,6 +287,10 @@ func TestCacheCommandsAndInfo(t *testing.T) {
 	mustJSON(t, info, &m)
 	if m["address"] != e.Address || m["namespace"] != e.Namespace || m["containerdVersion"] == "" {
 		t.Errorf("kiln info: %s", info)
+	}
+	// As root kiln runs the steps with runc itself.
+	if runc, err := exec.LookPath("runc"); err != nil || m["runtime"] != runc {
+		t.Errorf("kiln info names %v as the step runtime, want %s (%v)", m["runtime"], runc, err)
 	}
 	if v := e.kiln("version").ok(t).Stdout; !strings.Contains(v, "BuildKit v0.34.2") {
 		t.Errorf("kiln version does not name the embedded BuildKit:\n%s", v)

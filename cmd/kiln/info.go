@@ -41,10 +41,10 @@ func infoCommand() *cli.Command {
 			fmt.Fprintf(w, "store:\t%s (%s)\n", info.Store, info.StoreReason)
 			if info.StoreDir != "" {
 				fmt.Fprintf(w, "store directory:\t%s\n", info.StoreDir)
-				fmt.Fprintf(w, "runtime:\t%s\n", info.Runtime)
 			} else {
 				fmt.Fprintf(w, "containerd:\t%s (version %s)\n", info.Address, info.ContainerdVersion)
 			}
+			fmt.Fprintf(w, "runtime:\t%s\n", info.Runtime)
 			fmt.Fprintf(w, "namespace:\t%s\n", info.Namespace)
 			fmt.Fprintf(w, "snapshotter:\t%s (%s)\n", info.Snapshotter, info.SnapshotterReason)
 			fmt.Fprintf(w, "root:\t%s\n", info.Root)
