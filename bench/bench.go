@@ -139,7 +139,7 @@ func (e *env) benchCached(r *results, ctxDir string, n int) error {
 // it also gives the memory figures across consecutive builds.
 func (e *env) benchNoCache(r *results, ctxDir string, n int) error {
 	b := build{context: ctxDir, tag: "bench-app", platforms: "linux/amd64,linux/arm64", noCache: true}
-	before := rss(e.buildkitd.pid())
+	before := rss(e.buildkitd.Pid())
 	s, err := e.alternateBuilders(n, "--no-cache build", b)
 	if err != nil {
 		return err

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/privatecontainerd"
 )
 
 // embeddedEnv runs kiln on its embedded store: no --address, and
@@ -522,7 +524,7 @@ func TestEmbeddedUnprivileged(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		unmountUnder(home)
+		privatecontainerd.UnmountUnder(home)
 		os.RemoveAll(home)
 	})
 	bin := filepath.Join(home, "kiln")
