@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
@@ -146,12 +144,6 @@ func runInspect(c *cli.Context) error {
 		}
 		return writeJSON(c.App.Writer, v)
 	})
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 func tagCommand() *cli.Command {
