@@ -124,13 +124,7 @@ func (e *env) benchCached(r *results, ctxDir string, n int) error {
 	if err != nil {
 		return err
 	}
-	r.keep("cached/kiln", s[0])
-	r.keep("cached/buildctl", s[1])
-	r.Rows = append(r.Rows,
-		wallRow("cached two-platform rebuild (wall)", s[0], s[1], "<= 1.0x", 1.0),
-		cpuRow("cached two-platform rebuild (CPU)", s[0], s[1]),
-		memRow("peak RSS, cached rebuild", s[0], s[1]),
-		anonRow("peak anonymous memory, cached rebuild", s[0], s[1]))
+	r.compareBuilds("cached", "cached two-platform rebuild", "cached rebuild", s)
 	r.Rows = append(r.Rows, baselineRows("cached rebuild", s)...)
 	return nil
 }
@@ -139,18 +133,12 @@ func (e *env) benchCached(r *results, ctxDir string, n int) error {
 // it also gives the memory figures across consecutive builds.
 func (e *env) benchNoCache(r *results, ctxDir string, n int) error {
 	b := build{context: ctxDir, tag: "bench-app", platforms: "linux/amd64,linux/arm64", noCache: true}
-	before := rss(e.buildkitd.pid())
+	before := rss(e.buildkitd.Pid())
 	s, err := e.alternateBuilders(n, "--no-cache build", b)
 	if err != nil {
 		return err
 	}
-	r.keep("nocache/kiln", s[0])
-	r.keep("nocache/buildctl", s[1])
-	r.Rows = append(r.Rows,
-		wallRow("--no-cache two-platform build (wall)", s[0], s[1], "<= 1.0x", 1.0),
-		cpuRow("--no-cache two-platform build (CPU)", s[0], s[1]),
-		memRow("peak RSS, --no-cache build", s[0], s[1]),
-		anonRow("peak anonymous memory, --no-cache build", s[0], s[1]))
+	r.compareBuilds("nocache", "--no-cache two-platform build", "--no-cache build", s)
 
 	var kilnPeaks, bkAfter []float64
 	for i := range s[0] {
@@ -172,6 +160,20 @@ func (e *env) benchNoCache(r *results, ctxDir string, n int) error {
 	})
 	r.Rows = append(r.Rows, baselineRows("--no-cache build", s)...)
 	return nil
+}
+
+// compareBuilds keeps kiln's and buildctl's samples (s[0], s[1]) of the
+// two-platform build under key/ and adds the rows comparing their wall time
+// (target: kiln no slower), CPU time and memory; long names the build in
+// the time rows, short in the memory rows.
+func (r *results) compareBuilds(key, long, short string, s [][]sample) {
+	r.keep(key+"/kiln", s[0])
+	r.keep(key+"/buildctl", s[1])
+	r.Rows = append(r.Rows,
+		wallRow(long+" (wall)", s[0], s[1], "<= 1.0x", 1.0),
+		cpuRow(long+" (CPU)", s[0], s[1]),
+		memRow("peak RSS, "+short, s[0], s[1]),
+		anonRow("peak anonymous memory, "+short, s[0], s[1]))
 }
 
 // builders are kiln, buildctl and, when one is given, the baseline kiln.

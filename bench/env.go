@@ -3,18 +3,16 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/privatecontainerd"
 )
 
 // Namespaces of the shared containerd: one per builder, so neither sees the
@@ -37,8 +35,8 @@ type env struct {
 	// baselineRoot is the --root of the baseline kiln, when one is measured.
 	baselineRoot string
 	bkAddress    string // buildkitd's unix:// address
-	daemons      []*daemon
-	buildkitd    *daemon
+	containerd   *privatecontainerd.Containerd
+	buildkitd    *privatecontainerd.Daemon
 	logf         func(format string, args ...any)
 }
 
@@ -52,35 +50,6 @@ type paths struct {
 }
 
 func (p paths) tool(name string) string { return filepath.Join(p.tools, name) }
-
-// daemon is a background process the harness started and stops at the end.
-type daemon struct {
-	name    string
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	logPath string
-}
-
-func (d *daemon) pid() int { return d.cmd.Process.Pid }
-
-func (d *daemon) dead() bool {
-	select {
-	case <-d.exited:
-		return true
-	default:
-		return false
-	}
-}
-
-// disabledPlugins are containerd plugins neither builder needs; NRI would
-// listen on a host-wide socket.
-var disabledPlugins = []string{
-	"io.containerd.grpc.v1.cri",
-	"io.containerd.cri.v1.images",
-	"io.containerd.cri.v1.runtime",
-	"io.containerd.podsandbox.controller.v1.podsandbox",
-	"io.containerd.nri.v1.nri",
-}
 
 // setup starts a private containerd, builds the busybox base into both
 // namespaces with kiln (which also registers the QEMU handler for arm64 if
@@ -121,37 +90,21 @@ func setup(p paths, logf func(string, ...any)) (*env, error) {
 }
 
 func (e *env) startContainerd() error {
-	quoted := make([]string, len(disabledPlugins))
-	for i, p := range disabledPlugins {
-		quoted[i] = strconv.Quote(p)
-	}
-	config := fmt.Sprintf(`version = 3
-root = %q
-state = %q
-imports = []
-disabled_plugins = [%s]
-
-[grpc]
-  address = %q
-
-[ttrpc]
-  address = %q
-
-[plugins.'io.containerd.internal.v1.opt']
-  path = %q
-`, filepath.Join(e.dir, "containerd", "root"), filepath.Join(e.dir, "containerd", "state"),
-		strings.Join(quoted, ", "), e.address, e.address+".ttrpc", filepath.Join(e.dir, "containerd", "opt"))
-	path := filepath.Join(e.dir, "containerd.toml")
-	if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
-		return err
-	}
-	d, err := e.start("containerd", e.tool("containerd"), "--config", path, "--log-level", "warn")
-	if err != nil {
-		return err
-	}
-	return e.waitFor(d, func() bool {
-		return exec.Command(e.tool("ctr"), "-a", e.address, "version").Run() == nil
+	logPath := filepath.Join(e.dir, "containerd.log")
+	var err error
+	e.containerd, err = privatecontainerd.Start(privatecontainerd.Config{
+		Tools:      e.tools,
+		Dir:        filepath.Join(e.dir, "containerd"),
+		ConfigPath: filepath.Join(e.dir, "containerd.toml"),
+		Address:    e.address,
+		LogPath:    logPath,
+		LogLevel:   "warn",
+		Timeout:    startTimeout,
 	})
+	if err != nil {
+		return fmt.Errorf("%w; its log:\n%s", err, tail(logPath, 30))
+	}
+	return nil
 }
 
 func (e *env) startBuildkitd() error {
@@ -177,58 +130,24 @@ func (e *env) startBuildkitd() error {
 		return err
 	}
 	e.bkAddress = "unix://" + filepath.Join(e.dir, "buildkitd.sock")
-	d, err := e.start("buildkitd", e.tool("buildkitd"), "--config", path)
+	cmd := exec.Command(e.tool("buildkitd"), "--config", path)
+	cmd.Env = privatecontainerd.ToolsFirst(e.tools)
+	d, err := privatecontainerd.StartDaemon("buildkitd", filepath.Join(e.dir, "buildkitd.log"), cmd)
 	if err != nil {
 		return err
 	}
 	e.buildkitd = d
-	return e.waitFor(d, func() bool {
-		return exec.Command(e.tool("buildctl"), "--addr", e.bkAddress, "debug", "workers").Run() == nil
+	err = d.WaitFor(startTimeout, "`buildctl debug workers`", func() error {
+		return exec.Command(e.tool("buildctl"), "--addr", e.bkAddress, "debug", "workers").Run()
 	})
-}
-
-// start runs a daemon with containerd's tools first in PATH (the shim is
-// found there), in its own process group, killed if the harness dies.
-func (e *env) start(name, bin string, args ...string) (*daemon, error) {
-	d := &daemon{name: name, exited: make(chan struct{}), logPath: filepath.Join(e.dir, name+".log")}
-	log, err := os.Create(d.logPath)
 	if err != nil {
-		return nil, err
-	}
-	defer log.Close()
-	d.cmd = exec.Command(bin, args...)
-	d.cmd.Env = append(os.Environ(), "PATH="+e.tools+string(os.PathListSeparator)+os.Getenv("PATH"))
-	d.cmd.Stdout, d.cmd.Stderr = log, log
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// Pdeathsig is tied to the starting thread: start and wait on one locked goroutine.
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := d.cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		d.cmd.Wait()
-		close(d.exited)
-	}()
-	if err := <-started; err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	e.daemons = append(e.daemons, d)
-	return d, nil
-}
-
-func (e *env) waitFor(d *daemon, ready func() bool) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for !ready() {
-		if d.dead() || time.Now().After(deadline) {
-			return fmt.Errorf("%s did not come up; its log:\n%s", d.name, tail(d.logPath, 30))
-		}
-		time.Sleep(100 * time.Millisecond)
+		return fmt.Errorf("%w; its log:\n%s", err, tail(d.LogPath, 30))
 	}
 	return nil
 }
+
+// startTimeout bounds each daemon's start-up.
+const startTimeout = 60 * time.Second
 
 // buildBase builds the multi-platform busybox base into both namespaces,
 // with a kiln root of its own per namespace (a root shared by two namespaces
@@ -274,21 +193,13 @@ func qemuInterpreter() (string, error) {
 // close stops buildkitd, then containerd (SIGTERM, SIGKILL after 15 s),
 // kills their shims, unmounts what is left under the directory and removes it.
 func (e *env) close() {
-	for i := len(e.daemons) - 1; i >= 0; i-- {
-		d := e.daemons[i]
-		if d.dead() {
-			continue
-		}
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.exited:
-		case <-time.After(15 * time.Second):
-			_ = d.cmd.Process.Kill()
-			<-d.exited
-		}
+	if e.buildkitd != nil {
+		e.buildkitd.Stop()
 	}
-	killShims(e.address)
-	unmountUnder(e.dir)
+	if e.containerd != nil {
+		e.containerd.Stop()
+	}
+	privatecontainerd.UnmountUnder(e.dir)
 	if err := os.RemoveAll(e.dir); err != nil {
 		e.logf("removing %s: %v", e.dir, err)
 	}
@@ -375,54 +286,6 @@ func maxInt(a, b int64) int64 {
 		return a
 	}
 	return b
-}
-
-// killShims kills the containerd-shim-runc-v2 processes serving address.
-func killShims(address string) {
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		dt, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(dt), "\x00")
-		if len(args) == 0 || filepath.Base(args[0]) != "containerd-shim-runc-v2" {
-			continue
-		}
-		for i := 0; i+1 < len(args); i++ {
-			if args[i] == "-address" && args[i+1] == address {
-				if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
-				break
-			}
-		}
-	}
-}
-
-// unmountUnder detaches every mount at or below dir, deepest first.
-func unmountUnder(dir string) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	var points []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := fields[4]
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			points = append(points, mp)
-		}
-	}
-	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
-	for _, mp := range points {
-		_ = syscall.Unmount(mp, syscall.MNT_DETACH)
-	}
 }
 
 func tail(path string, lines int) string {

@@ -84,7 +84,7 @@ func run(p paths, outDir string, runs, quick int, only []string) error {
 		e.close()
 		os.Exit(130)
 	}()
-	m.BuildkitdIdle = mb(rss(e.buildkitd.pid()))
+	m.BuildkitdIdle = mb(rss(e.buildkitd.Pid()))
 
 	app, emu, emuTrue, layer, err := e.contexts()
 	if err != nil {

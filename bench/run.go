@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/privatecontainerd"
 )
 
 // sample is one measured run of one command.
@@ -105,7 +107,7 @@ func joinAttrs(attrs map[string]string) string {
 
 // measure runs one command to completion and returns its wall time and peak
 // RSS; with a daemon, the daemon's RSS is sampled meanwhile.
-func (e *env) measure(d *daemon, bin string, args ...string) (sample, error) {
+func (e *env) measure(d *privatecontainerd.Daemon, bin string, args ...string) (sample, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -114,8 +116,8 @@ func (e *env) measure(d *daemon, bin string, args ...string) (sample, error) {
 	var stopDaemon func() peaks
 	var daemonCPU time.Duration
 	if d != nil {
-		stopDaemon = sampleRSS(d.pid())
-		daemonCPU = cpuTime(d.pid())
+		stopDaemon = sampleRSS(d.Pid())
+		daemonCPU = cpuTime(d.Pid())
 	}
 	start := time.Now()
 	var own peaks
@@ -129,8 +131,8 @@ func (e *env) measure(d *daemon, bin string, args ...string) (sample, error) {
 	if d != nil {
 		p := stopDaemon()
 		s.DaemonPeak, s.DaemonAnonPeak = p.total, p.anon
-		s.DaemonAfter = rss(d.pid())
-		s.CPU = cpuTime(d.pid()) - daemonCPU
+		s.DaemonAfter = rss(d.Pid())
+		s.CPU = cpuTime(d.Pid()) - daemonCPU
 	}
 	if err != nil {
 		return s, fmt.Errorf("%s %s: %v\n%s", bin, strings.Join(args, " "), err, lastLines(stdout.String()+stderr.String(), 15))

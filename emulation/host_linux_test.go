@@ -578,7 +578,7 @@ func userNamespaceChild(t *testing.T, ctx context.Context) {
 		}
 	}
 	interp, _ := Interpreter(fa.QEMUArch)
-	checkStatus(t, statusRow(t, ctx, pf), PlatformStatus{Platform: pf, State: StateEmulated, Handler: fa.Handler(), Interpreter: interp, Flags: "PF"})
+	checkStatus(t, statusOf(t, pf), PlatformStatus{Platform: pf, State: StateEmulated, Handler: fa.Handler(), Interpreter: interp, Flags: "PF"})
 
 	// Hide riscv64's emulator in this mount namespace: Ensure must say what
 	// to install.
@@ -596,7 +596,7 @@ func userNamespaceChild(t *testing.T, ctx context.Context) {
 		if err == nil || err.Error() != want || !errors.Is(err, ErrNoInterpreter) {
 			t.Errorf("Ensure without an emulator:\n got %v\nwant %s", err, want)
 		}
-		if s := statusRow(t, ctx, "linux/riscv64"); s.State != StateUnavailable || s.Package != Package {
+		if s := statusOf(t, "linux/riscv64"); s.State != StateUnavailable || s.Package != Package {
 			t.Errorf("riscv64 status without an emulator: %+v", s)
 		}
 	}
@@ -618,21 +618,6 @@ func userNamespaceChild(t *testing.T, ctx context.Context) {
 		return
 	}
 	fmt.Println("CHILD OK")
-}
-
-func statusRow(t *testing.T, ctx context.Context, platform string) PlatformStatus {
-	t.Helper()
-	st, err := Status(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range st {
-		if s.Platform == platform {
-			return s
-		}
-	}
-	t.Fatalf("Status has no %s row", platform)
-	return PlatformStatus{}
 }
 
 func TestRegistryErrors(t *testing.T) {

@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/privatecontainerd"
 )
 
 // embeddedEnv runs kiln on its embedded store: no --address, and
@@ -46,15 +47,28 @@ func kilnEnv(extra ...string) []string {
 	return append(out, extra...)
 }
 
-// kiln runs kiln with --store (when set), --namespace and --root of e.
-func (e *embeddedEnv) kiln(args ...string) result {
-	e.t.Helper()
+// globalArgs are the global flags of e's kiln: --store (when set),
+// --namespace and --root.
+func (e *embeddedEnv) globalArgs() []string {
 	var full []string
 	if e.store != "" {
 		full = append(full, "--store", e.store)
 	}
-	full = append(full, "--namespace", e.Namespace, "--root", e.Root)
-	return runEnv(e.t, kilnEnv(e.extraEnv...), "kiln "+strings.Join(args, " "), kilnBinary, append(full, args...)...)
+	return append(full, "--namespace", e.Namespace, "--root", e.Root)
+}
+
+// kiln runs kiln with e's global flags.
+func (e *embeddedEnv) kiln(args ...string) result {
+	e.t.Helper()
+	return runEnv(e.t, kilnEnv(e.extraEnv...), "kiln "+strings.Join(args, " "), kilnBinary, append(e.globalArgs(), args...)...)
+}
+
+// startKiln starts kiln in the background with e's global flags.
+func (e *embeddedEnv) startKiln(args ...string) *running {
+	e.t.Helper()
+	cmd := exec.Command(kilnBinary, append(e.globalArgs(), args...)...)
+	cmd.Env = kilnEnv(e.extraEnv...)
+	return startRunning(e.t, cmd)
 }
 
 // runEnv is runShown with the environment env.
@@ -367,34 +381,19 @@ func TestEmbeddedLock(t *testing.T) {
 	e := newEmbeddedEnv(t)
 	e.busyboxBase(t, "busybox")
 	dir := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo started && sleep 4\n"})
-	args := append([]string{"--store", "embedded", "--namespace", e.Namespace, "--root", e.Root}, "build", "--progress", "plain", "--no-cache", dir)
-	build := exec.Command(kilnBinary, args...)
-	build.Env = kilnEnv()
-	var buildErr bytes.Buffer
-	build.Stderr = &buildErr
-	if err := build.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- build.Wait() }()
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(buildErr.String(), "started") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the build did not start its step:\n%s", buildErr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	build := e.startKiln("build", "--progress", "plain", "--no-cache", dir)
+	build.waitFor(t, "started")
 	start := time.Now()
 	e.info(t)
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("kiln info took %v during a build; it must not wait", d)
 	}
 	r := e.kiln("images").ok(t)
-	if !strings.Contains(r.Stderr, fmt.Sprintf("waiting for the build of pid %d", build.Process.Pid)) {
+	if !strings.Contains(r.Stderr, fmt.Sprintf("waiting for the build of pid %d", build.cmd.Process.Pid)) {
 		t.Errorf("kiln images did not say it waited for the build:\n%s", r.Stderr)
 	}
-	if err := <-done; err != nil {
-		t.Fatalf("the build failed: %v\n%s", err, buildErr.String())
+	if code, out := build.wait(t); code != 0 {
+		t.Fatalf("the build failed: exit code %d\n%s", code, out)
 	}
 }
 
@@ -405,24 +404,10 @@ func TestEmbeddedKilled(t *testing.T) {
 	e := newEmbeddedEnv(t)
 	e.busyboxBase(t, "busybox")
 	dir := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo started && sleep 600\n"})
-	args := []string{"--store", "embedded", "--namespace", e.Namespace, "--root", e.Root, "build", "--progress", "plain", "--no-cache", dir}
-	build := exec.Command(kilnBinary, args...)
-	build.Env = kilnEnv()
-	var buildErr bytes.Buffer
-	build.Stderr = &buildErr
-	if err := build.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(buildErr.String(), "started") {
-		if time.Now().After(deadline) {
-			build.Process.Kill()
-			t.Fatalf("the build did not start its step:\n%s", buildErr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	build.Process.Kill()
-	build.Wait()
+	build := e.startKiln("build", "--progress", "plain", "--no-cache", dir)
+	build.waitFor(t, "started")
+	build.cmd.Process.Kill()
+	build.wait(t)
 
 	r := e.kiln("build", "-q", contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN true\n"})).ok(t)
 	if !strings.Contains(r.Stderr, "left by an interrupted kiln") {
@@ -522,7 +507,7 @@ func TestEmbeddedUnprivileged(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		unmountUnder(home)
+		privatecontainerd.UnmountUnder(home)
 		os.RemoveAll(home)
 	})
 	bin := filepath.Join(home, "kiln")

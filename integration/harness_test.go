@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/privatecontainerd"
 )
 
 // commandTimeout bounds every kiln and ctr invocation of a test.
@@ -37,7 +39,7 @@ var envCounter atomic.Int64
 // containers, images, leases and content are removed, then the namespace itself and the root.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	if daemon == nil || daemon.dead() {
+	if daemon == nil || daemon.Dead() {
 		t.Fatalf("the private containerd is not running (log: %s)", logPathOrNone())
 	}
 	// The pid keeps namespaces of concurrent test runs apart: runc's state directory
@@ -51,12 +53,12 @@ func newEnv(t *testing.T) *env {
 	}
 	e := &env{t: t, Namespace: ns, Root: root, Address: daemon.address}
 	t.Cleanup(func() {
-		if !daemon.dead() {
+		if !daemon.Dead() {
 			for _, n := range []string{ns, ns + "_history"} {
 				sweepNamespace(e.Address, n, t.Logf)
 			}
 		}
-		unmountUnder(root)
+		privatecontainerd.UnmountUnder(root)
 		if err := os.RemoveAll(root); err != nil {
 			t.Logf("removing kiln root: %v", err)
 		}

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/privatecontainerd"
 )
 
 // A BuildKit node for the tests: a real buildkitd (built by hack/build-buildkit.sh at the
@@ -120,7 +122,7 @@ func startNode(t *testing.T, opts nodeOptions) *bkNode {
 		if t.Failed() {
 			t.Logf("buildkitd log tail (%s):\n%s", n.Addr, n.logTail())
 		}
-		unmountUnder(dir)
+		privatecontainerd.UnmountUnder(dir)
 		os.RemoveAll(dir)
 	})
 	n.waitReady(t)

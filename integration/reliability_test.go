@@ -41,13 +41,20 @@ type running struct {
 func (e *env) startKiln(args ...string) *running {
 	e.t.Helper()
 	full := append([]string{"--address", e.Address, "--namespace", e.Namespace, "--root", e.Root}, args...)
-	r := &running{cmd: exec.Command(kilnBinary, full...), done: make(chan struct{})}
+	return startRunning(e.t, exec.Command(kilnBinary, full...))
+}
+
+// startRunning starts cmd, a kiln, in the background, reading its standard
+// error for waitFor; it is killed at t's cleanup if still running.
+func startRunning(t *testing.T, cmd *exec.Cmd) *running {
+	t.Helper()
+	r := &running{cmd: cmd, done: make(chan struct{})}
 	pipe, err := r.cmd.StderrPipe()
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := r.cmd.Start(); err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	go func() {
 		sc := bufio.NewScanner(pipe)
@@ -68,7 +75,7 @@ func (e *env) startKiln(args ...string) *running {
 		}
 		close(r.done)
 	}()
-	e.t.Cleanup(func() {
+	t.Cleanup(func() {
 		r.cmd.Process.Kill()
 		<-r.done
 	})

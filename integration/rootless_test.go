@@ -25,6 +25,8 @@ import (
 	"time"
 
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-build/kiln/internal/privatecontainerd"
 )
 
 // rootlessUserName is the unprivileged user TestRootless creates, gives subordinate ids and
@@ -146,7 +148,7 @@ func removeRootlessUser(t *testing.T, name string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	runtimeDir := filepath.Join("/run/user", strconv.Itoa(uid))
-	unmountUnder(runtimeDir)
+	privatecontainerd.UnmountUnder(runtimeDir)
 	_ = os.RemoveAll(runtimeDir)
 	if out, err := exec.Command("userdel", "--remove", name).CombinedOutput(); err != nil {
 		t.Logf("userdel %s: %v: %s", name, err, out)

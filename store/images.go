@@ -311,11 +311,7 @@ func (s *Store) Inspect(ctx context.Context, name, snapshotter string) (*Inspect
 // InspectPlatform describes one platform of an image for "kiln inspect
 // --platform".
 func (s *Store) InspectPlatform(ctx context.Context, name string, platform ocispecs.Platform, snapshotter string) (*PlatformInspection, error) {
-	img, err := s.getImage(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	sum, err := s.summarize(ctx, img, snapshotter)
+	sum, err := s.Summary(ctx, name, snapshotter)
 	if err != nil {
 		return nil, err
 	}
@@ -324,10 +320,10 @@ func (s *Store) InspectPlatform(ctx context.Context, name string, platform ocisp
 		return nil, err
 	}
 	p := picked[0]
-	out := &PlatformInspection{Name: img.Name, Index: img.Target, Platform: p, Descriptor: p.desc}
+	out := &PlatformInspection{Name: sum.Name, Index: sum.target, Platform: p, Descriptor: p.desc}
 	if out.Manifest, err = s.readBlob(ctx, p.desc); err != nil {
 		if errdefs.IsNotFound(err) {
-			return nil, fmt.Errorf("the %s manifest of image %s (%s) is not in the content store: fetch it with \"kiln pull --platform %s %s\"", p.Platform, img.Name, p.Digest, p.Platform, familiar(img.Name))
+			return nil, fmt.Errorf("the %s manifest of image %s (%s) is not in the content store: fetch it with \"kiln pull --platform %s %s\"", p.Platform, sum.Name, p.Digest, p.Platform, familiar(sum.Name))
 		}
 		return nil, err
 	}

@@ -83,11 +83,7 @@ func (s *Store) CreateManifest(ctx context.Context, name string, sources []strin
 	var replaced []string
 	fromThisCall := map[string]string{} // platform -> source that gave it
 	for _, src := range sources {
-		img, err := s.getImage(ctx, src)
-		if err != nil {
-			return nil, err
-		}
-		sum, err := s.summarize(ctx, img, "")
+		sum, err := s.Summary(ctx, src, "")
 		if err != nil {
 			return nil, err
 		}

@@ -9,14 +9,23 @@ import (
 	"github.com/kiln-build/kiln/usage"
 )
 
-func TestSelect(t *testing.T) {
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "containerd.sock")
+// listeningSocket listens on containerd.sock in a new temporary directory
+// until the test ends: a socket there is what Select and ParseContainerdRef
+// look for.
+func listeningSocket(t *testing.T) (dir, sock string) {
+	t.Helper()
+	dir = t.TempDir()
+	sock = filepath.Join(dir, "containerd.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
+	return dir, sock
+}
+
+func TestSelect(t *testing.T) {
+	dir, sock := listeningSocket(t)
 	missing := filepath.Join(dir, "missing.sock")
 
 	cases := []struct {

@@ -5,8 +5,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,13 +12,7 @@ import (
 )
 
 func TestParseContainerdRef(t *testing.T) {
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "containerd.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	dir, sock := listeningSocket(t)
 	cases := []struct {
 		in, address, namespace string
 	}{

@@ -27,16 +27,13 @@ func saveCommand() *cli.Command {
 			if (out == "" || out == "-") && isTerminal(c.App.Writer) {
 				return usageErrorf("refusing to write an image archive to a terminal: give -o FILE or redirect standard output")
 			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if out == "" || out == "-" {
-				return st.Save(c.Context, c.App.Writer, c.Args().Slice())
-			}
-			return writeFileAtomic(out, func(w io.Writer) error {
-				return st.Save(c.Context, w, c.Args().Slice())
+			return withStore(c, func(st *store.Store) error {
+				if out == "" || out == "-" {
+					return st.Save(c.Context, c.App.Writer, c.Args().Slice())
+				}
+				return writeFileAtomic(out, func(w io.Writer) error {
+					return st.Save(c.Context, w, c.Args().Slice())
+				})
 			})
 		},
 	}
@@ -94,19 +91,16 @@ func loadCommand() *cli.Command {
 			} else if isTerminal(r) {
 				return usageErrorf("\"kiln load\" reads an archive from -i FILE or standard input, which is a terminal")
 			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			loaded, err := st.Load(c.Context, r, store.LoadOptions{Snapshotter: engineConfig(c).Snapshotter, Progress: c.App.ErrWriter})
-			if err != nil {
-				return err
-			}
-			for _, l := range loaded {
-				fmt.Fprintln(c.App.Writer, l.Name)
-			}
-			return nil
+			return withStore(c, func(st *store.Store) error {
+				loaded, err := st.Load(c.Context, r, store.LoadOptions{Snapshotter: engineConfig(c).Snapshotter, Progress: c.App.ErrWriter})
+				if err != nil {
+					return err
+				}
+				for _, l := range loaded {
+					fmt.Fprintln(c.App.Writer, l.Name)
+				}
+				return nil
+			})
 		},
 	}
 }

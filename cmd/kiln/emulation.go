@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -46,9 +45,9 @@ func emulationCommand() *cli.Command {
 }
 
 func runEmulationLs(c *cli.Context) error {
-	format := c.String("format")
-	if format != "table" && format != "json" {
-		return usage.Errorf("invalid --format %q: use table or json", format)
+	asJSON, err := jsonFormat(c)
+	if err != nil {
+		return err
 	}
 	if c.NArg() > 0 {
 		return usage.Errorf("\"kiln emulation ls\" takes no arguments")
@@ -57,10 +56,8 @@ func runEmulationLs(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if format == "json" {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+	if asJSON {
+		return writeJSON(c.App.Writer, st)
 	}
 	return printStatusTable(c.App.Writer, st)
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
@@ -14,10 +12,16 @@ import (
 	"github.com/kiln-build/kiln/store"
 )
 
-// openStore opens the store and namespace the global flags name: a
-// containerd, or kiln's embedded store (see builder.OpenStore).
-func openStore(c *cli.Context) (*store.Store, error) {
-	return builder.OpenStore(c.Context, engineConfig(c), c.App.ErrWriter)
+// withStore runs fn on the store and namespace the global flags name (a
+// containerd, or kiln's embedded store: see builder.OpenStore) and closes
+// the store after it.
+func withStore(c *cli.Context, fn func(st *store.Store) error) error {
+	st, err := builder.OpenStore(c.Context, engineConfig(c), c.App.ErrWriter)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(st)
 }
 
 func imagesCommand() *cli.Command {
@@ -56,24 +60,21 @@ func runImages(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(c)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	opts := store.ListOptions{Names: c.Args().Slice()}
 	if c.Bool("platforms") {
 		opts.Snapshotter = engineConfig(c).Snapshotter
 	}
-	sums, err := st.List(c.Context, opts)
-	if err != nil {
-		return err
-	}
-	table := store.TableOptions{NoTrunc: c.Bool("no-trunc")}
-	if c.Bool("platforms") {
-		return store.WritePlatformRows(c.App.Writer, store.PlatformRows(sums), f, table)
-	}
-	return store.WriteImageRows(c.App.Writer, store.ImageRows(sums), f, table)
+	return withStore(c, func(st *store.Store) error {
+		sums, err := st.List(c.Context, opts)
+		if err != nil {
+			return err
+		}
+		table := store.TableOptions{NoTrunc: c.Bool("no-trunc")}
+		if c.Bool("platforms") {
+			return store.WritePlatformRows(c.App.Writer, store.PlatformRows(sums), f, table)
+		}
+		return store.WriteImageRows(c.App.Writer, store.ImageRows(sums), f, table)
+	})
 }
 
 func inspectCommand() *cli.Command {
@@ -121,36 +122,28 @@ func runInspect(c *cli.Context) error {
 		}
 		platform = &ps[0]
 	}
-	st, err := openStore(c)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if c.Bool("raw") {
-		b, err := st.RawBlob(c.Context, name, platform)
+	return withStore(c, func(st *store.Store) error {
+		if c.Bool("raw") {
+			b, err := st.RawBlob(c.Context, name, platform)
+			if err != nil {
+				return err
+			}
+			_, err = c.App.Writer.Write(b)
+			return err
+		}
+		snapshotter := engineConfig(c).Snapshotter
+		var v any
+		var err error
+		if platform != nil {
+			v, err = st.InspectPlatform(c.Context, name, *platform, snapshotter)
+		} else {
+			v, err = st.Inspect(c.Context, name, snapshotter)
+		}
 		if err != nil {
 			return err
 		}
-		_, err = c.App.Writer.Write(b)
-		return err
-	}
-	snapshotter := engineConfig(c).Snapshotter
-	var v any
-	if platform != nil {
-		v, err = st.InspectPlatform(c.Context, name, *platform, snapshotter)
-	} else {
-		v, err = st.Inspect(c.Context, name, snapshotter)
-	}
-	if err != nil {
-		return err
-	}
-	return writeJSON(c.App.Writer, v)
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+		return writeJSON(c.App.Writer, v)
+	})
 }
 
 func tagCommand() *cli.Command {
@@ -162,12 +155,9 @@ func tagCommand() *cli.Command {
 			if c.NArg() < 2 {
 				return usageErrorf("\"kiln tag\" needs an image and at least one new name, for example \"kiln tag app:1 registry.example.com/app:1\"")
 			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			return st.Tag(c.Context, c.Args().First(), c.Args().Tail())
+			return withStore(c, func(st *store.Store) error {
+				return st.Tag(c.Context, c.Args().First(), c.Args().Tail())
+			})
 		},
 	}
 }
@@ -188,16 +178,13 @@ func rmCommand() *cli.Command {
 			if c.NArg() == 0 {
 				return usageErrorf("\"kiln rm\" needs the names of the images to remove")
 			}
-			st, err := openStore(c)
-			if err != nil {
+			return withStore(c, func(st *store.Store) error {
+				removed, err := st.Remove(c.Context, c.Args().Slice(), store.RemoveOptions{Force: c.Bool("force")})
+				for _, n := range removed {
+					fmt.Fprintf(c.App.Writer, "removed %s\n", n)
+				}
 				return err
-			}
-			defer st.Close()
-			removed, err := st.Remove(c.Context, c.Args().Slice(), store.RemoveOptions{Force: c.Bool("force")})
-			for _, n := range removed {
-				fmt.Fprintf(c.App.Writer, "removed %s\n", n)
-			}
-			return err
+			})
 		},
 	}
 }

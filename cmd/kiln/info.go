@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"strings"
@@ -24,18 +23,16 @@ func infoCommand() *cli.Command {
 			&cli.StringFlag{Name: "format", Value: "table", Usage: "output format: table or json"},
 		},
 		Action: func(c *cli.Context) error {
-			format := c.String("format")
-			if format != "table" && format != "json" {
-				return usageErrorf("invalid --format %q: use table or json", format)
+			asJSON, err := jsonFormat(c)
+			if err != nil {
+				return err
 			}
 			info, err := builder.GetInfo(c.Context, engineConfig(c))
 			if err != nil {
 				return err
 			}
-			if format == "json" {
-				enc := json.NewEncoder(c.App.Writer)
-				enc.SetIndent("", "  ")
-				return enc.Encode(info)
+			if asJSON {
+				return writeJSON(c.App.Writer, info)
 			}
 			w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 			fmt.Fprintf(w, "store:\t%s (%s)\n", info.Store, info.StoreReason)

@@ -50,24 +50,21 @@ func manifestCreateCommand() *cli.Command {
 			if c.NArg() < 2 {
 				return usageErrorf("\"kiln manifest create\" needs a name and at least one image, for example \"kiln manifest create app:1 app:1-amd64 app:1-arm64\"")
 			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			res, err := st.CreateManifest(c.Context, c.Args().First(), c.Args().Tail(), store.ManifestCreateOptions{
-				Amend:       c.Bool("amend"),
-				Snapshotter: engineConfig(c).Snapshotter,
+			return withStore(c, func(st *store.Store) error {
+				res, err := st.CreateManifest(c.Context, c.Args().First(), c.Args().Tail(), store.ManifestCreateOptions{
+					Amend:       c.Bool("amend"),
+					Snapshotter: engineConfig(c).Snapshotter,
+				})
+				if err != nil {
+					return err
+				}
+				for _, p := range res.Replaced {
+					fmt.Fprintf(c.App.ErrWriter, "replaced %s of %s\n", p, res.Name)
+				}
+				fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", res.Name, strings.Join(res.Platforms, ", "))
+				fmt.Fprintf(c.App.Writer, "%s@%s\n", res.Name, res.Descriptor.Digest)
+				return nil
 			})
-			if err != nil {
-				return err
-			}
-			for _, p := range res.Replaced {
-				fmt.Fprintf(c.App.ErrWriter, "replaced %s of %s\n", p, res.Name)
-			}
-			fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", res.Name, strings.Join(res.Platforms, ", "))
-			fmt.Fprintf(c.App.Writer, "%s@%s\n", res.Name, res.Descriptor.Digest)
-			return nil
 		},
 	}
 }
@@ -81,17 +78,14 @@ func manifestInspectCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return usageErrorf("\"kiln manifest inspect\" needs exactly one image name")
 			}
-			st, err := openStore(c)
-			if err != nil {
+			return withStore(c, func(st *store.Store) error {
+				b, err := st.InspectManifest(c.Context, c.Args().First())
+				if err != nil {
+					return err
+				}
+				_, err = c.App.Writer.Write(b)
 				return err
-			}
-			defer st.Close()
-			b, err := st.InspectManifest(c.Context, c.Args().First())
-			if err != nil {
-				return err
-			}
-			_, err = c.App.Writer.Write(b)
-			return err
+			})
 		},
 	}
 }
@@ -144,17 +138,14 @@ func manifestAnnotateCommand() *cli.Command {
 				}
 				opts.Annotations[k] = v
 			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			res, err := st.AnnotateManifest(c.Context, c.Args().First(), opts)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.App.Writer, "%s@%s\n", res.Name, res.Descriptor.Digest)
-			return nil
+			return withStore(c, func(st *store.Store) error {
+				res, err := st.AnnotateManifest(c.Context, c.Args().First(), opts)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "%s@%s\n", res.Name, res.Descriptor.Digest)
+				return nil
+			})
 		},
 	}
 }
@@ -168,16 +159,13 @@ func manifestRmCommand() *cli.Command {
 			if c.NArg() == 0 {
 				return usageErrorf("\"kiln manifest rm\" needs the names of the manifest lists to remove")
 			}
-			st, err := openStore(c)
-			if err != nil {
+			return withStore(c, func(st *store.Store) error {
+				removed, err := st.RemoveManifests(c.Context, c.Args().Slice())
+				for _, n := range removed {
+					fmt.Fprintln(c.App.Writer, n)
+				}
 				return err
-			}
-			defer st.Close()
-			removed, err := st.RemoveManifests(c.Context, c.Args().Slice())
-			for _, n := range removed {
-				fmt.Fprintln(c.App.Writer, n)
-			}
-			return err
+			})
 		},
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -36,9 +35,9 @@ func nodeCommand() *cli.Command {
 }
 
 func runNodeLs(c *cli.Context) error {
-	format := c.String("format")
-	if format != "table" && format != "json" {
-		return usageErrorf("invalid --format %q: use table or json", format)
+	asJSON, err := jsonFormat(c)
+	if err != nil {
+		return err
 	}
 	if c.NArg() > 0 {
 		return usageErrorf("\"kiln node ls\" takes no arguments; inspect one node with \"kiln node inspect NAME\"")
@@ -52,7 +51,7 @@ func runNodeLs(c *cli.Context) error {
 		return nil
 	}
 	sts := nodes.ProbeAll(c.Context, ns)
-	if format == "json" {
+	if asJSON {
 		return nodes.WriteJSON(c.App.Writer, sts)
 	}
 	return nodes.WriteTable(c.App.Writer, sts)
@@ -71,11 +70,9 @@ func runNodeInspect(c *cli.Context) error {
 		return err
 	}
 	st := nodes.Probe(c.Context, n)
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
+	if err := writeJSON(c.App.Writer, st); err != nil {
 		return err
 	}
-	fmt.Fprintln(c.App.Writer, string(b))
 	if !st.Reachable {
 		return fmt.Errorf("node %s does not answer: %s; check that buildkitd runs there and listens on that address", n, st.Error)
 	}

@@ -54,23 +54,20 @@ func pullCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			res, err := st.Pull(c.Context, c.Args().First(), store.PullOptions{
-				Platforms:    ps,
-				AllPlatforms: c.Bool("all-platforms"),
-				Snapshotter:  engineConfig(c).Snapshotter,
-				Registry:     registryOptions(c),
-				Progress:     progressWriter(c),
+			return withStore(c, func(st *store.Store) error {
+				res, err := st.Pull(c.Context, c.Args().First(), store.PullOptions{
+					Platforms:    ps,
+					AllPlatforms: c.Bool("all-platforms"),
+					Snapshotter:  engineConfig(c).Snapshotter,
+					Registry:     registryOptions(c),
+					Progress:     progressWriter(c),
+				})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(c.App.Writer, res.Name)
+				return nil
 			})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(c.App.Writer, res.Name)
-			return nil
 		},
 	}
 }
@@ -102,21 +99,18 @@ func pushCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			st, err := openStore(c)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			res, err := st.Push(c.Context, c.Args().First(), store.PushOptions{
-				Platforms: ps,
-				Registry:  registryOptions(c),
-				Progress:  progressWriter(c),
+			return withStore(c, func(st *store.Store) error {
+				res, err := st.Push(c.Context, c.Args().First(), store.PushOptions{
+					Platforms: ps,
+					Registry:  registryOptions(c),
+					Progress:  progressWriter(c),
+				})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "%s@%s\n", res.Name, res.Descriptor.Digest)
+				return nil
 			})
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.App.Writer, "%s@%s\n", res.Name, res.Descriptor.Digest)
-			return nil
 		},
 	}
 }

@@ -31,17 +31,14 @@ func copyToContainerd(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	src, err := openStore(c)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	dst, err := store.Open(c.Context, ref.Address, ref.Namespace)
-	if err != nil {
-		return err
-	}
-	defer dst.Close()
-	return copyImage(c, src, dst)
+	return withStore(c, func(src *store.Store) error {
+		dst, err := store.Open(c.Context, ref.Address, ref.Namespace)
+		if err != nil {
+			return err
+		}
+		defer dst.Close()
+		return copyImage(c, src, dst)
+	})
 }
 
 // copyFromContainerd is "kiln pull NAME containerd://...": it copies the
@@ -57,12 +54,9 @@ func copyFromContainerd(c *cli.Context) error {
 		return err
 	}
 	defer src.Close()
-	dst, err := openStore(c)
-	if err != nil {
-		return err
-	}
-	defer dst.Close()
-	return copyImage(c, src, dst)
+	return withStore(c, func(dst *store.Store) error {
+		return copyImage(c, src, dst)
+	})
 }
 
 func copyImage(c *cli.Context, src, dst *store.Store) error {

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+
+	"github.com/urfave/cli/v2"
+)
+
+// jsonFormat reads the --format flag of the commands that print a table or
+// JSON, and reports whether it asks for JSON.
+func jsonFormat(c *cli.Context) (bool, error) {
+	switch format := c.String("format"); format {
+	case "table":
+		return false, nil
+	case "json":
+		return true, nil
+	default:
+		return false, usageErrorf("invalid --format %q: use table or json", format)
+	}
+}
+
+// writeJSON writes v as indented JSON and a newline.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
