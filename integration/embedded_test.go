@@ -380,9 +380,11 @@ func TestEmbeddedLock(t *testing.T) {
 	t.Parallel()
 	e := newEmbeddedEnv(t)
 	e.busyboxBase(t, "busybox")
-	dir := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo started && sleep 4\n"})
+	// The step prints slowStepRunning once it runs; its name, which the
+	// progress shows earlier, does not contain it.
+	dir := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo slow-step-$((40+2)) && sleep 4\n"})
 	build := e.startKiln("build", "--progress", "plain", "--no-cache", dir)
-	build.waitFor(t, "started")
+	build.waitFor(t, slowStepRunning)
 	start := time.Now()
 	e.info(t)
 	if d := time.Since(start); d > 3*time.Second {
@@ -403,9 +405,9 @@ func TestEmbeddedKilled(t *testing.T) {
 	t.Parallel()
 	e := newEmbeddedEnv(t)
 	e.busyboxBase(t, "busybox")
-	dir := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo started && sleep 600\n"})
+	dir := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo slow-step-$((40+2)) && sleep 600\n"})
 	build := e.startKiln("build", "--progress", "plain", "--no-cache", dir)
-	build.waitFor(t, "started")
+	build.waitFor(t, slowStepRunning)
 	build.cmd.Process.Kill()
 	build.wait(t)
 
@@ -425,7 +427,7 @@ func TestEmbeddedKilled(t *testing.T) {
 		// Another test's step could match; name ours precisely.
 		for _, pid := range strings.Fields(string(out)) {
 			cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
-			if strings.Contains(string(cmdline), "echo started") {
+			if strings.Contains(string(cmdline), "echo slow-step-") {
 				t.Errorf("the killed build's step still runs (pid %s)", pid)
 			}
 		}
