@@ -97,9 +97,22 @@ func startEmbedded(ctx context.Context, cfg Config, stderr io.Writer) (*instance
 	}
 	cfg.embedded = st
 	cfg.Snapshotter = st.Snapshotter(cfg.Snapshotter)
-	if err := sweepEmbedded(ctx, embeddedWorkerRoot(cfg), stderr); err != nil {
+	if cfg.state, err = stateDir(cfg.Root, store.EmbeddedID, cfg.Namespace); err != nil {
 		in.Close()
 		return nil, err
+	}
+	// Holding the root's lock, this process may clean up after a killed kiln
+	// of any namespace.
+	dirs, err := embeddedWorkerDirs(cfg.Root)
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	for _, dir := range dirs {
+		if err := sweepEmbedded(ctx, dir, stderr); err != nil {
+			in.Close()
+			return nil, err
+		}
 	}
 	if !cfg.Rootless && !rootless.InUserNamespace() {
 		cfg.cgroupParent = cgroupParent(cfg.Root)
@@ -112,15 +125,41 @@ func startEmbedded(ctx context.Context, cfg Config, stderr io.Writer) (*instance
 }
 
 // embeddedWorkerRoot is the directory of BuildKit's worker for the embedded
-// store: its cache metadata, the runc executor's bundles and cache mounts,
-// one per snapshotter as BuildKit's OCI worker has it.
+// store in the namespace's state directory: its cache metadata, the runc
+// executor's bundles and cache mounts, one per snapshotter as BuildKit's OCI
+// worker has it.
 func embeddedWorkerRoot(cfg Config) string {
-	return filepath.Join(cfg.Root, "runc-"+cfg.Snapshotter)
+	return workerDir(cfg.state, embeddedWorkerPrefix, cfg.Snapshotter)
+}
+
+// embeddedWorkerDirs lists the embedded store's worker directories of every
+// namespace under root, and those of the legacy layout.
+func embeddedWorkerDirs(root string) ([]string, error) {
+	var out []string
+	for _, pattern := range []string{
+		filepath.Join(root, stateSubdir, store.EmbeddedID, "*", embeddedWorkerPrefix+"*"),
+		filepath.Join(root, embeddedWorkerPrefix+"*"),
+	} {
+		dirs, err := filepath.Glob(pattern)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range dirs {
+			if fi, err := os.Lstat(d); err == nil && fi.IsDir() {
+				out = append(out, d)
+			}
+		}
+	}
+	return out, nil
 }
 
 // embeddedInfo describes the embedded store for kiln info without opening
 // it, so that it answers during a build.
 func embeddedInfo(ctx context.Context, cfg Config, sel store.Selection) (*Info, error) {
+	state, err := stateDir(cfg.Root, store.EmbeddedID, cfg.Namespace)
+	if err != nil {
+		return nil, err
+	}
 	choice, err := chooseEmbeddedSnapshotter(cfg)
 	if err != nil {
 		return nil, err
@@ -149,6 +188,7 @@ func embeddedInfo(ctx context.Context, cfg Config, sel store.Selection) (*Info, 
 		HostPlatform:      platforms.Format(platforms.DefaultSpec()),
 		Platforms:         ps,
 		Installable:       installable,
+		State:             state,
 		Cgroups:           cgroups,
 		UserNamespace:     rootless.UserNamespaceMap(),
 	}, nil

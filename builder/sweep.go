@@ -119,8 +119,9 @@ type instance struct {
 }
 
 // start connects to containerd, takes the root's lock, cleans what a killed
-// kiln process left, and starts the embedded BuildKit; with the embedded
-// store (see store.Select) startEmbedded does the same.
+// kiln process left, and starts the embedded BuildKit on the namespace's
+// state; with the embedded store (see store.Select) startEmbedded does the
+// same.
 func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error) {
 	sel, err := store.Select(cfg.Store, cfg.Address, cfg.AddressSet)
 	if err != nil {
@@ -145,6 +146,15 @@ func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error)
 		return nil, err
 	}
 	cfg.Snapshotter = choice.Name
+	id, err := st.ID(ctx)
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	if cfg.state, err = stateDir(cfg.Root, id, cfg.Namespace); err != nil {
+		in.Close()
+		return nil, err
+	}
 	unlock, err := lockState(ctx, cfg, stderr)
 	if err != nil {
 		in.Close()

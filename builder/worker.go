@@ -52,7 +52,7 @@ func newWorkerOpt(workerOpts containerd.WorkerOptions, opts ...ctd.Opt) (base.Wo
 	if err != nil {
 		return base.WorkerOpt{}, fmt.Errorf("connecting to containerd at %s: %w", workerOpts.Address, err)
 	}
-	root := filepath.Join(workerOpts.Root, "containerd-"+workerOpts.SnapshotterName)
+	root := workerDir(workerOpts.Root, containerdWorkerPrefix, workerOpts.SnapshotterName)
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return base.WorkerOpt{}, fmt.Errorf("creating %s: %w", root, err)
 	}
