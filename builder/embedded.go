@@ -102,7 +102,8 @@ func startEmbedded(ctx context.Context, cfg Config, stderr io.Writer) (*instance
 		return nil, err
 	}
 	// Holding the root's lock, this process may clean up after a killed kiln
-	// of any namespace.
+	// of any namespace, and must before an earlier kiln's worker directory
+	// moves.
 	dirs, err := embeddedWorkerDirs(cfg.Root)
 	if err != nil {
 		in.Close()
@@ -113,6 +114,10 @@ func startEmbedded(ctx context.Context, cfg Config, stderr io.Writer) (*instance
 			in.Close()
 			return nil, err
 		}
+	}
+	if err := adoptLegacyState(ctx, st, cfg, embeddedWorkerPrefix, stderr); err != nil {
+		in.Close()
+		return nil, err
 	}
 	if !cfg.Rootless && !rootless.InUserNamespace() {
 		cfg.cgroupParent = cgroupParent(cfg.Root)

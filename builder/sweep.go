@@ -119,9 +119,10 @@ type instance struct {
 }
 
 // start connects to containerd, takes the root's lock, cleans what a killed
-// kiln process left, and starts the embedded BuildKit on the namespace's
-// state; with the embedded store (see store.Select) startEmbedded does the
-// same.
+// kiln process left, moves an earlier kiln's build cache into its
+// namespace's state directory, and starts the embedded BuildKit on the
+// namespace's state; with the embedded store (see store.Select)
+// startEmbedded does the same.
 func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error) {
 	sel, err := store.Select(cfg.Store, cfg.Address, cfg.AddressSet)
 	if err != nil {
@@ -162,6 +163,10 @@ func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error)
 	}
 	in.unlock = unlock
 	if err := sweepContainers(st.WithNamespace(ctx), st.Client(), cfg.Root, stderr); err != nil {
+		in.Close()
+		return nil, err
+	}
+	if err := adoptLegacyState(ctx, st, cfg, containerdWorkerPrefix, stderr); err != nil {
 		in.Close()
 		return nil, err
 	}

@@ -5,6 +5,7 @@ package integration
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -85,5 +86,115 @@ func TestEmbeddedTwoNamespacesOneRoot(t *testing.T) {
 		if !stepCached(r.Stderr, "RUN echo hello") {
 			t.Errorf("the rebuild in namespace %s ran its step again:\n%s", e.Namespace, r.Stderr)
 		}
+	}
+}
+
+// buildState is the namespace's build state directory kiln info reports.
+func buildState(t *testing.T, infoJSON string) string {
+	t.Helper()
+	var info struct {
+		Root  string `json:"root"`
+		State string `json:"state"`
+	}
+	mustJSON(t, infoJSON, &info)
+	return info.State
+}
+
+// toLegacyLayout moves the build state directory state to where kiln kept
+// it before it kept one per namespace: directly in root.
+func toLegacyLayout(t *testing.T, root, state string) {
+	t.Helper()
+	entries, err := os.ReadDir(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ent := range entries {
+		if err := os.Rename(filepath.Join(state, ent.Name()), filepath.Join(root, ent.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(root, "buildkit")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// assertNoLegacyState fails unless root holds nothing of the legacy layout.
+func assertNoLegacyState(t *testing.T, root string) {
+	t.Helper()
+	for _, pattern := range []string{"containerd-*", "runc-*", "cache.db", "history.db"} {
+		if m, _ := filepath.Glob(filepath.Join(root, pattern)); len(m) > 0 {
+			t.Errorf("legacy state left in %s: %v", root, m)
+		}
+	}
+}
+
+// TestLegacyStateAdopted: the build cache of a kiln that kept it directly in
+// --root moves to the state directory of the namespace its records belong
+// to, whichever namespace the first kiln after the upgrade builds in, and
+// builds there stay cached.
+func TestLegacyStateAdopted(t *testing.T) {
+	t.Parallel()
+	a := newEnv(t)
+	b := a.sameRoot(t)
+	a.busyboxBase(t, "busybox", "linux/amd64")
+	dir := contextDir(t, map[string]string{"Dockerfile": helloDockerfile})
+	a.kiln("build", "-t", "hello", dir).ok(t)
+	state := buildState(t, a.kiln("info", "--format", "json").ok(t).Stdout)
+	if want := filepath.Join(a.Root, "buildkit"); !strings.HasPrefix(state, want+"/containerd-") || filepath.Base(state) != a.Namespace {
+		t.Fatalf("kiln info: build state %s, want %s/containerd-<UUID>/%s", state, want, a.Namespace)
+	}
+	toLegacyLayout(t, a.Root, state)
+
+	// The first kiln after the upgrade runs in the other namespace.
+	r := b.kiln("du").ok(t)
+	if want := "moved the build cache of namespace " + a.Namespace; !strings.Contains(r.Stderr, want) {
+		t.Fatalf("kiln du in namespace %s did not say %q:\n%s", b.Namespace, want, r.Stderr)
+	}
+	assertNoLegacyState(t, a.Root)
+	if m, _ := filepath.Glob(filepath.Join(state, "containerd-*", "metadata_v2.db")); len(m) != 1 {
+		t.Errorf("namespace %s's state %s has no worker directory: %v", a.Namespace, state, m)
+	}
+	b.busyboxBase(t, "busybox", "linux/amd64")
+	r = b.kiln("build", "--progress", "plain", "-t", "hello", dir).ok(t)
+	if stepCached(r.Stderr, "RUN echo hello") {
+		t.Errorf("namespace %s found namespace %s's cache:\n%s", b.Namespace, a.Namespace, r.Stderr)
+	}
+	b.ctr("run", "--rm", "docker.io/library/hello:latest", "hello-b").ok(t)
+
+	r = a.kiln("build", "--progress", "plain", "-t", "hello", dir).ok(t)
+	if !stepCached(r.Stderr, "RUN echo hello") {
+		t.Errorf("the moved cache was not used in namespace %s:\n%s", a.Namespace, r.Stderr)
+	}
+	if strings.Contains(r.Stderr, "build cache") {
+		t.Errorf("a kiln after the move still talks about it:\n%s", r.Stderr)
+	}
+}
+
+// TestEmbeddedLegacyStateAdopted is TestLegacyStateAdopted on the embedded
+// store, whose worker directories are runc-NAME.
+func TestEmbeddedLegacyStateAdopted(t *testing.T) {
+	t.Parallel()
+	a := newEmbeddedEnv(t)
+	b := &embeddedEnv{env: a.sameRoot(t), store: a.store}
+	a.busyboxBase(t, "busybox")
+	dir := contextDir(t, map[string]string{"Dockerfile": helloDockerfile})
+	a.kiln("build", "-t", "hello", dir).ok(t)
+	state := buildState(t, a.kiln("info", "--format", "json").ok(t).Stdout)
+	if want := filepath.Join(a.Root, "buildkit", "embedded", a.Namespace); state != want {
+		t.Fatalf("kiln info: build state %s, want %s", state, want)
+	}
+	toLegacyLayout(t, a.Root, state)
+
+	r := b.kiln("du").ok(t)
+	if want := "moved the build cache of namespace " + a.Namespace; !strings.Contains(r.Stderr, want) {
+		t.Fatalf("kiln du in namespace %s did not say %q:\n%s", b.Namespace, want, r.Stderr)
+	}
+	assertNoLegacyState(t, a.Root)
+	b.busyboxBase(t, "busybox")
+	b.kiln("build", "-t", "hello", dir).ok(t)
+
+	r = a.kiln("build", "--progress", "plain", "-t", "hello", dir).ok(t)
+	if !stepCached(r.Stderr, "RUN echo hello") {
+		t.Errorf("the moved cache was not used in namespace %s:\n%s", a.Namespace, r.Stderr)
 	}
 }
