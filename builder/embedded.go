@@ -37,7 +37,7 @@ func openEmbedded(ctx context.Context, cfg Config, stderr io.Writer) (*store.Sto
 	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating kiln's state directory %s: %w (choose another with --root)", cfg.Root, err)
 	}
-	unlock, err := lockFile(ctx, filepath.Join(cfg.Root, "kiln.lock"), cfg.Root, stderr)
+	unlock, err := lockFile(ctx, filepath.Join(cfg.Root, "kiln.lock"), cfg.Root, false, stderr)
 	if err != nil {
 		return nil, err
 	}

@@ -3,11 +3,14 @@
 package integration
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -196,5 +199,43 @@ func TestEmbeddedLegacyStateAdopted(t *testing.T) {
 	r = a.kiln("build", "--progress", "plain", "-t", "hello", dir).ok(t)
 	if !stepCached(r.Stderr, "RUN echo hello") {
 		t.Errorf("the moved cache was not used in namespace %s:\n%s", a.Namespace, r.Stderr)
+	}
+}
+
+// TestBuildsOfTwoRootsShareTheNamespaceLock: builds with different roots
+// into one namespace queue on the namespace's lock in /run/kiln, whose file
+// is gone once the last one releases it.
+func TestBuildsOfTwoRootsShareTheNamespaceLock(t *testing.T) {
+	t.Parallel()
+	a := newEnv(t)
+	root, err := os.MkdirTemp(daemon.dir, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		unmountUnder(root)
+		os.RemoveAll(root)
+	})
+	b := &env{t: t, Namespace: a.Namespace, Root: root, Address: a.Address}
+	a.busyboxBase(t, "busybox", "linux/amd64")
+	results := make([]result, 2)
+	var wg sync.WaitGroup
+	for i, e := range []*env{a, b} {
+		dir := contextDir(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM busybox\nRUN echo root-%d > /id; sleep 1\n", i)})
+		wg.Go(func() { results[i] = e.kiln("build", "-t", fmt.Sprintf("root-%d", i), dir) })
+	}
+	wg.Wait()
+	waited := false
+	for _, r := range results {
+		r.ok(t)
+		waited = waited || strings.Contains(r.Stderr, "to release namespace "+a.Namespace)
+	}
+	if !waited {
+		t.Error("neither build waited for the other's namespace lock")
+	}
+	sum := sha256.Sum256([]byte(a.Address + "\x00" + a.Namespace))
+	lock := filepath.Join("/run/kiln", hex.EncodeToString(sum[:8])+".lock")
+	if _, err := os.Stat(lock); err == nil {
+		t.Errorf("the namespace's lock file %s is still there", lock)
 	}
 }
