@@ -37,7 +37,7 @@ func openEmbedded(ctx context.Context, cfg Config, stderr io.Writer) (*store.Sto
 	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating kiln's state directory %s: %w (choose another with --root)", cfg.Root, err)
 	}
-	unlock, err := lockFile(ctx, filepath.Join(cfg.Root, "kiln.lock"), cfg.Root, stderr)
+	unlock, err := lockFile(ctx, filepath.Join(cfg.Root, "kiln.lock"), cfg.Root, false, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +97,25 @@ func startEmbedded(ctx context.Context, cfg Config, stderr io.Writer) (*instance
 	}
 	cfg.embedded = st
 	cfg.Snapshotter = st.Snapshotter(cfg.Snapshotter)
-	if err := sweepRuncSteps(ctx, embeddedWorkerRoot(cfg), stderr); err != nil {
+	if cfg.state, err = stateDir(cfg.Root, store.EmbeddedID, cfg.Namespace); err != nil {
+		in.Close()
+		return nil, err
+	}
+	// Holding the root's lock, this process may clean up after a killed kiln
+	// of any namespace, and must before an earlier kiln's worker directory
+	// moves.
+	dirs, err := workerDirs(cfg.Root, store.EmbeddedID, embeddedWorkerPrefix)
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	for _, dir := range dirs {
+		if err := sweepRuncSteps(ctx, dir, stderr); err != nil {
+			in.Close()
+			return nil, err
+		}
+	}
+	if err := adoptLegacyState(ctx, st, cfg, embeddedWorkerPrefix, stderr); err != nil {
 		in.Close()
 		return nil, err
 	}
@@ -112,15 +130,20 @@ func startEmbedded(ctx context.Context, cfg Config, stderr io.Writer) (*instance
 }
 
 // embeddedWorkerRoot is the directory of BuildKit's worker for the embedded
-// store: its cache metadata, the runc executor's bundles and cache mounts,
-// one per snapshotter as BuildKit's OCI worker has it.
+// store in the namespace's state directory: its cache metadata, the runc
+// executor's bundles and cache mounts, one per snapshotter as BuildKit's OCI
+// worker has it.
 func embeddedWorkerRoot(cfg Config) string {
-	return filepath.Join(cfg.Root, "runc-"+cfg.Snapshotter)
+	return workerDir(cfg.state, embeddedWorkerPrefix, cfg.Snapshotter)
 }
 
 // embeddedInfo describes the embedded store for kiln info without opening
 // it, so that it answers during a build.
 func embeddedInfo(ctx context.Context, cfg Config, sel store.Selection) (*Info, error) {
+	state, err := stateDir(cfg.Root, store.EmbeddedID, cfg.Namespace)
+	if err != nil {
+		return nil, err
+	}
 	choice, err := chooseEmbeddedSnapshotter(cfg)
 	if err != nil {
 		return nil, err
@@ -149,6 +172,7 @@ func embeddedInfo(ctx context.Context, cfg Config, sel store.Selection) (*Info, 
 		HostPlatform:      platforms.Format(platforms.DefaultSpec()),
 		Platforms:         ps,
 		Installable:       installable,
+		State:             state,
 		Cgroups:           cgroups,
 		UserNamespace:     rootless.UserNamespaceMap(),
 	}, nil

@@ -76,12 +76,15 @@ type Config struct {
 	// namespaces of their rootless containerd: BuildKit's worker then runs
 	// in rootless mode and steps get no cgroup paths or limits.
 	Rootless bool
-	// Root holds kiln's own state: BuildKit's metadata and cache databases.
+	// Root holds kiln's own state: BuildKit's metadata and cache databases,
+	// one set per namespace (see state.go), and the embedded store.
 	Root string
 	// Platforms, when set, replaces the platforms the worker reports; the
 	// build sets it from what emulation found runnable.
 	Platforms []ocispecs.Platform
 
+	// state is BuildKit's state directory for the namespace (see stateDir).
+	state        string
 	cgroupParent string
 	// containerLabel marks the step containers of this state directory so
 	// that a later kiln recognises those a killed one left (see sweep.go).
@@ -104,8 +107,8 @@ type engine struct {
 // newEngine assembles the worker and controller as buildkitd does, but
 // serves them on an in-memory listener instead of a socket.
 func newEngine(ctx context.Context, cfg Config) (*engine, error) {
-	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
-		return nil, fmt.Errorf("creating kiln's state directory %s: %w", cfg.Root, err)
+	if err := os.MkdirAll(cfg.state, 0o700); err != nil {
+		return nil, fmt.Errorf("creating kiln's build state directory %s: %w", cfg.state, err)
 	}
 	ctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	e := &engine{stop: stop}
@@ -163,7 +166,7 @@ func newWorker(ctx context.Context, cfg Config) (*base.Worker, error) {
 		return newEmbeddedWorker(ctx, cfg)
 	}
 	opt, err := newWorkerOpt(containerd.WorkerOptions{
-		Root:            cfg.Root,
+		Root:            cfg.state,
 		Address:         cfg.Address,
 		SnapshotterName: cfg.Snapshotter,
 		Namespace:       cfg.Namespace,
@@ -190,22 +193,22 @@ func newWorker(ctx context.Context, cfg Config) (*base.Worker, error) {
 }
 
 func newController(ctx context.Context, cfg Config, sm *session.Manager, wc *worker.Controller, w *base.Worker) (*control.Controller, error) {
-	cacheStorage, err := bboltcachestorage.NewStore(filepath.Join(cfg.Root, "cache.db"))
+	cacheStorage, err := bboltcachestorage.NewStore(filepath.Join(cfg.state, "cache.db"))
 	if err != nil {
-		return nil, fmt.Errorf("opening the build cache database in %s: %w", cfg.Root, err)
+		return nil, fmt.Errorf("opening the build cache database in %s: %w", cfg.state, err)
 	}
 	// kiln keeps no build history (MaxEntries below): what BuildKit writes
 	// to this database during a build is deleted at its end, so nothing in
 	// it needs to reach the disk. Without syncs (and with the free list
 	// written by every commit, so that closing needs no checkpoint) this
 	// saves four fsyncs per build.
-	historyDB, err := boltutil.SafeOpen(filepath.Join(cfg.Root, "history.db"), 0o600, &bolt.Options{
+	historyDB, err := boltutil.SafeOpen(filepath.Join(cfg.state, "history.db"), 0o600, &bolt.Options{
 		FreelistType: bolt.FreelistMapType,
 		NoSync:       true,
 		NoGrowSync:   true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("opening the build history database in %s: %w", cfg.Root, err)
+		return nil, fmt.Errorf("opening the build history database in %s: %w", cfg.state, err)
 	}
 	// solver.NewCacheManager starts by sweeping the cache keys for results
 	// that no longer exist, looking every one up in the worker: buildkitd

@@ -36,6 +36,9 @@ type Info struct {
 	HostPlatform       string   `json:"hostPlatform"`
 	Platforms          []string `json:"platforms"`
 	Installable        []string `json:"installable"`
+	// State is BuildKit's state directory for the namespace, under Root:
+	// the build cache that kiln du and kiln prune act on (see stateDir).
+	State string `json:"state"`
 	// Cgroups is the host's cgroup version and how build steps use it.
 	Cgroups string `json:"cgroups"`
 	// Rootless is set when kiln builds for an unprivileged user with their
@@ -63,6 +66,14 @@ func GetInfo(ctx context.Context, cfg Config) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
+	id, err := st.ID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	state, err := stateDir(cfg.Root, id, st.Namespace())
+	if err != nil {
+		return nil, err
+	}
 	ps, installable, err := buildablePlatforms(ctx)
 	if err != nil {
 		return nil, err
@@ -80,6 +91,7 @@ func GetInfo(ctx context.Context, cfg Config) (*Info, error) {
 		HostPlatform:       platforms.Format(platforms.DefaultSpec()),
 		Platforms:          ps,
 		Installable:        installable,
+		State:              state,
 		Cgroups:            stepCgroups(cfg),
 		Runtime:            stepRuntime(cfg),
 		Rootless:           rootlessInfo(cfg),

@@ -22,11 +22,17 @@ import (
 // one on the containerd namespace, where BuildKit's worker deletes every
 // temporary lease at start and kiln deletes them again at exit. Builds that
 // share either queue, and say whom they wait for instead of hanging.
+//
+// The root's lock covers every namespace's state under it, so builds into
+// two namespaces with one --root still run one after the other: the
+// temporary directory, the step containers' label and cgroup, and moving an
+// earlier kiln's state (see adoptLegacyState) are the root's, not a
+// namespace's.
 func lockState(ctx context.Context, cfg Config, stderr io.Writer) (func(), error) {
 	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating kiln's state directory %s: %w (choose another with --root)", cfg.Root, err)
 	}
-	unlockRoot, err := lockFile(ctx, filepath.Join(cfg.Root, "kiln.lock"), cfg.Root, stderr)
+	unlockRoot, err := lockFile(ctx, filepath.Join(cfg.Root, "kiln.lock"), cfg.Root, false, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +43,9 @@ func lockState(ctx context.Context, cfg Config, stderr io.Writer) (func(), error
 	}
 	sum := sha256.Sum256([]byte(cfg.Address + "\x00" + cfg.Namespace))
 	what := fmt.Sprintf("namespace %s of %s", cfg.Namespace, cfg.Address)
-	unlockNS, err := lockFile(ctx, filepath.Join(dir, hex.EncodeToString(sum[:8])+".lock"), what, stderr)
+	// One file per containerd and namespace would pile up in lockDir: it is
+	// removed when released.
+	unlockNS, err := lockFile(ctx, filepath.Join(dir, hex.EncodeToString(sum[:8])+".lock"), what, true, stderr)
 	if err != nil {
 		unlockRoot()
 		return nil, err
@@ -66,26 +74,54 @@ func lockDir() string {
 }
 
 // lockFile takes an exclusive lock on path and records this process's pid in
-// it, so that a waiting kiln can say whom it waits for.
-func lockFile(ctx context.Context, path, what string, stderr io.Writer) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("opening kiln's lock file %s: %w (choose another state directory with --root)", path, err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		fmt.Fprintf(stderr, "waiting for the build of %s to release %s\n", holder(f), what)
-		if err := waitLock(ctx, f); err != nil {
-			f.Close()
-			return nil, err
+// it, so that a waiting kiln can say whom it waits for. With remove, the
+// release deletes the file while still holding the lock; every locker then
+// checks, once it holds a lock, that the file it locked is still the one at
+// path, and starts over when it is not: a process that waited on the
+// deleted file would otherwise hold a lock nobody else takes.
+func lockFile(ctx context.Context, path, what string, remove bool, stderr io.Writer) (func(), error) {
+	waiting := false
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("opening kiln's lock file %s: %w (choose another state directory with --root)", path, err)
 		}
-	}
-	f.Truncate(0)
-	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	return func() {
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			if !waiting {
+				fmt.Fprintf(stderr, "waiting for the build of %s to release %s\n", holder(f), what)
+				waiting = true
+			}
+			if err := waitLock(ctx, f); err != nil {
+				f.Close()
+				return nil, err
+			}
+		}
+		if !lockedFileAt(f, path) {
+			f.Close() // releases the lock
+			continue
+		}
 		f.Truncate(0)
-		unix.Flock(int(f.Fd()), unix.LOCK_UN)
-		f.Close()
-	}, nil
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		return func() {
+			if remove {
+				os.Remove(path)
+			} else {
+				f.Truncate(0)
+			}
+			unix.Flock(int(f.Fd()), unix.LOCK_UN)
+			f.Close()
+		}, nil
+	}
+}
+
+// lockedFileAt reports whether f is still the file at path.
+func lockedFileAt(f *os.File, path string) bool {
+	held, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	now, err := os.Stat(path)
+	return err == nil && os.SameFile(held, now)
 }
 
 func holder(f *os.File) string {

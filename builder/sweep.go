@@ -119,8 +119,10 @@ type instance struct {
 }
 
 // start connects to containerd, takes the root's lock, cleans what a killed
-// kiln process left, and starts the embedded BuildKit; with the embedded
-// store (see store.Select) startEmbedded does the same.
+// kiln process left, moves an earlier kiln's build cache into its
+// namespace's state directory, and starts the embedded BuildKit on the
+// namespace's state; with the embedded store (see store.Select)
+// startEmbedded does the same.
 func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error) {
 	sel, err := store.Select(cfg.Store, cfg.Address, cfg.AddressSet)
 	if err != nil {
@@ -145,6 +147,15 @@ func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error)
 		return nil, err
 	}
 	cfg.Snapshotter = choice.Name
+	id, err := st.ID(ctx)
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	if cfg.state, err = stateDir(cfg.Root, id, cfg.Namespace); err != nil {
+		in.Close()
+		return nil, err
+	}
 	unlock, err := lockState(ctx, cfg, stderr)
 	if err != nil {
 		in.Close()
@@ -155,7 +166,21 @@ func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error)
 		in.Close()
 		return nil, err
 	}
-	if err := sweepRuncSteps(ctx, containerdWorkerRoot(cfg.Root, cfg.Snapshotter), stderr); err != nil {
+	// Holding the root's lock, this process may clean up the steps a
+	// killed kiln ran with runc in any namespace, and must before an
+	// earlier kiln's worker directory moves.
+	dirs, err := workerDirs(cfg.Root, containerdWorkerPrefix+"*", containerdWorkerPrefix)
+	if err != nil {
+		in.Close()
+		return nil, err
+	}
+	for _, dir := range dirs {
+		if err := sweepRuncSteps(ctx, dir, stderr); err != nil {
+			in.Close()
+			return nil, err
+		}
+	}
+	if err := adoptLegacyState(ctx, st, cfg, containerdWorkerPrefix, stderr); err != nil {
 		in.Close()
 		return nil, err
 	}

@@ -59,7 +59,7 @@ func newWorkerOpt(workerOpts containerd.WorkerOptions, opts ...ctd.Opt) (base.Wo
 	if err != nil {
 		return base.WorkerOpt{}, fmt.Errorf("connecting to containerd at %s: %w", workerOpts.Address, err)
 	}
-	root := containerdWorkerRoot(workerOpts.Root, workerOpts.SnapshotterName)
+	root := workerDir(workerOpts.Root, containerdWorkerPrefix, workerOpts.SnapshotterName)
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return base.WorkerOpt{}, fmt.Errorf("creating %s: %w", root, err)
 	}
@@ -159,14 +159,6 @@ func newWorkerOpt(workerOpts containerd.WorkerOptions, opts ...ctd.Opt) (base.Wo
 		MountPoolRoot:  filepath.Join(root, "cachemounts"),
 		CDIManager:     workerOpts.CDIManager,
 	}, nil
-}
-
-// containerdWorkerRoot is the directory of BuildKit's worker on containerd
-// under kiln's state directory: its cache metadata and, when kiln runs the
-// steps with runc, their bundles and cache mounts. One per snapshotter, as
-// BuildKit has it.
-func containerdWorkerRoot(stateDir, snapshotter string) string {
-	return filepath.Join(stateDir, "containerd-"+snapshotter)
 }
 
 // stepExecutor returns what runs the build steps and BuildKit's name for it:

@@ -419,7 +419,7 @@ func TestEmbeddedKilled(t *testing.T) {
 	if strings.Contains(string(mounts), e.Root+"/") {
 		t.Errorf("mounts under %s remain after the next build:\n%s", e.Root, mounts)
 	}
-	bundles, _ := filepath.Glob(filepath.Join(e.Root, "runc-*", "executor", "*", "config.json"))
+	bundles, _ := filepath.Glob(filepath.Join(e.Root, "buildkit", "embedded", "*", "runc-*", "executor", "*", "config.json"))
 	if len(bundles) > 0 {
 		t.Errorf("step bundles remain: %v", bundles)
 	}

@@ -147,6 +147,32 @@ func (s *Store) Namespace() string { return s.namespace }
 // Version returns the version containerd reported when the store was opened.
 func (s *Store) Version() containerd.Version { return s.version }
 
+// EmbeddedID is the ID of kiln's embedded store (see Store.ID).
+const EmbeddedID = "embedded"
+
+// ID names the store for state kept about it outside it, such as BuildKit's
+// cache records, which are only valid with the store's own content and
+// snapshots. A containerd is named by the UUID it keeps in its root,
+// "containerd-<UUID>": two sockets of one containerd give one ID, and a
+// containerd whose root was wiped gives a new one, as a socket path would
+// not. The embedded store is EmbeddedID. The ID is a valid path component.
+func (s *Store) ID(ctx context.Context) (string, error) {
+	if s.embedded != nil {
+		return EmbeddedID, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	info, err := s.client.IntrospectionService().Server(ctx)
+	if err != nil {
+		return "", fmt.Errorf("asking containerd at %s for its UUID: %w", s.address, err)
+	}
+	id := "containerd-" + info.UUID
+	if info.UUID == "" || identifiers.Validate(id) != nil {
+		return "", fmt.Errorf("containerd at %s reports the UUID %q, which kiln cannot name its build cache after: kiln needs a containerd 1.6 or newer", s.address, info.UUID)
+	}
+	return id, nil
+}
+
 // WithNamespace returns ctx set to the store's namespace.
 func (s *Store) WithNamespace(ctx context.Context) context.Context {
 	return namespaces.WithNamespace(ctx, s.namespace)

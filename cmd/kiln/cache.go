@@ -13,7 +13,7 @@ import (
 func pruneCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "prune",
-		Usage: "free build cache",
+		Usage: "free the namespace's build cache",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "free all unused cache, including cache shared with images"},
 			&cli.StringFlag{Name: "keep-storage", Usage: "keep this much of the most recently used cache, e.g. 5GB"},
@@ -45,7 +45,7 @@ func pruneCommand() *cli.Command {
 func duCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "du",
-		Usage: "show the build cache's disk usage",
+		Usage: "show the disk usage of the namespace's build cache",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list every cache record"},
 		},

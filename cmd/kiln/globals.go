@@ -26,7 +26,7 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "address", Aliases: []string{"a", "H", "host"}, Usage: "containerd socket", EnvVars: []string{"CONTAINERD_ADDRESS"}, Value: address},
 		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "containerd namespace images are stored in", EnvVars: []string{"CONTAINERD_NAMESPACE"}, Value: store.DefaultNamespace},
 		&cli.StringFlag{Name: "snapshotter", Usage: "containerd snapshotter build steps run on (default: overlayfs where it works, else fuse-overlayfs, else native; see kiln info)", EnvVars: []string{"CONTAINERD_SNAPSHOTTER"}, Value: snapshot.Default(rootless.Enabled()), DefaultText: "chosen"},
-		&cli.StringFlag{Name: "root", Usage: "directory for kiln's own state (build cache metadata)", EnvVars: []string{"KILN_ROOT"}, Value: root},
+		&cli.StringFlag{Name: "root", Usage: "directory for kiln's own state: the build cache, one per store and namespace under buildkit/, and the embedded store", EnvVars: []string{"KILN_ROOT"}, Value: root},
 		&cli.BoolFlag{Name: "debug", Usage: "print BuildKit's and containerd's debug logs"},
 	}
 }

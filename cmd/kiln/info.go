@@ -45,6 +45,7 @@ func infoCommand() *cli.Command {
 			fmt.Fprintf(w, "namespace:\t%s\n", info.Namespace)
 			fmt.Fprintf(w, "snapshotter:\t%s (%s)\n", info.Snapshotter, info.SnapshotterReason)
 			fmt.Fprintf(w, "root:\t%s\n", info.Root)
+			fmt.Fprintf(w, "build state:\t%s\n", info.State)
 			if info.UserNamespace != "" {
 				fmt.Fprintf(w, "rootless:\tyes: kiln's own user namespace (%s)\n", info.UserNamespace)
 			} else if r := info.Rootless; r != nil {

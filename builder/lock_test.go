@@ -1,0 +1,102 @@
+package builder
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// flock locks belong to an open file, so lockers in one process exclude
+// each other as kiln processes do.
+
+func TestLockFileRemovedOnRelease(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ns.lock")
+	unlock, err := lockFile(context.Background(), path, "namespace x", true, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {
+		t.Errorf("lock file holds %q, want this pid", b)
+	}
+	unlock()
+	if _, err := os.Stat(path); err == nil {
+		t.Error("the lock file is still there after its release")
+	}
+
+	// Without remove (the state directory's lock) it stays.
+	unlock, err = lockFile(context.Background(), path, "root", false, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("the kept lock file was removed: %v", err)
+	}
+}
+
+// TestLockFileWaiterOfRemovedFile: a kiln that waited on a lock file its
+// holder removes at release must not hold a lock on the removed file while
+// a newcomer locks the new one.
+func TestLockFileWaiterOfRemovedFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ns.lock")
+	ctx := context.Background()
+	unlock1, err := lockFile(ctx, path, "namespace x", true, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waitMsg syncBuffer
+	got := make(chan func())
+	go func() {
+		unlock2, err := lockFile(ctx, path, "namespace x", true, &waitMsg)
+		if err != nil {
+			t.Error(err)
+			close(got)
+			return
+		}
+		got <- unlock2
+	}()
+	for !strings.Contains(waitMsg.String(), "waiting for the build of pid") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	unlock1()
+	unlock2 := <-got
+	if unlock2 == nil {
+		return
+	}
+	// The waiter holds the lock at path: a third locker waits.
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if unlock3, err := lockFile(short, path, "namespace x", true, io.Discard); err == nil {
+		unlock3()
+		t.Fatal("a third locker got the lock while the waiter held it")
+	}
+	unlock2()
+	if _, err := os.Stat(path); err == nil {
+		t.Error("the lock file is still there after the last release")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
