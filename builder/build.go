@@ -92,6 +92,7 @@ func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
 	if err := writeOutputs(opts, res); err != nil {
 		return nil, err
 	}
+	collectAfterBuild(ctx, in.engine, req.gc, opts.Quiet, opts.Stderr)
 	return res, nil
 }
 

@@ -35,27 +35,40 @@ type CacheRecord struct {
 func Prune(ctx context.Context, cfg Config, opts PruneOptions) ([]CacheRecord, error) {
 	var out []CacheRecord
 	err := withEngine(ctx, cfg, func(eng *engine) error {
-		ch := make(chan bkclient.UsageInfo)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for u := range ch {
-				out = append(out, record(u))
-			}
-		}()
-		popts := []bkclient.PruneOption{bkclient.WithFilter(opts.Filters), bkclient.WithKeepOpt(0, opts.KeepStorage, 0, 0)}
-		if opts.All {
-			popts = append(popts, bkclient.PruneAll)
-		}
-		err := eng.client.Prune(ctx, ch, popts...)
-		close(ch)
-		<-done
-		if err != nil {
-			return fmt.Errorf("pruning the build cache: %s", clean(err))
-		}
-		return nil
+		var err error
+		out, err = prune(ctx, eng.client, bkclient.PruneInfo{All: opts.All, Filter: opts.Filters, ReservedSpace: opts.KeepStorage})
+		return err
 	})
 	return out, err
+}
+
+// prune asks the controller to apply one prune rule and returns the records
+// it freed. Going through the controller, rather than to the worker, also
+// drops the solver's cache keys of the freed records, as buildkitd does.
+func prune(ctx context.Context, c *bkclient.Client, rule bkclient.PruneInfo) ([]CacheRecord, error) {
+	var out []CacheRecord
+	ch := make(chan bkclient.UsageInfo)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for u := range ch {
+			out = append(out, record(u))
+		}
+	}()
+	popts := []bkclient.PruneOption{
+		bkclient.WithFilter(rule.Filter),
+		bkclient.WithKeepOpt(rule.KeepDuration, rule.ReservedSpace, rule.MaxUsedSpace, rule.MinFreeSpace),
+	}
+	if rule.All {
+		popts = append(popts, bkclient.PruneAll)
+	}
+	err := c.Prune(ctx, ch, popts...)
+	close(ch)
+	<-done
+	if err != nil {
+		return out, fmt.Errorf("pruning the build cache: %s", clean(err))
+	}
+	return out, nil
 }
 
 // DiskUsage lists the build cache records.

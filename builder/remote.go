@@ -71,6 +71,7 @@ func runPlan(ctx context.Context, cfg Config, req *request, plan *nodePlan) (*Re
 	}
 	var runs []*builderRun
 	var st *store.Store
+	var in *instance // the local builder, when there is one
 	snapshotter := cfg.Snapshotter
 	if len(plan.local) > 0 {
 		local := req.withPlatforms(plan.local)
@@ -79,8 +80,7 @@ func runPlan(ctx context.Context, cfg Config, req *request, plan *nodePlan) (*Re
 			return nil, err
 		}
 		cfg.Platforms = runnable
-		in, err := start(ctx, cfg, o.Stderr)
-		if err != nil {
+		if in, err = start(ctx, cfg, o.Stderr); err != nil {
 			return nil, err
 		}
 		defer in.Close()
@@ -148,6 +148,10 @@ func runPlan(ctx context.Context, cfg Config, req *request, plan *nodePlan) (*Re
 	res := &Result{Digest: desc.Digest.String(), Names: req.names, Platforms: req.platforms, Metadata: meta}
 	if err := writeOutputs(o, res); err != nil {
 		return nil, err
+	}
+	// The nodes collect their own caches; this is the local builder's.
+	if in != nil {
+		collectAfterBuild(ctx, in.engine, req.gc, o.Quiet, o.Stderr)
 	}
 	return res, nil
 }

@@ -10,6 +10,7 @@ func TestReorder(t *testing.T) {
 	cases := []struct{ in, want string }{
 		{"kiln build -t app .", "kiln build -t app -- ."},
 		{"kiln build . -t app --platform linux/arm64", "kiln build -t app --platform linux/arm64 -- ."},
+		{"kiln build . --gc=false --gc-keep-storage 1GB -q", "kiln --gc=false --gc-keep-storage 1GB build -q -- ."},
 		{"kiln build . --namespace ci -q", "kiln --namespace ci build -q -- ."},
 		{"kiln --address /s build . --no-cache", "kiln --address /s build --no-cache -- ."},
 		{"kiln build -f - . --build-arg=A=1", "kiln build -f - --build-arg=A=1 -- ."},
