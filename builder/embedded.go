@@ -101,21 +101,7 @@ func startEmbedded(ctx context.Context, cfg Config, stderr io.Writer) (*instance
 		in.Close()
 		return nil, err
 	}
-	// Holding the root's lock, this process may clean up after a killed kiln
-	// of any namespace, and must before an earlier kiln's worker directory
-	// moves.
-	dirs, err := workerDirs(cfg.Root, store.EmbeddedID, embeddedWorkerPrefix)
-	if err != nil {
-		in.Close()
-		return nil, err
-	}
-	for _, dir := range dirs {
-		if err := sweepRuncSteps(ctx, dir, stderr); err != nil {
-			in.Close()
-			return nil, err
-		}
-	}
-	if err := adoptLegacyState(ctx, st, cfg, embeddedWorkerPrefix, stderr); err != nil {
+	if err := tidyRoot(ctx, st, cfg, store.EmbeddedID, embeddedWorkerPrefix, stderr); err != nil {
 		in.Close()
 		return nil, err
 	}

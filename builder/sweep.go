@@ -166,21 +166,7 @@ func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error)
 		in.Close()
 		return nil, err
 	}
-	// Holding the root's lock, this process may clean up the steps a
-	// killed kiln ran with runc in any namespace, and must before an
-	// earlier kiln's worker directory moves.
-	dirs, err := workerDirs(cfg.Root, containerdWorkerPrefix+"*", containerdWorkerPrefix)
-	if err != nil {
-		in.Close()
-		return nil, err
-	}
-	for _, dir := range dirs {
-		if err := sweepRuncSteps(ctx, dir, stderr); err != nil {
-			in.Close()
-			return nil, err
-		}
-	}
-	if err := adoptLegacyState(ctx, st, cfg, containerdWorkerPrefix, stderr); err != nil {
+	if err := tidyRoot(ctx, st, cfg, containerdWorkerPrefix+"*", containerdWorkerPrefix, stderr); err != nil {
 		in.Close()
 		return nil, err
 	}
@@ -195,6 +181,25 @@ func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error)
 		return nil, err
 	}
 	return in, nil
+}
+
+// tidyRoot does what a process holding the root's lock does before it
+// starts BuildKit: it removes the steps a killed kiln ran with runc in the
+// worker directories (with the given prefix) of every namespace of the
+// stores matching storeGlob, since any of them may have been left, and then
+// moves an earlier kiln's shared state into the namespaces it belongs to,
+// which must not happen while steps still use it.
+func tidyRoot(ctx context.Context, st *store.Store, cfg Config, storeGlob, prefix string, stderr io.Writer) error {
+	dirs, err := workerDirs(cfg.Root, storeGlob, prefix)
+	if err != nil {
+		return err
+	}
+	for _, dir := range dirs {
+		if err := sweepRuncSteps(ctx, dir, stderr); err != nil {
+			return err
+		}
+	}
+	return adoptLegacyState(ctx, st, cfg, prefix, stderr)
 }
 
 // Close stops BuildKit, drops the temporary leases it kept, then releases
