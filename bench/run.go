@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/internal/privatecontainerd"
+	"golang.org/x/sys/unix"
 )
 
 // sample is one measured run of one command.
@@ -32,8 +33,10 @@ type sample struct {
 	// (private, not file-backed) part of the process's and daemon's RSS.
 	AnonPeak       int64 `json:"anonPeak"`
 	DaemonAnonPeak int64 `json:"daemonAnonPeak,omitempty"`
-	// CPU is the user and system time of the process and the children it
-	// waited for, plus, with a daemon, the daemon's own during the run.
+	// CPU is the user and system time of the process itself, plus, with a
+	// daemon, the daemon's own during the run. The programs either starts
+	// (BuildKit's platform probes, git, runc and the build steps under it)
+	// do not count: containerd's shims run those for buildkitd, outside it.
 	CPU time.Duration `json:"cpu"`
 	// Steps are the durations of the build's vertices and exporter statuses
 	// by name, read from the rawjson progress stream.
@@ -121,9 +124,11 @@ func (e *env) measure(d *privatecontainerd.Daemon, bin string, args ...string) (
 	}
 	start := time.Now()
 	var own peaks
+	var ownCPU time.Duration
 	err := cmd.Start()
 	if err == nil {
 		stop := sampleRSS(cmd.Process.Pid)
+		ownCPU = exitCPU(cmd.Process.Pid)
 		err = cmd.Wait()
 		own = stop()
 	}
@@ -140,12 +145,27 @@ func (e *env) measure(d *privatecontainerd.Daemon, bin string, args ...string) (
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		s.MaxRSS = ru.Maxrss << 10 // kB on Linux
 	}
-	s.CPU += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	s.CPU += ownCPU
 	s.Steps, s.Timed = steps(stderr.Bytes())
 	if s.Timed == 0 { // not a build: busybox time wrote to stderr itself
 		s.Timed = busyboxTime(stderr.String())
 	}
 	return s, nil
+}
+
+// exitCPU waits until process pid has exited, without reaping it, and
+// returns the user and system time of the process itself: rusage from
+// wait4 would add its children's, which kiln has (runc and the steps under
+// it) and buildkitd does not (containerd's shims start them).
+func exitCPU(pid int) time.Duration {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	return cpuTime(pid)
 }
 
 // steps reads BuildKit's rawjson progress stream (one SolveStatus per line)
