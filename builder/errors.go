@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -39,14 +38,14 @@ func (e *BuildError) Error() string {
 func (e *BuildError) Unwrap() error { return e.err }
 
 var (
-	grpcPrefix   = regexp.MustCompile(`rpc error: code = \w+ desc = `)
-	parsePrefix  = regexp.MustCompile(`dockerfile parse error on line \d+: `)
-	resolveImage = regexp.MustCompile(`failed to resolve source metadata for (\S+): `)
-	pushImage    = regexp.MustCompile(`failed to push (\S+): `)
-	noSpace      = regexp.MustCompile(`no space left on device|disk quota exceeded`)
-	unreadable   = regexp.MustCompile(`(?:failed to open source|open|lstat|read) \S*/buildkit-mount\d+/(\S+?): .*permission denied`)
-	authTrap     = regexp.MustCompile(`(?i)unauthorized|authentication required|401 Unauthorized|403 Forbidden|denied`)
-	networkTrap  = regexp.MustCompile(`no such host|connection refused|dial tcp|i/o timeout|network is unreachable|TLS handshake timeout|server misbehaving`)
+	grpcPrefix   = lazyRegexp(`rpc error: code = \w+ desc = `)
+	parsePrefix  = lazyRegexp(`dockerfile parse error on line \d+: `)
+	resolveImage = lazyRegexp(`failed to resolve source metadata for (\S+): `)
+	pushImage    = lazyRegexp(`failed to push (\S+): `)
+	noSpace      = lazyRegexp(`no space left on device|disk quota exceeded`)
+	unreadable   = lazyRegexp(`(?:failed to open source|open|lstat|read) \S*/buildkit-mount\d+/(\S+?): .*permission denied`)
+	authTrap     = lazyRegexp(`(?i)unauthorized|authentication required|401 Unauthorized|403 Forbidden|denied`)
+	networkTrap  = lazyRegexp(`no such host|connection refused|dial tcp|i/o timeout|network is unreachable|TLS handshake timeout|server misbehaving`)
 )
 
 // explain turns a failed solve into an error a user can act on: the
@@ -58,10 +57,10 @@ func explain(ctx context.Context, st *store.Store, req *request, rec *recorder, 
 	}
 	msg := clean(err)
 	var ee *gwpb.ExitError
-	if noSpace.MatchString(msg) && !errors.As(err, &ee) {
-		return fmt.Errorf("out of disk space (%s): free space, for example with \"kiln prune\" or by removing images, then build again", noSpace.FindString(msg))
+	if noSpace().MatchString(msg) && !errors.As(err, &ee) {
+		return fmt.Errorf("out of disk space (%s): free space, for example with \"kiln prune\" or by removing images, then build again", noSpace().FindString(msg))
 	}
-	if m := unreadable.FindStringSubmatch(msg); m != nil {
+	if m := unreadable().FindStringSubmatch(msg); m != nil {
 		return fmt.Errorf("cannot read %s in the build context: permission denied; make it readable to kiln or exclude it in .dockerignore", m[1])
 	}
 	loc := ""
@@ -71,19 +70,19 @@ func explain(ctx context.Context, st *store.Store, req *request, rec *recorder, 
 	if be := stepError(err, rec, loc, msg); be != nil {
 		return be
 	}
-	if m := resolveImage.FindStringSubmatch(msg); m != nil {
+	if m := resolveImage().FindStringSubmatch(msg); m != nil {
 		if local := localImageError(ctx, st, req, m[1]); local != nil {
 			return local
 		}
-		if networkTrap.MatchString(msg) {
+		if networkTrap().MatchString(msg) {
 			return fmt.Errorf("cannot fetch base image %s: the registry is not reachable (%s); pull it while online with \"kiln pull %s\", or build it locally", m[1], lastCause(msg), m[1])
 		}
 	}
-	if m := pushImage.FindStringSubmatch(msg); m != nil {
+	if m := pushImage().FindStringSubmatch(msg); m != nil {
 		return pushError(m[1], msg)
 	}
 	if loc != "" {
-		return &BuildError{Message: loc + ": " + parsePrefix.ReplaceAllString(msg, ""), err: err}
+		return &BuildError{Message: loc + ": " + parsePrefix().ReplaceAllString(msg, ""), err: err}
 	}
 	return errors.New(msg)
 }
@@ -116,9 +115,9 @@ func pushError(ref, msg string) error {
 		host = reference.Domain(named)
 	}
 	switch {
-	case networkTrap.MatchString(msg):
+	case networkTrap().MatchString(msg):
 		return fmt.Errorf("cannot push %s: registry %s is not reachable (%s); check the name's registry address", ref, host, lastCause(msg))
-	case authTrap.MatchString(msg):
+	case authTrap().MatchString(msg):
 		return fmt.Errorf("cannot push %s: registry %s refused the credentials (%s); log in with \"docker login %s\" or configure a credential helper", ref, host, lastCause(msg), host)
 	}
 	return fmt.Errorf("cannot push %s: %s", ref, msg)
@@ -136,7 +135,7 @@ func lastCause(msg string) string {
 // say nothing to a user.
 func clean(err error) string {
 	msg := grpcerrors.FromGRPC(err).Error()
-	msg = grpcPrefix.ReplaceAllString(msg, "")
+	msg = grpcPrefix().ReplaceAllString(msg, "")
 	msg = strings.TrimPrefix(msg, "failed to solve: ")
 	return strings.TrimSpace(msg)
 }

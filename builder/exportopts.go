@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/csv"
 	"os"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,7 +90,7 @@ func ParseProvenance(s string) (key, value string, err error) {
 }
 
 // annotationSpec is [TYPE[,TYPE...]][\[PLATFORM\]]:KEY=VALUE, as buildx writes it.
-var annotationSpec = regexp.MustCompile(`^(?:([a-z-]+(?:,[a-z-]+)*)(?:\[([A-Za-z0-9_/.-]+)\])?:)?(\S+)$`)
+var annotationSpec = lazyRegexp(`^(?:([a-z-]+(?:,[a-z-]+)*)(?:\[([A-Za-z0-9_/.-]+)\])?:)?(\S+)$`)
 
 // ParseAnnotation parses an --annotation value into the exporter
 // attributes BuildKit reads: "KEY=VALUE" annotates each image manifest;
@@ -99,7 +98,7 @@ var annotationSpec = regexp.MustCompile(`^(?:([a-z-]+(?:,[a-z-]+)*)(?:\[([A-Za-z
 // "manifest[linux/arm64]:..." choose where, as in buildx.
 func ParseAnnotation(s string) (map[string]string, error) {
 	k, v, ok := strings.Cut(s, "=")
-	m := annotationSpec.FindStringSubmatch(k)
+	m := annotationSpec().FindStringSubmatch(k)
 	if !ok || m == nil {
 		return nil, usage.Errorf("invalid --annotation %q: use KEY=VALUE or TYPE:KEY=VALUE with TYPE manifest, index, manifest-descriptor or index-descriptor", s)
 	}

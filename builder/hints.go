@@ -4,13 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 )
 
 var (
-	entitlementTrap = regexp.MustCompile(`(network\.host|security\.insecure) is not allowed`)
-	secretTrap      = regexp.MustCompile(`secret (\S+): not found`)
-	sshTrap         = regexp.MustCompile(`no SSH key "([^"]*)" forwarded from the client`)
+	entitlementTrap = lazyRegexp(`(network\.host|security\.insecure) is not allowed`)
+	secretTrap      = lazyRegexp(`secret (\S+): not found`)
+	sshTrap         = lazyRegexp(`no SSH key "([^"]*)" forwarded from the client`)
 )
+
+// lazyRegexp compiles expr on first use: kiln's error patterns are needed
+// only when something fails, and compiling them all when the package is
+// initialised cost every kiln process about a millisecond.
+func lazyRegexp(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
+}
 
 // hintError is a failed build with the option that would have fixed it.
 type hintError struct {
@@ -37,24 +45,24 @@ func withOptionHint(err error) error {
 		return err
 	}
 	msg := err.Error()
-	if m := entitlementTrap.FindString(msg); m != "" {
+	if m := entitlementTrap().FindString(msg); m != "" {
 		msg = m
 	}
 	return &hintError{msg: msg + ": " + hint, err: err}
 }
 
 func optionHint(msg string) string {
-	if m := entitlementTrap.FindStringSubmatch(msg); m != nil {
+	if m := entitlementTrap().FindStringSubmatch(msg); m != nil {
 		step := "RUN --network=host"
 		if m[1] == EntitlementSecurityInsecure {
 			step = "RUN --security=insecure"
 		}
 		return fmt.Sprintf("%s needs it granted: pass --allow %s", step, m[1])
 	}
-	if m := secretTrap.FindStringSubmatch(msg); m != nil {
+	if m := secretTrap().FindStringSubmatch(msg); m != nil {
 		return fmt.Sprintf("pass the secret with --secret id=%s,src=FILE or --secret id=%s,env=VARIABLE", m[1], m[1])
 	}
-	if m := sshTrap.FindStringSubmatch(msg); m != nil {
+	if m := sshTrap().FindStringSubmatch(msg); m != nil {
 		id := m[1]
 		if id == "" || id == "default" {
 			return "forward an ssh-agent with --ssh default, or a key with --ssh default=KEYFILE"

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"regexp"
 	"strings"
 	"sync"
 
@@ -312,7 +311,7 @@ func relabel(s *bkclient.SolveStatus, name string) *bkclient.SolveStatus {
 }
 
 // lostNode matches the errors of a connection that broke mid-build.
-var lostNode = regexp.MustCompile(`(?i)error reading from server|connection reset|transport is closing|broken pipe|EOF|connection refused|keepalive`)
+var lostNode = lazyRegexp(`(?i)error reading from server|connection reset|transport is closing|broken pipe|EOF|connection refused|keepalive`)
 
 // explainRuns says which builder failed and why: a node that stopped
 // answering, or the step that failed where it ran.
@@ -330,7 +329,7 @@ func explainRuns(ctx context.Context, st *store.Store, runs []*builderRun, err e
 		return fmt.Errorf("node %s stopped answering while it built %s (%s): the build failed and no name was changed; check the node and build again, or build those platforms here with --node %s=local",
 			n, formatPlatforms(r.platforms), nodes.Explain(re.err), formatPlatforms(r.platforms))
 	}
-	if m := resolveImage.FindStringSubmatch(clean(re.err)); m != nil && ctx.Err() == nil {
+	if m := resolveImage().FindStringSubmatch(clean(re.err)); m != nil && ctx.Err() == nil {
 		return fmt.Errorf("node %s cannot fetch base image %s (%s): a node has no access to this host's images; push the base to a registry the node reaches, or build it there", n, m[1], lastCause(clean(re.err)))
 	}
 	return fmt.Errorf("on node %s: %w", n, withOptionHint(explain(ctx, st, r.req, r.rec, re.err)))
@@ -343,7 +342,7 @@ func nodeLost(err error) bool {
 	if errors.As(err, &ve) {
 		return false
 	}
-	return grpcerrors.Code(err) == codes.Unavailable || lostNode.MatchString(err.Error())
+	return grpcerrors.Code(err) == codes.Unavailable || lostNode().MatchString(err.Error())
 }
 
 // assemble joins the builders' results into the image to store: the one
