@@ -122,6 +122,12 @@ func startNode(t *testing.T, opts nodeOptions) *bkNode {
 		if t.Failed() {
 			t.Logf("buildkitd log tail (%s):\n%s", n.Addr, n.logTail())
 		}
+		// A node killed during a step leaves the step's runc state behind
+		// (its processes die with the node's process group).
+		ids, _ := runcContainersUnder(n.Root)
+		for _, id := range ids {
+			exec.Command("runc", "delete", "--force", id).Run()
+		}
 		privatecontainerd.UnmountUnder(dir)
 		os.RemoveAll(dir)
 	})

@@ -142,24 +142,34 @@ func (e *env) assertNothingLeft(t *testing.T) {
 // kiln root: the build steps kiln runs with runc itself.
 func (e *env) runcSteps(t *testing.T) []string {
 	t.Helper()
+	ids, err := runcContainersUnder(e.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// runcContainersUnder lists the containers in runc's default state
+// directory whose bundles are below dir.
+func runcContainersUnder(dir string) ([]string, error) {
 	out, err := exec.Command("runc", "list", "--format", "json").Output()
 	if err != nil {
-		t.Fatalf("runc list: %v", err)
+		return nil, fmt.Errorf("runc list: %w", err)
 	}
 	var list []struct {
 		ID     string `json:"id"`
 		Bundle string `json:"bundle"`
 	}
 	if err := json.Unmarshal(out, &list); err != nil && strings.TrimSpace(string(out)) != "null" {
-		t.Fatalf("runc list: %v: %s", err, out)
+		return nil, fmt.Errorf("runc list: %w: %s", err, out)
 	}
 	var ids []string
 	for _, c := range list {
-		if strings.HasPrefix(c.Bundle, e.Root+"/") {
+		if strings.HasPrefix(c.Bundle, dir+"/") {
 			ids = append(ids, c.ID)
 		}
 	}
-	return ids
+	return ids, nil
 }
 
 // slowDockerfile's last step prints slowStepRunning once its container
