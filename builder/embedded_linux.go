@@ -8,13 +8,11 @@ import (
 
 	"github.com/containerd/platforms"
 	"github.com/moby/buildkit/cache/metadata"
-	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/executor/oci"
 	"github.com/moby/buildkit/executor/runcexecutor"
 	containerdsnapshot "github.com/moby/buildkit/snapshot/containerd"
 	"github.com/moby/buildkit/util/leaseutil"
 	"github.com/moby/buildkit/util/network/netproviders"
-	"github.com/moby/buildkit/util/resolver"
 	"github.com/moby/buildkit/util/winlayers"
 	"github.com/moby/buildkit/worker/base"
 	"github.com/moby/buildkit/worker/containerd"
@@ -22,7 +20,6 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/rootless"
-	"github.com/kiln-build/kiln/version"
 )
 
 // newEmbeddedWorker assembles BuildKit's worker for the embedded store: the
@@ -34,19 +31,7 @@ func newEmbeddedWorker(ctx context.Context, cfg Config) (*base.Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the embedded store's worker: %w", err)
 	}
-	opt.BuildkitVersion = bkclient.BuildkitVersion{Package: "github.com/kiln-build/kiln", Version: version.Version, Revision: "kiln"}
-	opt.RegistryHosts = resolver.NewRegistryConfig(nil)
-	if len(cfg.Platforms) > 0 {
-		opt.Platforms = cfg.Platforms
-	}
-	w, err := base.NewWorker(ctx, opt)
-	if err != nil {
-		if opt.MetadataStore != nil {
-			opt.MetadataStore.Close()
-		}
-		return nil, fmt.Errorf("starting the embedded store's worker: %w", err)
-	}
-	return w, nil
+	return startWorker(ctx, cfg, opt, "the embedded store's worker")
 }
 
 func embeddedWorkerOpt(cfg Config) (opt base.WorkerOpt, err error) {

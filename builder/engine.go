@@ -180,6 +180,14 @@ func newWorker(ctx context.Context, cfg Config) (*base.Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the containerd worker: %w", err)
 	}
+	return startWorker(ctx, cfg, opt, "the containerd worker")
+}
+
+// startWorker completes a worker's options with what every kiln worker
+// shares (its version, registry hosts, the requested platforms) and starts
+// it; what names the worker in errors. On failure the worker's metadata
+// database is closed again, so that it stays usable.
+func startWorker(ctx context.Context, cfg Config, opt base.WorkerOpt, what string) (*base.Worker, error) {
 	opt.BuildkitVersion = bkclient.BuildkitVersion{Package: "github.com/kiln-build/kiln", Version: version.Version, Revision: "kiln"}
 	opt.RegistryHosts = resolver.NewRegistryConfig(nil)
 	if len(cfg.Platforms) > 0 {
@@ -187,7 +195,10 @@ func newWorker(ctx context.Context, cfg Config) (*base.Worker, error) {
 	}
 	w, err := base.NewWorker(ctx, opt)
 	if err != nil {
-		return nil, fmt.Errorf("starting the containerd worker: %w", err)
+		if opt.MetadataStore != nil {
+			opt.MetadataStore.Close()
+		}
+		return nil, fmt.Errorf("starting %s: %w", what, err)
 	}
 	return w, nil
 }
