@@ -28,5 +28,5 @@ func newRuncStepExecutor(workerOpts containerd.WorkerOptions, workerRoot string,
 	return nil, nil, errors.New("running build steps with runc needs Linux")
 }
 
-// stepsWithRunc is false off Linux: steps are containerd's tasks.
-func stepsWithRunc(rootlessMode bool) bool { return false }
+// stepsRunc is empty off Linux: steps are containerd's tasks.
+func stepsRunc(rootlessMode bool) string { return "" }

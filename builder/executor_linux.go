@@ -60,8 +60,8 @@ func newRuncStepExecutor(workerOpts containerd.WorkerOptions, workerRoot string,
 	}, np, proxy)
 }
 
-// stepsWithRunc reports whether a worker on containerd should run build
-// steps with runc itself rather than as containerd tasks. A task costs a
+// stepsRunc returns the runc a worker on containerd runs build steps with
+// itself rather than as containerd tasks, or "" when steps stay tasks. A task costs a
 // shim process (started, connected to and stopped for every step) and
 // containerd's bookkeeping: about 0.2 s per step, half of a short step's
 // time (BENCHMARKS.md). Running runc directly needs what containerd's shim
@@ -69,12 +69,12 @@ func newRuncStepExecutor(workerOpts containerd.WorkerOptions, workerRoot string,
 // step's snapshot and set up its cgroup. With a rootless containerd, or as a
 // user who may only talk to containerd's socket, steps stay containerd's
 // tasks.
-func stepsWithRunc(rootlessMode bool) bool {
+func stepsRunc(rootlessMode bool) string {
 	if rootlessMode || os.Geteuid() != 0 || rootless.InUserNamespace() {
-		return false
+		return ""
 	}
-	_, err := exec.LookPath("runc")
-	return err == nil
+	p, _ := exec.LookPath("runc")
+	return p
 }
 
 // sweepRuncSteps removes what a killed kiln process left in the directory

@@ -3,7 +3,6 @@ package builder
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"runtime/debug"
 
 	"github.com/containerd/platforms"
@@ -21,7 +20,7 @@ type Info struct {
 	// StoreDir is the embedded store's directory; empty with containerd.
 	StoreDir string `json:"storeDir,omitempty"`
 	// Runtime is what runs the build steps: the runc kiln starts them with,
-	// or containerd's tasks (see stepsWithRunc).
+	// or containerd's tasks (see stepsRunc).
 	Runtime string `json:"runtime,omitempty"`
 	// UserNamespace describes the user namespace kiln made for itself to
 	// use the embedded store without root.
@@ -100,10 +99,8 @@ func GetInfo(ctx context.Context, cfg Config) (*Info, error) {
 
 // stepRuntime describes what runs the build steps on containerd.
 func stepRuntime(cfg Config) string {
-	if stepsWithRunc(cfg.Rootless) {
-		if p, err := exec.LookPath("runc"); err == nil {
-			return p
-		}
+	if p := stepsRunc(cfg.Rootless); p != "" {
+		return p
 	}
 	return "containerd tasks (io.containerd.runc.v2)"
 }

@@ -46,7 +46,7 @@ import (
 //
 //   - containerd's two introspection calls run side by side.
 //
-//   - as root, build steps run with runc directly (see stepsWithRunc), as
+//   - as root, build steps run with runc directly (see stepsRunc), as
 //     in BuildKit's OCI worker, instead of as containerd tasks.
 //
 // Other network modes go through BuildKit's own netproviders.Providers.
@@ -162,10 +162,10 @@ func newWorkerOpt(workerOpts containerd.WorkerOptions, opts ...ctd.Opt) (base.Wo
 }
 
 // stepExecutor returns what runs the build steps and BuildKit's name for it:
-// runc driven by kiln where stepsWithRunc allows it (steps under
+// runc driven by kiln where stepsRunc allows it (steps under
 // root/executor), else containerd's tasks.
 func stepExecutor(workerOpts containerd.WorkerOptions, client *ctd.Client, root string, np map[pb.NetMode]network.Provider, proxy network.ProxyProvider) (executor.Executor, *resources.Monitor, string, error) {
-	if stepsWithRunc(workerOpts.Rootless) {
+	if stepsRunc(workerOpts.Rootless) != "" {
 		exe, monitor, err := newRuncStepExecutor(workerOpts, root, np, proxy)
 		return exe, monitor, "oci", err
 	}
