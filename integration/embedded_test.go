@@ -380,9 +380,7 @@ func TestEmbeddedLock(t *testing.T) {
 	t.Parallel()
 	e := newEmbeddedEnv(t)
 	e.busyboxBase(t, "busybox")
-	// The step prints slowStepRunning once it runs; its name, which the
-	// progress shows earlier, does not contain it.
-	dir := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo slow-step-$((40+2)) && sleep 4\n"})
+	dir := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN " + slowStepEcho + " && sleep 4\n"})
 	build := e.startKiln("build", "--progress", "plain", "--no-cache", dir)
 	build.waitFor(t, slowStepRunning)
 	start := time.Now()
@@ -405,7 +403,7 @@ func TestEmbeddedKilled(t *testing.T) {
 	t.Parallel()
 	e := newEmbeddedEnv(t)
 	e.busyboxBase(t, "busybox")
-	dir := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo slow-step-$((40+2)) && sleep 600\n"})
+	dir := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN " + slowStepEcho + " && sleep 600\n"})
 	build := e.startKiln("build", "--progress", "plain", "--no-cache", dir)
 	build.waitFor(t, slowStepRunning)
 	build.cmd.Process.Kill()
@@ -427,7 +425,7 @@ func TestEmbeddedKilled(t *testing.T) {
 		// Another test's step could match; name ours precisely.
 		for _, pid := range strings.Fields(string(out)) {
 			cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
-			if strings.Contains(string(cmdline), "echo slow-step-") {
+			if strings.Contains(string(cmdline), slowStepEcho) {
 				t.Errorf("the killed build's step still runs (pid %s)", pid)
 			}
 		}

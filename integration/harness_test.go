@@ -275,12 +275,6 @@ func fixtures(t *testing.T) string {
 	return fixturesDir
 }
 
-// tools returns KILN_TOOLS (containerd, containerd-shim-runc-v2, ctr).
-func tools(t *testing.T) string {
-	t.Helper()
-	return toolsDir
-}
-
 // contextDir writes files (relative path -> content) into a new temporary directory and
 // returns it, for use as a build context.
 func contextDir(t *testing.T, files map[string]string) string {

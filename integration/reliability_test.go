@@ -172,15 +172,18 @@ func runcContainersUnder(dir string) ([]string, error) {
 	return ids, nil
 }
 
-// slowDockerfile's last step prints slowStepRunning once its container
-// runs; the step's name, which the progress shows earlier, does not contain
-// it.
+// slowStepEcho prints slowStepRunning once the step's container runs; the
+// step's name, which the progress shows earlier, does not contain it.
+const (
+	slowStepEcho    = "echo slow-step-$((40+2))"
+	slowStepRunning = "slow-step-42"
+)
+
+// slowDockerfile's last step runs for two minutes after slowStepEcho.
 const slowDockerfile = `FROM busybox
 RUN echo first > /first
-RUN echo slow-step-$((40+2)); sleep 120
+RUN ` + slowStepEcho + `; sleep 120
 `
-
-const slowStepRunning = "slow-step-42"
 
 func TestInterruptCleansUp(t *testing.T) {
 	t.Parallel()
