@@ -16,6 +16,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/store"
 )
 
@@ -180,7 +181,7 @@ func localImageError(ctx context.Context, st *store.Store, req *request, ref str
 		if p.Content != store.ContentComplete {
 			continue
 		}
-		if spec, err := platforms.Parse(p.Platform); err == nil {
+		if spec, err := platform.Parse(p.Platform); err == nil {
 			have = append(have, spec)
 		}
 	}
@@ -198,12 +199,12 @@ func localImageError(ctx context.Context, st *store.Store, req *request, ref str
 		return nil
 	}
 	return fmt.Errorf("base image %s is in the local store but has no content for %s (it has %s): pull that platform with \"kiln pull --platform %s %s\" or build the base for it",
-		name, describePlatforms(missing), describeHave(have), formatPlatforms(missing), ref)
+		name, platform.Describe(missing), describeHave(have), platform.FormatList(missing), ref)
 }
 
 func describeHave(ps []ocispecs.Platform) string {
 	if len(ps) == 0 {
 		return "no platform with complete content"
 	}
-	return describePlatforms(ps)
+	return platform.Describe(ps)
 }

@@ -112,7 +112,7 @@ func ParseAnnotation(s string) (map[string]string, error) {
 		switch t {
 		case exptypes.AnnotationManifest, exptypes.AnnotationManifestDescriptor:
 			if m[2] != "" {
-				p, err := ParsePlatform(m[2])
+				p, err := parseBuildableOne(m[2])
 				if err != nil {
 					return nil, usage.Errorf("invalid --annotation %q: %w", s, err)
 				}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kiln-build/kiln/emulation"
 	"github.com/kiln-build/kiln/nodes"
+	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/usage"
 )
 
@@ -55,10 +56,10 @@ func (p *nodePlan) close() {
 func (p *nodePlan) describe() string {
 	var parts []string
 	if len(p.local) > 0 {
-		parts = append(parts, formatPlatforms(p.local)+" here")
+		parts = append(parts, platform.FormatList(p.local)+" here")
 	}
 	for _, g := range p.remote {
-		parts = append(parts, fmt.Sprintf("%s on node %s", formatPlatforms(g.platforms), g.node))
+		parts = append(parts, fmt.Sprintf("%s on node %s", platform.FormatList(g.platforms), g.node))
 	}
 	return "building " + strings.Join(parts, ", ")
 }
@@ -186,7 +187,7 @@ func parseAssignments(values []string, configured []nodes.Node, want []ocispecs.
 		for _, p := range a.Platforms {
 			key := platforms.Format(p)
 			if !platformIn(p, want) {
-				return nil, usage.Errorf("--node %s names %s, which this build does not target (%s): add it to --platform", v, key, formatPlatforms(want))
+				return nil, usage.Errorf("--node %s names %s, which this build does not target (%s): add it to --platform", v, key, platform.FormatList(want))
 			}
 			if _, dup := out[key]; dup {
 				return nil, usage.Errorf("--node names %s twice: give one place to build each platform", key)
@@ -260,7 +261,7 @@ func (p *nodePlan) connect(ctx context.Context, fallback string, o *Options) err
 				}
 			}
 			if len(missing) > 0 {
-				problem = fmt.Sprintf("node %s does not build %s: it builds %s", g.node, formatPlatforms(missing), strings.Join(st.Platforms, ", "))
+				problem = fmt.Sprintf("node %s does not build %s: it builds %s", g.node, platform.FormatList(missing), strings.Join(st.Platforms, ", "))
 			}
 		}
 		if problem == "" {
@@ -268,9 +269,9 @@ func (p *nodePlan) connect(ctx context.Context, fallback string, o *Options) err
 			continue
 		}
 		if fallback != FallbackEmulate {
-			return fmt.Errorf("%s; check that buildkitd runs there and listens on that address, or build %s here with --node-fallback=emulate", problem, formatPlatforms(g.platforms))
+			return fmt.Errorf("%s; check that buildkitd runs there and listens on that address, or build %s here with --node-fallback=emulate", problem, platform.FormatList(g.platforms))
 		}
-		fmt.Fprintf(o.Stderr, "%s: building %s here instead (--node-fallback=emulate)\n", problem, formatPlatforms(g.platforms))
+		fmt.Fprintf(o.Stderr, "%s: building %s here instead (--node-fallback=emulate)\n", problem, platform.FormatList(g.platforms))
 		c.Close()
 		g.client = nil
 		p.local = append(p.local, g.platforms...)

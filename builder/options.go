@@ -16,6 +16,7 @@ import (
 	"github.com/moby/buildkit/session"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/usage"
 )
@@ -160,7 +161,7 @@ func (o *Options) prepare() (*request, error) {
 		return nil, usage.Wrap(fmt.Errorf("invalid tag: %w", err))
 	}
 	r.names = names
-	if r.platforms, err = ParsePlatforms(o.Platforms); err != nil {
+	if r.platforms, err = ParseBuildable(o.Platforms); err != nil {
 		return nil, err
 	}
 	if err := r.resolveOutputs(); err != nil {
@@ -287,7 +288,7 @@ func (r *request) setAttrs() error {
 	// which would break every offline build.
 	a["cmdline"] = ""
 	if len(r.platforms) > 0 {
-		a["platform"] = formatPlatforms(r.platforms)
+		a["platform"] = platform.FormatList(r.platforms)
 	}
 	if r.opts.Target != "" {
 		a["target"] = r.opts.Target

@@ -4,20 +4,19 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/containerd/platforms"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/emulation"
-	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/usage"
 )
 
-// ParsePlatforms parses --platform values: each may hold several platforms
-// separated by commas, in any form containerd accepts ("arm64",
-// "linux/arm/v7", "aarch64"). The result is normalised and de-duplicated in
-// the order given, and holds only platforms kiln can build.
-func ParsePlatforms(values []string) ([]ocispecs.Platform, error) {
-	ps, err := store.ParsePlatforms(values)
+// ParseBuildable parses --platform values with platform.ParseList and
+// keeps only platforms kiln can build: Linux ones whose architecture is in
+// the emulation table. Parsing itself is the platform package's job; this
+// is the build's policy on top.
+func ParseBuildable(values []string) ([]ocispecs.Platform, error) {
+	ps, err := platform.ParseList(values)
 	if err != nil {
 		return nil, err
 	}
@@ -29,10 +28,10 @@ func ParsePlatforms(values []string) ([]ocispecs.Platform, error) {
 	return ps, nil
 }
 
-// ParsePlatform parses and normalises one platform and rejects those kiln
-// cannot build.
-func ParsePlatform(s string) (ocispecs.Platform, error) {
-	ps, err := ParsePlatforms([]string{s})
+// parseBuildableOne is ParseBuildable for a value that must name one
+// platform, such as the one in "manifest[linux/arm64]:KEY=VALUE".
+func parseBuildableOne(s string) (ocispecs.Platform, error) {
+	ps, err := ParseBuildable([]string{s})
 	if err != nil {
 		return ocispecs.Platform{}, err
 	}
@@ -44,7 +43,7 @@ func ParsePlatform(s string) (ocispecs.Platform, error) {
 
 // checkBuildable rejects platforms no Linux runtime here could run.
 func checkBuildable(p ocispecs.Platform) error {
-	s := platforms.Format(p)
+	s := platform.Format(p)
 	if p.OS != "linux" {
 		return usage.Errorf("unsupported platform %q: kiln builds Linux images only (linux/amd64, linux/arm64, ...)", s)
 	}
@@ -64,18 +63,4 @@ func architectures() []string {
 		}
 	}
 	return out
-}
-
-// formatPlatforms joins platforms as BuildKit's "platform" attribute wants.
-func formatPlatforms(ps []ocispecs.Platform) string {
-	s := make([]string, len(ps))
-	for i, p := range ps {
-		s[i] = platforms.Format(p)
-	}
-	return strings.Join(s, ",")
-}
-
-// describePlatforms is formatPlatforms for messages.
-func describePlatforms(ps []ocispecs.Platform) string {
-	return strings.ReplaceAll(formatPlatforms(ps), ",", ", ")
 }

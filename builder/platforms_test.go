@@ -4,35 +4,20 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/usage"
 )
 
-func TestParsePlatforms(t *testing.T) {
-	cases := []struct {
-		in   []string
-		want string
-	}{
-		{[]string{"arm64"}, "linux/arm64"},
-		{[]string{"linux/amd64,linux/arm64"}, "linux/amd64,linux/arm64"},
-		{[]string{"linux/amd64", "linux/arm64,linux/amd64"}, "linux/amd64,linux/arm64"},
-		{[]string{"linux/arm/v7", "armhf", "arm"}, "linux/arm/v7"},
-		{[]string{"aarch64", "linux/arm64/v8"}, "linux/arm64"},
-		{[]string{" linux/riscv64 "}, "linux/riscv64"},
-		{nil, ""},
-	}
-	for _, c := range cases {
-		ps, err := ParsePlatforms(c.in)
-		if err != nil {
-			t.Errorf("ParsePlatforms(%q): %v", c.in, err)
-			continue
-		}
-		if got := formatPlatforms(ps); got != c.want {
-			t.Errorf("ParsePlatforms(%q) = %s, want %s", c.in, got, c.want)
-		}
+// Parsing is tested in the platform package; these cases are the build's
+// policy on top of it.
+func TestParseBuildable(t *testing.T) {
+	ps, err := ParseBuildable([]string{"linux/amd64,aarch64", "linux/arm/v7", "linux/riscv64"})
+	if got, want := platform.FormatList(ps), "linux/amd64,linux/arm64,linux/arm/v7,linux/riscv64"; err != nil || got != want {
+		t.Errorf("ParseBuildable = %s, %v; want %s", got, err, want)
 	}
 }
 
-func TestParsePlatformsRejects(t *testing.T) {
+func TestParseBuildableRejects(t *testing.T) {
 	cases := map[string]string{
 		"linux/arm65":   `unknown architecture "arm65"`,
 		"windows/amd64": "Linux images only",
@@ -41,9 +26,18 @@ func TestParsePlatformsRejects(t *testing.T) {
 		"amd64/v2":      "Linux images only",
 	}
 	for in, want := range cases {
-		_, err := ParsePlatforms([]string{in})
+		_, err := ParseBuildable([]string{in})
 		if err == nil || !strings.Contains(err.Error(), want) || !usage.Is(err) {
-			t.Errorf("ParsePlatforms(%q) = %v, want a usage error containing %q", in, err, want)
+			t.Errorf("ParseBuildable(%q) = %v, want a usage error containing %q", in, err, want)
 		}
+	}
+}
+
+func TestParseBuildableOne(t *testing.T) {
+	if p, err := parseBuildableOne("linux/amd64,amd64"); err != nil || platform.Format(p) != "linux/amd64" {
+		t.Errorf("parseBuildableOne(linux/amd64,amd64) = %v, %v", p, err)
+	}
+	if _, err := parseBuildableOne("linux/amd64,linux/arm64"); err == nil || !strings.Contains(err.Error(), "give one platform") {
+		t.Errorf("parseBuildableOne of two platforms: %v", err)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/kiln-build/kiln/nodes"
+	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/store"
 )
 
@@ -160,7 +161,7 @@ func (r *request) withPlatforms(ps []ocispecs.Platform) *request {
 	c := *r
 	c.platforms = ps
 	c.frontendAttrs = maps.Clone(r.frontendAttrs)
-	c.frontendAttrs["platform"] = formatPlatforms(ps)
+	c.frontendAttrs["platform"] = platform.FormatList(ps)
 	return &c
 }
 
@@ -327,7 +328,7 @@ func explainRuns(ctx context.Context, st *store.Store, runs []*builderRun, err e
 	n := r.node.node
 	if ctx.Err() == nil && nodeLost(re.err) {
 		return fmt.Errorf("node %s stopped answering while it built %s (%s): the build failed and no name was changed; check the node and build again, or build those platforms here with --node %s=local",
-			n, formatPlatforms(r.platforms), nodes.Explain(re.err), formatPlatforms(r.platforms))
+			n, platform.FormatList(r.platforms), nodes.Explain(re.err), platform.FormatList(r.platforms))
 	}
 	if m := resolveImage().FindStringSubmatch(clean(re.err)); m != nil && ctx.Err() == nil {
 		return fmt.Errorf("node %s cannot fetch base image %s (%s): a node has no access to this host's images; push the base to a registry the node reaches, or build it there", n, m[1], lastCause(clean(re.err)))

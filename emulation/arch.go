@@ -8,6 +8,8 @@ import (
 
 	"github.com/containerd/platforms"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-build/kiln/platform"
 )
 
 // Package is the Debian/Ubuntu package that ships statically linked QEMU
@@ -159,7 +161,7 @@ func ParsePlatforms(args []string) ([]ocispecs.Platform, error) {
 	var out []ocispecs.Platform
 	seen := map[string]bool{}
 	add := func(p ocispecs.Platform) {
-		if k := platforms.Format(p); !seen[k] {
+		if k := platform.Format(p); !seen[k] {
 			seen[k] = true
 			out = append(out, p)
 		}
@@ -183,11 +185,13 @@ func ParsePlatforms(args []string) ([]ocispecs.Platform, error) {
 	return out, nil
 }
 
-// ParsePlatform parses and normalises one platform and checks that it is in
-// the architecture table.
+// ParsePlatform parses and normalises one platform with platform.Parse and
+// checks that it is in the architecture table. Its errors wrap
+// ErrUnknownPlatform and, unlike platform.Parse's, mention "all", which
+// the emulation commands accept.
 func ParsePlatform(s string) (ocispecs.Platform, error) {
-	p, err := platforms.Parse(strings.TrimSpace(s))
-	if err != nil || s == "" {
+	p, err := platform.Parse(s)
+	if err != nil {
 		return ocispecs.Platform{}, fmt.Errorf("%w %q: give one like linux/arm64, arm64 or linux/arm/v7, or \"all\"", ErrUnknownPlatform, s)
 	}
 	a, err := LookupArch(p)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/containerd/platforms"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-build/kiln/platform"
 )
 
 func TestTableCoversPlatforms(t *testing.T) {
@@ -166,7 +168,7 @@ func TestParsePlatforms(t *testing.T) {
 			t.Errorf("ParsePlatforms(%q): %v", tc.in, err)
 			continue
 		}
-		if got := strings.Join(formatPlatforms(ps), " "); got != tc.want {
+		if got := strings.Join(platform.Strings(ps), " "); got != tc.want {
 			t.Errorf("ParsePlatforms(%q) = %s, want %s", tc.in, got, tc.want)
 		}
 	}

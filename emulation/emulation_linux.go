@@ -11,6 +11,8 @@ import (
 
 	"github.com/containerd/platforms"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-build/kiln/platform"
 )
 
 // opMu serialises changes to handlers within the process.
@@ -373,7 +375,7 @@ func Ensure(ctx context.Context, ps []ocispecs.Platform, auto bool) (Report, err
 func explainMissing(missing []ocispecs.Platform, host ocispecs.Platform) []error {
 	var errs []error
 	if host.Architecture == "arm" {
-		return []error{&PlatformError{Platforms: formatPlatforms(missing), Err: errors.New(armHostNote)}}
+		return []error{&PlatformError{Platforms: platform.Strings(missing), Err: errors.New(armHostNote)}}
 	}
 	var installable []ocispecs.Platform
 	for _, g := range groupByHandler(archsOf(missing)) {
@@ -388,7 +390,7 @@ func explainMissing(missing []ocispecs.Platform, host ocispecs.Platform) []error
 		}
 	}
 	if len(installable) > 0 {
-		names := formatPlatforms(installable)
+		names := platform.Strings(installable)
 		root := os.Geteuid() == 0 && !InUserNamespace()
 		errs = append(errs, &PlatformError{Platforms: names, Err: fmt.Errorf("%w; run %q", ErrNoHandler, installCommand(names, root))})
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/containerd/platforms"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -267,15 +266,6 @@ func joinErrors(errs []error) error {
 		return errs[0]
 	}
 	return errorList(errs)
-}
-
-// formatPlatforms formats platforms for messages and command lines.
-func formatPlatforms(ps []ocispecs.Platform) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = platforms.Format(p)
-	}
-	return out
 }
 
 // installCommand is the command a user should run to register handlers for

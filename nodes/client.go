@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -21,6 +20,8 @@ import (
 	// ssh:// addresses go through BuildKit's connection helper, which runs
 	// "ssh HOST buildctl dial-stdio".
 	_ "github.com/moby/buildkit/client/connhelper/ssh"
+
+	"github.com/kiln-build/kiln/platform"
 )
 
 // Timeout bounds how long kiln waits for a node to answer before a build,
@@ -137,7 +138,7 @@ func probeClient(ctx context.Context, c *bkclient.Client, st Status) Status {
 		wk := Worker{ID: w.ID, Labels: w.Labels}
 		for _, p := range w.Platforms {
 			p = platforms.Normalize(p)
-			key := platforms.Format(p)
+			key := platform.Format(p)
 			wk.Platforms = append(wk.Platforms, key)
 			if !seen[key] {
 				seen[key] = true
@@ -147,14 +148,12 @@ func probeClient(ctx context.Context, c *bkclient.Client, st Status) Status {
 		st.Workers = append(st.Workers, wk)
 	}
 	if len(st.Reported) > 0 {
-		st.Native = platforms.Format(st.Reported[0])
+		st.Native = platform.Format(st.Reported[0])
 	}
 	if st.Restricted {
 		st.Platforms = st.Node.Restricted()
 	} else {
-		for _, p := range st.Reported {
-			st.Platforms = append(st.Platforms, platforms.Format(p))
-		}
+		st.Platforms = platform.Strings(st.Reported)
 	}
 	return st
 }
@@ -216,16 +215,6 @@ func Explain(err error) string {
 	msg = codePrefix.ReplaceAllString(msg, "")
 	msg = strings.TrimSuffix(strings.TrimSpace(msg), `"`)
 	return msg
-}
-
-// SortedPlatforms formats ps sorted, for messages.
-func SortedPlatforms(ps []ocispecs.Platform) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = platforms.Format(p)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // WriteTable writes statuses as "kiln node ls" shows them: one row per

@@ -18,11 +18,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/containerd/platforms"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pelletier/go-toml/v2"
 
-	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/usage"
 )
 
@@ -68,11 +67,7 @@ func (t TLS) Enabled() bool { return t != TLS{} }
 
 // Restricted lists the node's configured platforms as strings.
 func (n Node) Restricted() []string {
-	out := make([]string, len(n.Platforms))
-	for i, p := range n.Platforms {
-		out[i] = platforms.Format(p)
-	}
-	return out
+	return platform.Strings(n.Platforms)
 }
 
 // String is how messages name the node: "pi (tcp://10.0.0.5:1234)", or
@@ -171,7 +166,7 @@ func parseFile(path string, data []byte) ([]Node, error) {
 			return nil, fmt.Errorf("invalid nodes file %s: node %s: %w", path, name, err)
 		}
 		if len(fn.Platforms) > 0 {
-			ps, err := store.ParsePlatforms(fn.Platforms)
+			ps, err := platform.ParseList(fn.Platforms)
 			if err != nil {
 				return nil, fmt.Errorf("invalid nodes file %s: node %s: %w", path, name, err)
 			}
@@ -284,7 +279,7 @@ func ParseAssignment(s string, configured []Node) (Assignment, error) {
 	if !ok || strings.TrimSpace(left) == "" || strings.TrimSpace(right) == "" {
 		return Assignment{}, usage.Errorf("invalid --node %q: use PLATFORM=ADDRESS, e.g. linux/arm64=tcp://10.0.0.5:1234, or PLATFORM=NAME of a node in nodes.toml", s)
 	}
-	ps, err := store.ParsePlatforms([]string{left})
+	ps, err := platform.ParseList([]string{left})
 	if err != nil {
 		return Assignment{}, usage.Errorf("invalid --node %q: %w", s, err)
 	}

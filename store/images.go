@@ -16,6 +16,7 @@ import (
 	"github.com/distribution/reference"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/usage"
 )
 
@@ -185,29 +186,6 @@ func nameMatcher(filters []string) (func(string) bool, error) {
 	}, nil
 }
 
-// ParsePlatforms parses --platform values for pull, push and inspect: each
-// may hold several platforms separated by commas, in any form containerd
-// accepts. The result is normalised and de-duplicated in the order given.
-func ParsePlatforms(values []string) ([]ocispecs.Platform, error) {
-	var out []ocispecs.Platform
-	seen := map[string]bool{}
-	for _, v := range values {
-		for _, s := range strings.Split(v, ",") {
-			s = strings.TrimSpace(s)
-			p, err := platforms.Parse(s)
-			if s == "" || err != nil {
-				return nil, usage.Errorf("invalid platform %q: give one like linux/amd64, linux/arm64 or linux/arm/v7", s)
-			}
-			p = platforms.Normalize(p)
-			if key := platforms.Format(p); !seen[key] {
-				seen[key] = true
-				out = append(out, p)
-			}
-		}
-	}
-	return out, nil
-}
-
 // pick returns the platforms of sum that match want, one per wanted
 // platform, or an error naming those the image does not have.
 func (sum ImageSummary) pick(want []ocispecs.Platform) ([]PlatformSummary, error) {
@@ -224,7 +202,7 @@ func (sum ImageSummary) pick(want []ocispecs.Platform) ([]PlatformSummary, error
 			}
 		}
 		if !found {
-			absent = append(absent, platforms.Format(w))
+			absent = append(absent, platform.Format(w))
 		}
 	}
 	if len(absent) > 0 {

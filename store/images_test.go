@@ -260,25 +260,6 @@ func TestPickAndHostPlatform(t *testing.T) {
 	}
 }
 
-func TestParsePlatforms(t *testing.T) {
-	got, err := ParsePlatforms([]string{"linux/amd64,arm64", "linux/arm64/v8", "windows/amd64"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var s []string
-	for _, p := range got {
-		s = append(s, platforms.Format(p))
-	}
-	if strings.Join(s, " ") != "linux/amd64 linux/arm64 windows/amd64" {
-		t.Errorf("ParsePlatforms = %v", s)
-	}
-	for _, bad := range []string{"", "linux/amd64,", "not a platform!"} {
-		if _, err := ParsePlatforms([]string{bad}); !usage.Is(err) {
-			t.Errorf("ParsePlatforms(%q) = %v, want a usage error", bad, err)
-		}
-	}
-}
-
 func TestNameMatcher(t *testing.T) {
 	match, err := nameMatcher([]string{"app", "registry.example.com:5000/team/web:2"})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/usage"
 )
 
@@ -359,7 +360,7 @@ func annotateIndex(idx *ocispecs.Index, opts AnnotateOptions) error {
 	}
 	// Entries are matched on os/arch/variant, so one whose os.features
 	// were set is still found by the platform it was created with.
-	want := platforms.Format(platforms.Normalize(*opts.Platform))
+	want := platform.Format(*opts.Platform)
 	found := -1
 	var have []string
 	for i, d := range idx.Manifests {
@@ -367,7 +368,7 @@ func annotateIndex(idx *ocispecs.Index, opts AnnotateOptions) error {
 			continue
 		}
 		have = append(have, platformKey(d))
-		if found < 0 && platforms.Format(platforms.Normalize(*d.Platform)) == want {
+		if found < 0 && platform.Format(*d.Platform) == want {
 			found = i
 		}
 	}

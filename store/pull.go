@@ -16,6 +16,7 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/usage"
 )
 
@@ -152,7 +153,7 @@ func checkRemotePlatforms(ctx context.Context, cs content.Store, name string, de
 	var absent []string
 	for _, m := range idx.Manifests {
 		if m.Platform != nil && !IsAttestation(m) {
-			have = append(have, formatPlatform(*m.Platform))
+			have = append(have, platform.Format(*m.Platform))
 		}
 	}
 	for _, w := range want {
@@ -163,7 +164,7 @@ func checkRemotePlatforms(ctx context.Context, cs content.Store, name string, de
 			}
 		}
 		if !found {
-			absent = append(absent, platforms.Format(w))
+			absent = append(absent, platform.Format(w))
 		}
 	}
 	if len(absent) > 0 {

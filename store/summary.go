@@ -13,6 +13,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-build/kiln/platform"
 )
 
 // Content states of a platform or an image.
@@ -284,7 +286,7 @@ func (s *Store) summarize(ctx context.Context, img images.Image, snapshotter str
 		case config != nil:
 			ps.spec = platforms.Normalize(config.Platform)
 		}
-		ps.Platform = formatPlatform(ps.spec)
+		ps.Platform = platform.Format(ps.spec)
 		ps.Missing = miss
 		ps.Content = contentState(miss)
 		seen := map[digest.Digest]bool{}
@@ -343,14 +345,6 @@ func contentState(missing []Blob) string {
 		return ContentComplete
 	}
 	return ContentPartial
-}
-
-// formatPlatform is platforms.Format with "unknown" for an empty platform.
-func formatPlatform(p ocispecs.Platform) string {
-	if p.OS == "" || p.Architecture == "" {
-		return "unknown"
-	}
-	return platforms.Format(platforms.Normalize(p))
 }
 
 // isUnpacked reports whether the layers with these diff IDs are unpacked in

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/builder"
+	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/store"
 )
 
@@ -111,20 +112,20 @@ func runInspect(c *cli.Context) error {
 		return usageErrorf("\"kiln inspect\" needs exactly one image name, for example \"kiln inspect app:1\"")
 	}
 	name := c.Args().First()
-	var platform *ocispecs.Platform
+	var want *ocispecs.Platform
 	if v := c.String("platform"); v != "" {
-		ps, err := store.ParsePlatforms([]string{v})
+		ps, err := platform.ParseList([]string{v})
 		if err != nil {
 			return err
 		}
 		if len(ps) != 1 {
 			return usageErrorf("give one --platform for \"kiln inspect\", not %d", len(ps))
 		}
-		platform = &ps[0]
+		want = &ps[0]
 	}
 	return withStore(c, func(st *store.Store) error {
 		if c.Bool("raw") {
-			b, err := st.RawBlob(c.Context, name, platform)
+			b, err := st.RawBlob(c.Context, name, want)
 			if err != nil {
 				return err
 			}
@@ -134,8 +135,8 @@ func runInspect(c *cli.Context) error {
 		snapshotter := engineConfig(c).Snapshotter
 		var v any
 		var err error
-		if platform != nil {
-			v, err = st.InspectPlatform(c.Context, name, *platform, snapshotter)
+		if want != nil {
+			v, err = st.InspectPlatform(c.Context, name, *want, snapshotter)
 		} else {
 			v, err = st.Inspect(c.Context, name, snapshotter)
 		}

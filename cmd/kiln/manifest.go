@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/usage"
 )
@@ -122,7 +123,7 @@ func manifestAnnotateCommand() *cli.Command {
 				opts.OSFeatures = c.StringSlice("os-features")
 			}
 			if c.IsSet("platform") {
-				ps, err := store.ParsePlatforms([]string{c.String("platform")})
+				ps, err := platform.ParseList([]string{c.String("platform")})
 				if err != nil {
 					return err
 				}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/store"
 )
 
@@ -50,7 +51,7 @@ func pullCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return usageErrorf("\"kiln pull\" needs exactly one image name, for example \"kiln pull registry.example.com/app:1\", and optionally containerd://[ADDRESS][/NAMESPACE] to copy it from")
 			}
-			ps, err := store.ParsePlatforms(c.StringSlice("platform"))
+			ps, err := platform.ParseList(c.StringSlice("platform"))
 			if err != nil {
 				return err
 			}
@@ -95,7 +96,7 @@ func pushCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return usageErrorf("\"kiln push\" needs exactly one image name, for example \"kiln push registry.example.com/app:1\", and optionally containerd://[ADDRESS][/NAMESPACE] to copy it into")
 			}
-			ps, err := store.ParsePlatforms(c.StringSlice("platform"))
+			ps, err := platform.ParseList(c.StringSlice("platform"))
 			if err != nil {
 				return err
 			}
