@@ -2,14 +2,11 @@ package nodes
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"regexp"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/containerd/platforms"
@@ -215,47 +212,4 @@ func Explain(err error) string {
 	msg = codePrefix.ReplaceAllString(msg, "")
 	msg = strings.TrimSuffix(strings.TrimSpace(msg), `"`)
 	return msg
-}
-
-// WriteTable writes statuses as "kiln node ls" shows them: one row per
-// node, then the reason of each node that did not answer.
-func WriteTable(w io.Writer, sts []Status) error {
-	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tBUILDKIT\tPLATFORMS")
-	var reasons []string
-	for _, s := range sts {
-		status, version, plats := "reachable", s.BuildKit, strings.Join(s.Platforms, ",")
-		if !s.Reachable {
-			status, version, plats = "unreachable", "-", strings.Join(s.Node.Restricted(), ",")
-			reasons = append(reasons, fmt.Sprintf("%s: %s", s.Node.Name, s.Error))
-		}
-		if s.Restricted {
-			plats += " (configured)"
-		}
-		if plats == "" {
-			plats = "-"
-		}
-		if version == "" {
-			version = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Node.Name, s.Node.Address, status, version, plats)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	for _, r := range reasons {
-		fmt.Fprintln(w, r)
-	}
-	return nil
-}
-
-// WriteJSON writes one JSON object per status and line.
-func WriteJSON(w io.Writer, sts []Status) error {
-	enc := json.NewEncoder(w)
-	for _, s := range sts {
-		if err := enc.Encode(s); err != nil {
-			return err
-		}
-	}
-	return nil
 }

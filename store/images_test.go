@@ -15,7 +15,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
@@ -69,151 +68,11 @@ func TestBlobKind(t *testing.T) {
 	}
 }
 
-func fixedTime() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
-
-func sampleSummaries() []ImageSummary {
-	created := fixedTime()
-	return []ImageSummary{{
-		Name:        "docker.io/library/app:1",
-		Digest:      dgst("index"),
-		Snapshotter: "overlayfs",
-		Size:        2_100_000,
-		Created:     created,
-		Platforms: []PlatformSummary{
-			{Platform: "linux/amd64", Digest: dgst("amd64"), Content: ContentComplete, Unpacked: true, Size: 1_070_000, Created: &created},
-			{Platform: "linux/arm64", Digest: dgst("arm64"), Content: ContentPartial, Missing: []Blob{{Kind: "layer", Digest: dgst("l"), Size: 10}}, Size: 1_000},
-		},
-	}}
-}
-
-func TestWriteImageRowsTable(t *testing.T) {
-	var b bytes.Buffer
-	f, _ := ParseFormat("table")
-	now := fixedTime().Add(5 * time.Minute)
-	if err := WriteImageRows(&b, ImageRows(sampleSummaries()), f, TableOptions{Now: now}); err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("want a header and one row, got:\n%s", b.String())
-	}
-	if f := strings.Fields(lines[0]); strings.Join(f, " ") != "NAME DIGEST PLATFORMS SIZE CREATED" {
-		t.Errorf("header %q", lines[0])
-	}
-	want := []string{"docker.io/library/app:1", dgst("index").Encoded()[:12], "linux/amd64,linux/arm64(partial)", "2.1MB", "5", "minutes", "ago"}
-	if got := strings.Fields(lines[1]); strings.Join(got, " ") != strings.Join(want, " ") {
-		t.Errorf("row %q, want fields %q", lines[1], want)
-	}
-	b.Reset()
-	_ = WriteImageRows(&b, ImageRows(sampleSummaries()), f, TableOptions{Now: now, NoTrunc: true})
-	if !strings.Contains(b.String(), dgst("index").String()) {
-		t.Errorf("--no-trunc does not show the full digest:\n%s", b.String())
-	}
-}
-
-func TestWriteImageRowsJSONAndTemplate(t *testing.T) {
-	var b bytes.Buffer
-	f, err := ParseFormat("json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteImageRows(&b, ImageRows(sampleSummaries()), f, TableOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	var row map[string]any
-	if err := json.Unmarshal(b.Bytes(), &row); err != nil {
-		t.Fatalf("not one JSON object: %v\n%s", err, b.String())
-	}
-	for k, want := range map[string]any{
-		"name": "docker.io/library/app:1", "digest": dgst("index").String(), "size": 2.1e6,
-		"complete": false, "created": "2026-01-02T03:04:05Z",
-	} {
-		if row[k] != want {
-			t.Errorf("json %s = %v, want %v", k, row[k], want)
-		}
-	}
-	if fmt.Sprint(row["platforms"]) != "[linux/amd64 linux/arm64]" || fmt.Sprint(row["partial"]) != "[linux/arm64]" {
-		t.Errorf("json platforms %v partial %v", row["platforms"], row["partial"])
-	}
-
-	b.Reset()
-	f, err = ParseFormat(`{{.Name}} {{join .Platforms ","}} {{size .Size}} {{json .Partial}}`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteImageRows(&b, ImageRows(sampleSummaries()), f, TableOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if got := b.String(); got != "docker.io/library/app:1 linux/amd64,linux/arm64 2.1MB [\"linux/arm64\"]\n" {
-		t.Errorf("template output %q", got)
-	}
-
-	f, _ = ParseFormat("{{.NoSuchField}}")
-	if err := WriteImageRows(&b, ImageRows(sampleSummaries()), f, TableOptions{}); !usage.Is(err) {
-		t.Errorf("a template naming a missing field gave %v, want a usage error", err)
-	}
-}
-
-func TestWritePlatformRows(t *testing.T) {
-	rows := PlatformRows(sampleSummaries())
-	if len(rows) != 2 || rows[0].Index != dgst("index") || rows[1].Content != ContentPartial || rows[0].Snapshotter != "overlayfs" {
-		t.Fatalf("rows %+v", rows)
-	}
-	var b bytes.Buffer
-	f, _ := ParseFormat("table")
-	if err := WritePlatformRows(&b, rows, f, TableOptions{Now: fixedTime().Add(time.Hour)}); err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
-	if strings.Join(strings.Fields(lines[0]), " ") != "NAME PLATFORM DIGEST CONTENT UNPACKED SIZE CREATED" {
-		t.Errorf("header %q", lines[0])
-	}
-	if got := strings.Fields(lines[1]); got[1] != "linux/amd64" || got[3] != "complete" || got[4] != "yes" {
-		t.Errorf("amd64 row %q", lines[1])
-	}
-	if got := strings.Fields(lines[2]); got[1] != "linux/arm64" || got[3] != "partial" || got[4] != "no" || got[6] != "-" {
-		t.Errorf("arm64 row %q", lines[2])
-	}
-	b.Reset()
-	f, _ = ParseFormat("json")
-	_ = WritePlatformRows(&b, rows, f, TableOptions{})
-	dec := json.NewDecoder(&b)
-	var got []PlatformRow
-	for dec.More() {
-		var r PlatformRow
-		if err := dec.Decode(&r); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, r)
-	}
-	if len(got) != 2 || got[1].Missing[0].Kind != "layer" || got[0].Created == nil || got[1].Created != nil {
-		t.Errorf("json rows %+v", got)
-	}
-}
-
-func TestParseFormatRejects(t *testing.T) {
-	for _, s := range []string{"yaml", "{{.Name", "{{"} {
-		if _, err := ParseFormat(s); !usage.Is(err) {
-			t.Errorf("ParseFormat(%q) = %v, want a usage error", s, err)
-		}
-	}
-}
-
-func TestAgo(t *testing.T) {
-	now := fixedTime()
-	for d, want := range map[time.Duration]string{0: "just now", 3 * time.Second: "3 seconds ago", 2 * time.Hour: "2 hours ago"} {
-		at := now.Add(-d)
-		if got := ago(&at, now); got != want {
-			t.Errorf("ago(%v) = %q, want %q", d, got, want)
-		}
-	}
-	if got := ago(nil, now); got != "-" {
-		t.Errorf("ago(nil) = %q", got)
-	}
-}
-
 func TestIncompleteError(t *testing.T) {
-	sum := sampleSummaries()[0]
+	sum := ImageSummary{Name: "docker.io/library/app:1", Platforms: []PlatformSummary{
+		{Platform: "linux/amd64", Digest: dgst("amd64"), Content: ContentComplete},
+		{Platform: "linux/arm64", Digest: dgst("arm64"), Content: ContentPartial, Missing: []Blob{{Kind: "layer", Digest: dgst("l"), Size: 10}}},
+	}}
 	err := sum.incomplete("push", nil)
 	var ie *IncompleteError
 	if !errors.As(err, &ie) {

@@ -78,7 +78,9 @@ func shortBlobDigest(b Blob) string {
 	if b.Digest.Validate() != nil {
 		return b.Digest.String()
 	}
-	return b.Digest.Algorithm().String() + ":" + shortDigest(b.Digest, false)
+	// 12 hex digits, as docker shows IDs.
+	enc := b.Digest.Encoded()
+	return b.Digest.Algorithm().String() + ":" + enc[:min(12, len(enc))]
 }
 
 // incomplete returns an *IncompleteError when the chosen platforms (all

@@ -22,6 +22,7 @@ import (
 	"github.com/distribution/reference"
 	dockerconfig "github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/configfile"
+	units "github.com/docker/go-units"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -210,7 +211,7 @@ func newProgress(w io.Writer) *progress {
 }
 
 func (p *progress) blob(verb string, d ocispecs.Descriptor) {
-	p.printf("%-8s %-9s %s  %s\n", verb, blobKind(d.MediaType), shortBlobDigest(blobOf(d)), humanSize(d.Size))
+	p.printf("%-8s %-9s %s  %s\n", verb, blobKind(d.MediaType), shortBlobDigest(blobOf(d)), units.HumanSizeWithPrecision(float64(d.Size), 3))
 }
 
 func (p *progress) printf(format string, args ...any) {

@@ -57,7 +57,7 @@ func runImages(c *cli.Context) error {
 	if c.Bool("quiet") {
 		format = "{{.Digest}}"
 	}
-	f, err := store.ParseFormat(format)
+	f, err := parseRowFormat(format)
 	if err != nil {
 		return err
 	}
@@ -70,11 +70,11 @@ func runImages(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		table := store.TableOptions{NoTrunc: c.Bool("no-trunc")}
+		table := tableOptions{NoTrunc: c.Bool("no-trunc")}
 		if c.Bool("platforms") {
-			return store.WritePlatformRows(c.App.Writer, store.PlatformRows(sums), f, table)
+			return writePlatformRows(c.App.Writer, platformRows(sums), f, table)
 		}
-		return store.WriteImageRows(c.App.Writer, store.ImageRows(sums), f, table)
+		return writeImageRows(c.App.Writer, imageRows(sums), f, table)
 	})
 }
 

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
@@ -52,9 +54,9 @@ func runNodeLs(c *cli.Context) error {
 	}
 	sts := nodes.ProbeAll(c.Context, ns)
 	if asJSON {
-		return nodes.WriteJSON(c.App.Writer, sts)
+		return writeJSONLines(c.App.Writer, sts)
 	}
-	return nodes.WriteTable(c.App.Writer, sts)
+	return writeNodeTable(c.App.Writer, sts)
 }
 
 func runNodeInspect(c *cli.Context) error {
@@ -75,6 +77,38 @@ func runNodeInspect(c *cli.Context) error {
 	}
 	if !st.Reachable {
 		return fmt.Errorf("node %s does not answer: %s; check that buildkitd runs there and listens on that address", n, st.Error)
+	}
+	return nil
+}
+
+// writeNodeTable writes statuses as "kiln node ls" shows them: one row per
+// node, then the reason of each node that did not answer.
+func writeNodeTable(w io.Writer, sts []nodes.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tBUILDKIT\tPLATFORMS")
+	var reasons []string
+	for _, s := range sts {
+		status, version, plats := "reachable", s.BuildKit, strings.Join(s.Platforms, ",")
+		if !s.Reachable {
+			status, version, plats = "unreachable", "-", strings.Join(s.Node.Restricted(), ",")
+			reasons = append(reasons, fmt.Sprintf("%s: %s", s.Node.Name, s.Error))
+		}
+		if s.Restricted {
+			plats += " (configured)"
+		}
+		if plats == "" {
+			plats = "-"
+		}
+		if version == "" {
+			version = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Node.Name, s.Node.Address, status, version, plats)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range reasons {
+		fmt.Fprintln(w, r)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package store
+package main
 
 import (
 	"encoding/json"
@@ -12,33 +12,34 @@ import (
 	units "github.com/docker/go-units"
 	digest "github.com/opencontainers/go-digest"
 
+	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/usage"
 )
 
-// Format is how "kiln images" writes its rows: a table, JSON (one object
+// rowFormat is how "kiln images" writes its rows: a table, JSON (one object
 // per line, as docker does) or a Go template applied to each row.
-type Format struct {
+type rowFormat struct {
 	kind string // "table", "json" or "template"
 	tmpl *template.Template
 }
 
-// ParseFormat parses a --format value: "table" (or empty), "json", or a Go
+// parseRowFormat parses a --format value: "table" (or empty), "json", or a Go
 // template such as '{{.Name}} {{.Digest}}'.
-func ParseFormat(s string) (Format, error) {
+func parseRowFormat(s string) (rowFormat, error) {
 	switch s {
 	case "", "table":
-		return Format{kind: "table"}, nil
+		return rowFormat{kind: "table"}, nil
 	case "json":
-		return Format{kind: "json"}, nil
+		return rowFormat{kind: "json"}, nil
 	}
 	if !strings.Contains(s, "{{") {
-		return Format{}, usage.Errorf("invalid --format %q: use table, json or a Go template such as '{{.Name}} {{.Digest}}'", s)
+		return rowFormat{}, usage.Errorf("invalid --format %q: use table, json or a Go template such as '{{.Name}} {{.Digest}}'", s)
 	}
 	t, err := template.New("format").Funcs(templateFuncs).Parse(s)
 	if err != nil {
-		return Format{}, usage.Errorf("invalid --format template %q: %w", s, err)
+		return rowFormat{}, usage.Errorf("invalid --format template %q: %w", s, err)
 	}
-	return Format{kind: "template", tmpl: t}, nil
+	return rowFormat{kind: "template", tmpl: t}, nil
 }
 
 var templateFuncs = template.FuncMap{
@@ -50,9 +51,9 @@ var templateFuncs = template.FuncMap{
 	"size": func(n int64) string { return humanSize(n) },
 }
 
-// ImageRow is one row of "kiln images". Templates see these field names;
+// imageRow is one row of "kiln images". Templates see these field names;
 // JSON uses the tags.
-type ImageRow struct {
+type imageRow struct {
 	Name   string        `json:"name"`
 	Digest digest.Digest `json:"digest"`
 	// Platforms lists the image's platforms (attestations excluded).
@@ -64,8 +65,8 @@ type ImageRow struct {
 	Created  time.Time `json:"created"`
 }
 
-// PlatformRow is one row of "kiln images --platforms".
-type PlatformRow struct {
+// platformRow is one row of "kiln images --platforms".
+type platformRow struct {
 	Name string `json:"name"`
 	// Index is the digest of the image's index (or manifest).
 	Index    digest.Digest `json:"index"`
@@ -73,22 +74,22 @@ type PlatformRow struct {
 	// Digest is the platform's manifest.
 	Digest digest.Digest `json:"digest"`
 	// Content is "complete" or "partial".
-	Content     string     `json:"content"`
-	Missing     []Blob     `json:"missing,omitempty"`
-	Unpacked    bool       `json:"unpacked"`
-	Snapshotter string     `json:"snapshotter"`
-	Size        int64      `json:"size"`
-	Created     *time.Time `json:"created,omitempty"`
+	Content     string       `json:"content"`
+	Missing     []store.Blob `json:"missing,omitempty"`
+	Unpacked    bool         `json:"unpacked"`
+	Snapshotter string       `json:"snapshotter"`
+	Size        int64        `json:"size"`
+	Created     *time.Time   `json:"created,omitempty"`
 }
 
-// ImageRows turns summaries into rows for "kiln images".
-func ImageRows(sums []ImageSummary) []ImageRow {
-	rows := make([]ImageRow, 0, len(sums))
+// imageRows turns summaries into rows for "kiln images".
+func imageRows(sums []store.ImageSummary) []imageRow {
+	rows := make([]imageRow, 0, len(sums))
 	for _, s := range sums {
-		r := ImageRow{Name: s.Name, Digest: s.Digest, Platforms: []string{}, Partial: []string{}, Complete: s.Complete, Size: s.Size, Created: s.Created}
+		r := imageRow{Name: s.Name, Digest: s.Digest, Platforms: []string{}, Partial: []string{}, Complete: s.Complete, Size: s.Size, Created: s.Created}
 		for _, p := range s.Platforms {
 			r.Platforms = append(r.Platforms, p.Platform)
-			if p.Content != ContentComplete {
+			if p.Content != store.ContentComplete {
 				r.Partial = append(r.Partial, p.Platform)
 			}
 		}
@@ -97,12 +98,12 @@ func ImageRows(sums []ImageSummary) []ImageRow {
 	return rows
 }
 
-// PlatformRows turns summaries into rows for "kiln images --platforms".
-func PlatformRows(sums []ImageSummary) []PlatformRow {
-	rows := []PlatformRow{}
+// platformRows turns summaries into rows for "kiln images --platforms".
+func platformRows(sums []store.ImageSummary) []platformRow {
+	rows := []platformRow{}
 	for _, s := range sums {
 		for _, p := range s.Platforms {
-			rows = append(rows, PlatformRow{
+			rows = append(rows, platformRow{
 				Name: s.Name, Index: s.Digest, Platform: p.Platform, Digest: p.Digest,
 				Content: p.Content, Missing: p.Missing, Unpacked: p.Unpacked, Snapshotter: s.Snapshotter,
 				Size: p.Size, Created: p.Created,
@@ -112,16 +113,16 @@ func PlatformRows(sums []ImageSummary) []PlatformRow {
 	return rows
 }
 
-// TableOptions adjust table output.
-type TableOptions struct {
+// tableOptions adjust table output.
+type tableOptions struct {
 	// NoTrunc prints full digests instead of their first 12 hex digits.
 	NoTrunc bool
 	// Now is the time CREATED is relative to; zero means time.Now().
 	Now time.Time
 }
 
-// WriteImageRows writes rows of "kiln images" in format f.
-func WriteImageRows(w io.Writer, rows []ImageRow, f Format, opts TableOptions) error {
+// writeImageRows writes rows of "kiln images" in format f.
+func writeImageRows(w io.Writer, rows []imageRow, f rowFormat, opts tableOptions) error {
 	items := make([]any, len(rows))
 	for i := range rows {
 		items[i] = rows[i]
@@ -148,8 +149,8 @@ func WriteImageRows(w io.Writer, rows []ImageRow, f Format, opts TableOptions) e
 	})
 }
 
-// WritePlatformRows writes rows of "kiln images --platforms" in format f.
-func WritePlatformRows(w io.Writer, rows []PlatformRow, f Format, opts TableOptions) error {
+// writePlatformRows writes rows of "kiln images --platforms" in format f.
+func writePlatformRows(w io.Writer, rows []platformRow, f rowFormat, opts tableOptions) error {
 	items := make([]any, len(rows))
 	for i := range rows {
 		items[i] = rows[i]
@@ -165,16 +166,10 @@ func WritePlatformRows(w io.Writer, rows []PlatformRow, f Format, opts TableOpti
 	})
 }
 
-func writeRows(w io.Writer, f Format, items []any, header []string, cells func(int) []string) error {
+func writeRows(w io.Writer, f rowFormat, items []any, header []string, cells func(int) []string) error {
 	switch f.kind {
 	case "json":
-		enc := json.NewEncoder(w)
-		for _, it := range items {
-			if err := enc.Encode(it); err != nil {
-				return err
-			}
-		}
-		return nil
+		return writeJSONLines(w, items)
 	case "template":
 		for _, it := range items {
 			if err := f.tmpl.Execute(w, it); err != nil {
