@@ -12,6 +12,7 @@ import (
 	"github.com/containerd/platforms"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/internal/errmsg"
 	"github.com/kiln-build/kiln/platform"
 )
 
@@ -115,10 +116,10 @@ func install(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 		pending = append(pending, a)
 	}
 	if err := ctx.Err(); err != nil {
-		return actions, joinErrors(append(errs, err))
+		return actions, errmsg.Join(append(errs, err)...)
 	}
 	if len(pending) == 0 {
-		return actions, joinErrors(errs)
+		return actions, errmsg.Join(errs...)
 	}
 
 	groups := groupByHandler(pending)
@@ -134,7 +135,7 @@ func install(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 		ready = append(ready, g)
 	}
 	if len(ready) == 0 {
-		return actions, joinErrors(errs)
+		return actions, errmsg.Join(errs...)
 	}
 
 	reg, inherited, err := openRegistry()
@@ -148,7 +149,7 @@ func install(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 			all = append(all, g.platforms...)
 		}
 		errs = append(errs, &PlatformError{Platforms: all, Err: registryError(err, all)})
-		return actions, joinErrors(errs)
+		return actions, errmsg.Join(errs...)
 	}
 	for _, g := range ready {
 		// A handler copied from the parent namespace may have made it run.
@@ -164,7 +165,7 @@ func install(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 		}
 		actions = append(actions, a)
 	}
-	return actions, joinErrors(errs)
+	return actions, errmsg.Join(errs...)
 }
 
 func inheritedFor(inherited []Action, g *group) bool {
@@ -295,7 +296,7 @@ func Uninstall(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 		}
 		actions = append(actions, action)
 	}
-	return actions, joinErrors(errs)
+	return actions, errmsg.Join(errs...)
 }
 
 // ErrNoHandler is wrapped by Ensure's errors (auto=false) when a platform
@@ -343,11 +344,11 @@ func Ensure(ctx context.Context, ps []ocispecs.Platform, auto bool) (Report, err
 		return rep, err
 	}
 	if len(missing) == 0 {
-		return rep, joinErrors(errs)
+		return rep, errmsg.Join(errs...)
 	}
 	if !auto {
 		errs = append(errs, explainMissing(missing, host)...)
-		return rep, joinErrors(errs)
+		return rep, errmsg.Join(errs...)
 	}
 	actions, err := install(ctx, missing)
 	rep.Actions = actions
@@ -367,7 +368,7 @@ func Ensure(ctx context.Context, ps []ocispecs.Platform, auto bool) (Report, err
 	if err != nil {
 		errs = append(errs, err)
 	}
-	return rep, joinErrors(errs)
+	return rep, errmsg.Join(errs...)
 }
 
 // explainMissing builds the errors for platforms that do not run when Ensure

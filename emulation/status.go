@@ -244,30 +244,6 @@ func (e *PlatformError) Error() string {
 // Unwrap returns the cause.
 func (e *PlatformError) Unwrap() error { return e.Err }
 
-// errorList joins errors on one line; errors.Is and errors.As see them all.
-type errorList []error
-
-func (l errorList) Error() string {
-	s := make([]string, len(l))
-	for i, e := range l {
-		s[i] = e.Error()
-	}
-	return strings.Join(s, "; ")
-}
-
-func (l errorList) Unwrap() []error { return l }
-
-// joinErrors returns nil, the only error, or an errorList.
-func joinErrors(errs []error) error {
-	switch len(errs) {
-	case 0:
-		return nil
-	case 1:
-		return errs[0]
-	}
-	return errorList(errs)
-}
-
 // installCommand is the command a user should run to register handlers for
 // ps: with sudo unless already root.
 func installCommand(ps []string, root bool) string {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/containerd/platforms"
+
+	"github.com/kiln-build/kiln/internal/errmsg"
 )
 
 // fakeSystem builds a system whose probe runs exactly the architectures in
@@ -184,7 +186,7 @@ func TestPlatformErrorMessages(t *testing.T) {
 	if err.Error() != want {
 		t.Errorf("\n got %s\nwant %s", err, want)
 	}
-	two := joinErrors([]error{err, &PlatformError{Platforms: []string{"linux/arm64", "linux/s390x"}, Err: fmt.Errorf("%w; run %q", ErrNoHandler, "kiln emulation install linux/arm64 linux/s390x")}})
+	two := errmsg.Join(err, &PlatformError{Platforms: []string{"linux/arm64", "linux/s390x"}, Err: fmt.Errorf("%w; run %q", ErrNoHandler, "kiln emulation install linux/arm64 linux/s390x")})
 	if strings.Contains(two.Error(), "\n") {
 		t.Errorf("multi-line error %q", two)
 	}

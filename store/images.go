@@ -16,6 +16,7 @@ import (
 	"github.com/distribution/reference"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/internal/errmsg"
 	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/usage"
 )
@@ -472,31 +473,8 @@ func (s *Store) Remove(ctx context.Context, names []string, opts RemoveOptions) 
 			removed = append(removed, img.Name)
 		}
 	}
-	return removed, joinErrors(errs)
+	return removed, errmsg.Join(errs...)
 }
-
-// joinErrors combines errors into one whose message is one line.
-func joinErrors(errs []error) error {
-	switch len(errs) {
-	case 0:
-		return nil
-	case 1:
-		return errs[0]
-	}
-	msgs := make([]string, len(errs))
-	for i, e := range errs {
-		msgs[i] = e.Error()
-	}
-	return &multiError{msg: strings.Join(msgs, "; "), errs: errs}
-}
-
-type multiError struct {
-	msg  string
-	errs []error
-}
-
-func (e *multiError) Error() string   { return e.msg }
-func (e *multiError) Unwrap() []error { return e.errs }
 
 // familiar shortens a stored name for commands the user may type.
 func familiar(name string) string {

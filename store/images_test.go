@@ -24,6 +24,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/internal/errmsg"
 	"github.com/kiln-build/kiln/usage"
 )
 
@@ -272,9 +273,9 @@ func TestNotFoundAndInUseMessages(t *testing.T) {
 	if !strings.Contains(iu.Error(), "container web uses it") || !strings.Contains(iu.Error(), "--force") {
 		t.Errorf("InUseError: %v", iu)
 	}
-	j := joinErrors([]error{errors.New("a"), err})
+	j := errmsg.Join(errors.New("a"), err)
 	if j.Error() != `a; image "x" not found in namespace default: list images with "kiln images"` || !errdefs.IsNotFound(j) {
-		t.Errorf("joinErrors: %v", j)
+		t.Errorf("errmsg.Join: %v", j)
 	}
 }
 

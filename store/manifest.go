@@ -15,6 +15,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/internal/errmsg"
 	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/usage"
 )
@@ -451,5 +452,5 @@ func (s *Store) RemoveManifests(ctx context.Context, names []string) ([]string, 
 			errs = append(errs, err)
 		}
 	}
-	return removed, joinErrors(errs)
+	return removed, errmsg.Join(errs...)
 }

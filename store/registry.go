@@ -25,6 +25,8 @@ import (
 	units "github.com/docker/go-units"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/kiln-build/kiln/internal/errmsg"
 )
 
 // RegistryOptions say how kiln talks to registries. Credentials come from
@@ -141,7 +143,7 @@ func registryError(op, name string, err error) error {
 		}
 		return oneLine(fmt.Errorf("cannot reach registry %s (%w): %s", host, innermostNetError(err), hint))
 	case op == "pull" && errdefs.IsNotFound(err):
-		return &wrapped{msg: fmt.Sprintf("image %s not found in registry %s: check the name and tag", name, host), err: err}
+		return errmsg.New(fmt.Sprintf("image %s not found in registry %s: check the name and tag", name, host), err)
 	}
 	return oneLine(fmt.Errorf("%sing %s (registry %s): %w", op, name, host, err))
 }
@@ -169,23 +171,14 @@ func isNetworkProblem(err error) bool {
 func innermostNetError(err error) error {
 	var op *net.OpError
 	if errors.As(err, &op) {
-		return &wrapped{msg: op.Error(), err: err}
+		return errmsg.New(op.Error(), err)
 	}
 	var dns *net.DNSError
 	if errors.As(err, &dns) {
-		return &wrapped{msg: dns.Error(), err: err}
+		return errmsg.New(dns.Error(), err)
 	}
 	return err
 }
-
-// wrapped shows msg and unwraps to err.
-type wrapped struct {
-	msg string
-	err error
-}
-
-func (w *wrapped) Error() string { return w.msg }
-func (w *wrapped) Unwrap() error { return w.err }
 
 // oneLine flattens an error's message to one line (registries put JSON
 // bodies with newlines in theirs) and keeps it unwrappable.
@@ -194,7 +187,7 @@ func oneLine(err error) error {
 	if !strings.ContainsAny(msg, "\r\n\t") {
 		return err
 	}
-	return &wrapped{msg: strings.Join(strings.Fields(msg), " "), err: err}
+	return errmsg.New(strings.Join(strings.Fields(msg), " "), err)
 }
 
 // progress writes one line per blob event, safe for concurrent use.
