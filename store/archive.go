@@ -95,12 +95,11 @@ const unnamedPrefix = "docker.io/library/import"
 // the archive does and unpacks the host's platform of each. Images the
 // archive does not name are stored as import@DIGEST.
 func (s *Store) Load(ctx context.Context, r io.Reader, opts LoadOptions) ([]LoadedImage, error) {
-	ctx = s.WithNamespace(ctx)
-	ctx, done, err := s.client.WithLease(ctx)
+	ctx, release, err := s.withLease(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("taking a containerd lease for the load: %w", err)
 	}
-	defer done(context.WithoutCancel(ctx))
+	defer release()
 
 	imgs, err := s.client.Import(ctx, r,
 		containerd.WithAllPlatforms(true),

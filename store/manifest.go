@@ -58,12 +58,11 @@ func (s *Store) CreateManifest(ctx context.Context, name string, sources []strin
 	if len(sources) == 0 {
 		return nil, usage.Errorf("give the images to put in %s, for example \"kiln manifest create %s app:amd64 app:arm64\"", name, name)
 	}
-	ctx = s.WithNamespace(ctx)
-	ctx, done, err := s.client.WithLease(ctx)
+	ctx, release, err := s.withLease(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("taking a containerd lease for the manifest list: %w", err)
 	}
-	defer done(context.WithoutCancel(ctx))
+	defer release()
 
 	var list entryList
 	existing, err := s.client.ImageService().Get(ctx, full)
@@ -324,12 +323,11 @@ func (s *Store) AnnotateManifest(ctx context.Context, name string, opts Annotate
 	if !images.IsIndexType(img.Target.MediaType) {
 		return nil, fmt.Errorf("image %s is a single manifest, not a manifest list: make one with \"kiln manifest create\"", familiar(img.Name))
 	}
-	ctx = s.WithNamespace(ctx)
-	ctx, done, err := s.client.WithLease(ctx)
+	ctx, release, err := s.withLease(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("taking a containerd lease for the manifest list: %w", err)
 	}
-	defer done(context.WithoutCancel(ctx))
+	defer release()
 	raw, err := s.readBlob(ctx, img.Target)
 	if err != nil {
 		return nil, fmt.Errorf("reading the index of %s: %w", img.Name, err)

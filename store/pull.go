@@ -67,12 +67,11 @@ func (s *Store) Pull(ctx context.Context, name string, opts PullOptions) (*PullR
 	if err != nil {
 		return nil, err
 	}
-	ctx = s.WithNamespace(ctx)
-	ctx, done, err := s.client.WithLease(ctx)
+	ctx, release, err := s.withLease(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("taking a containerd lease for the pull: %w", err)
 	}
-	defer done(context.WithoutCancel(ctx))
+	defer release()
 
 	resolved, desc, err := resolver.Resolve(ctx, full)
 	if err != nil {

@@ -46,12 +46,11 @@ func (s *Store) Push(ctx context.Context, name string, opts PushOptions) (*PushR
 	if err != nil {
 		return nil, err
 	}
-	ctx = s.WithNamespace(ctx)
-	ctx, done, err := s.client.WithLease(ctx)
+	ctx, release, err := s.withLease(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("taking a containerd lease for the push: %w", err)
 	}
-	defer done(context.WithoutCancel(ctx))
+	defer release()
 
 	sum, err := s.summarize(ctx, img, "")
 	if err != nil {

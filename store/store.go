@@ -178,6 +178,18 @@ func (s *Store) WithNamespace(ctx context.Context) context.Context {
 	return namespaces.WithNamespace(ctx, s.namespace)
 }
 
+// withLease returns ctx set to the store's namespace and holding a new
+// containerd lease, so that content a pull, push, load or copy writes is not
+// garbage collected before an image names it. release drops the lease; it
+// works even after ctx is cancelled, so defer it at once.
+func (s *Store) withLease(ctx context.Context) (_ context.Context, release func(), _ error) {
+	ctx, done, err := s.client.WithLease(s.WithNamespace(ctx))
+	if err != nil {
+		return nil, nil, err
+	}
+	return ctx, func() { _ = done(context.WithoutCancel(ctx)) }, nil
+}
+
 // Close closes the connection to containerd, or the embedded store.
 func (s *Store) Close() error {
 	err := s.client.Close()

@@ -113,11 +113,11 @@ func (s *Store) Copy(ctx context.Context, dst *Store, name string, opts CopyOpti
 	if err := sum.incomplete("copy", nil); err != nil {
 		return nil, err
 	}
-	dctx, done, err := dst.client.WithLease(dst.WithNamespace(ctx))
+	dctx, release, err := dst.withLease(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("taking a lease in %s for the copy: %w", dst.describe(), err)
 	}
-	defer done(context.WithoutCancel(dctx))
+	defer release()
 
 	p := newProgress(opts.Progress)
 	scs, dcs := s.client.ContentStore(), dst.client.ContentStore()
