@@ -14,12 +14,26 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
+	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/internal/errmsg"
 	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/usage"
 )
+
+// MissingManifestError reports a platform of an image whose manifest is
+// not in the content store, so it cannot be inspected.
+type MissingManifestError struct {
+	// Name is the image's stored name.
+	Name     string
+	Platform string
+	Digest   digest.Digest
+}
+
+func (e *MissingManifestError) Error() string {
+	return fmt.Sprintf("the %s manifest of image %s (%s) is not in the content store", e.Platform, e.Name, e.Digest)
+}
 
 // NotFoundError reports an image name the namespace does not hold.
 type NotFoundError struct {
@@ -29,7 +43,7 @@ type NotFoundError struct {
 }
 
 func (e *NotFoundError) Error() string {
-	return fmt.Sprintf("image %q not found in namespace %s: list images with \"kiln images\"", e.Name, e.Namespace)
+	return fmt.Sprintf("image %q not found in namespace %s", e.Name, e.Namespace)
 }
 
 // Unwrap makes errdefs.IsNotFound and errors.Is(err, errdefs.ErrNotFound) true.
@@ -302,7 +316,7 @@ func (s *Store) InspectPlatform(ctx context.Context, name string, platform ocisp
 	out := &PlatformInspection{Name: sum.Name, Index: sum.target, Platform: p, Descriptor: p.desc}
 	if out.Manifest, err = s.readBlob(ctx, p.desc); err != nil {
 		if errdefs.IsNotFound(err) {
-			return nil, fmt.Errorf("the %s manifest of image %s (%s) is not in the content store: fetch it with \"kiln pull --platform %s %s\"", p.Platform, sum.Name, p.Digest, p.Platform, familiar(sum.Name))
+			return nil, &MissingManifestError{Name: sum.Name, Platform: p.Platform, Digest: p.Digest}
 		}
 		return nil, err
 	}
@@ -396,9 +410,10 @@ type RemoveOptions struct {
 	Force bool
 }
 
-// InUseError reports an image that containers use.
+// InUseError reports an image that containers use, so it was not removed.
 type InUseError struct {
-	Name       string
+	Name string
+	// Containers are the IDs of the containers using it, sorted.
 	Containers []string
 }
 
@@ -407,8 +422,7 @@ func (e *InUseError) Error() string {
 	if len(e.Containers) > 1 {
 		which = fmt.Sprintf("containers %s use", strings.Join(e.Containers, ", "))
 	}
-	return fmt.Sprintf("image %s is in use: %s it; remove the container first (ctr containers rm %s) or remove the image anyway with --force",
-		e.Name, which, strings.Join(e.Containers, " "))
+	return fmt.Sprintf("image %s is in use: %s it", e.Name, which)
 }
 
 // Remove deletes the named images. Content no other image refers to is
@@ -476,8 +490,10 @@ func (s *Store) Remove(ctx context.Context, names []string, opts RemoveOptions) 
 	return removed, errmsg.Join(errs...)
 }
 
-// familiar shortens a stored name for commands the user may type.
-func familiar(name string) string {
+// FamiliarName shortens a stored name to the form users type:
+// "app:1" for "docker.io/library/app:1". Names it cannot parse are returned
+// as they are.
+func FamiliarName(name string) string {
 	named, err := reference.ParseNormalizedNamed(name)
 	if err != nil {
 		return name

@@ -26,26 +26,27 @@ type MissingContent struct {
 }
 
 func (e *IncompleteError) Error() string {
-	var parts, pull []string
+	parts := make([]string, len(e.Missing))
+	for i, m := range e.Missing {
+		parts[i] = fmt.Sprintf("%s (%s)", m.Platform, describeBlobs(m.Blobs))
+	}
+	return fmt.Sprintf("image %s is missing content for %s", e.Name, strings.Join(parts, ", "))
+}
+
+// Refetch lists the platforms whose content a pull of just those platforms
+// would restore, in order; it is empty when only the index or platforms
+// the image does not name lack content, which only a pull of every
+// platform restores.
+func (e *IncompleteError) Refetch() []string {
+	var pull []string
 	for _, m := range e.Missing {
-		parts = append(parts, fmt.Sprintf("%s (%s)", m.Platform, describeBlobs(m.Blobs)))
 		if p, ok := strings.CutPrefix(m.Platform, "attestation for "); ok {
 			pull = appendUnique(pull, p)
 		} else if m.Platform != "index" && m.Platform != "unknown" {
 			pull = appendUnique(pull, m.Platform)
 		}
 	}
-	msg := fmt.Sprintf("image %s is missing content for %s", e.Name, strings.Join(parts, ", "))
-	var next []string
-	if len(pull) > 0 {
-		next = append(next, fmt.Sprintf("pull it with \"kiln pull --platform %s %s\"", strings.Join(pull, ","), familiar(e.Name)))
-	} else {
-		next = append(next, fmt.Sprintf("pull it again with \"kiln pull --all-platforms %s\"", familiar(e.Name)))
-	}
-	if len(e.Complete) > 0 {
-		next = append(next, fmt.Sprintf("%s with --platform %s", e.Action, strings.Join(e.Complete, ",")))
-	}
-	return msg + "; " + strings.Join(next, " or ")
+	return pull
 }
 
 func appendUnique(list []string, s string) []string {

@@ -68,7 +68,7 @@ func (s *Store) CreateManifest(ctx context.Context, name string, sources []strin
 	existing, err := s.client.ImageService().Get(ctx, full)
 	switch {
 	case err == nil && !opts.Amend:
-		return nil, fmt.Errorf("image %s already exists: add to it with \"kiln manifest create --amend\", or remove it first with \"kiln manifest rm %s\"", familiar(full), familiar(full))
+		return nil, fmt.Errorf("image %s already exists: add to it with \"kiln manifest create --amend\", or remove it first with \"kiln manifest rm %s\"", FamiliarName(full), FamiliarName(full))
 	case err == nil:
 		sum, err := s.summarize(ctx, existing, "")
 		if err != nil {
@@ -91,7 +91,7 @@ func (s *Store) CreateManifest(ctx context.Context, name string, sources []strin
 		if err := sum.incomplete("add", nil); err != nil {
 			ie := err.(*IncompleteError)
 			ie.Complete = nil
-			return nil, fmt.Errorf("cannot add %s to %s: %w; a manifest list must hold all of its content to be pushed", src, familiar(full), ie)
+			return nil, fmt.Errorf("cannot add %s to %s: %w; a manifest list must hold all of its content to be pushed", src, FamiliarName(full), ie)
 		}
 		add, err := s.entriesOf(ctx, sum)
 		if err != nil {
@@ -106,12 +106,12 @@ func (s *Store) CreateManifest(ctx context.Context, name string, sources []strin
 		replaced = append(replaced, list.merge(add)...)
 	}
 	if len(list.platformEntries()) == 0 {
-		return nil, fmt.Errorf("the sources of %s have no platform: they hold attestations only", familiar(full))
+		return nil, fmt.Errorf("the sources of %s have no platform: they hold attestations only", FamiliarName(full))
 	}
 	idx := ocispecs.Index{Manifests: list.entries, Annotations: list.annotations}
 	desc, err := s.writeIndex(ctx, idx)
 	if err != nil {
-		return nil, fmt.Errorf("storing the manifest list %s: %w", familiar(full), err)
+		return nil, fmt.Errorf("storing the manifest list %s: %w", FamiliarName(full), err)
 	}
 	img := images.Image{Name: full, Target: desc}
 	if err := s.putImage(ctx, img); err != nil {
@@ -321,7 +321,7 @@ func (s *Store) AnnotateManifest(ctx context.Context, name string, opts Annotate
 		return nil, err
 	}
 	if !images.IsIndexType(img.Target.MediaType) {
-		return nil, fmt.Errorf("image %s is a single manifest, not a manifest list: make one with \"kiln manifest create\"", familiar(img.Name))
+		return nil, fmt.Errorf("image %s is a single manifest, not a manifest list: make one with \"kiln manifest create\"", FamiliarName(img.Name))
 	}
 	ctx, release, err := s.withLease(ctx)
 	if err != nil {
@@ -337,11 +337,11 @@ func (s *Store) AnnotateManifest(ctx context.Context, name string, opts Annotate
 		return nil, fmt.Errorf("decoding the index of %s: %w", img.Name, err)
 	}
 	if err := annotateIndex(&idx, opts); err != nil {
-		return nil, fmt.Errorf("cannot annotate %s: %w", familiar(img.Name), err)
+		return nil, fmt.Errorf("cannot annotate %s: %w", FamiliarName(img.Name), err)
 	}
 	desc, err := s.writeIndex(ctx, idx)
 	if err != nil {
-		return nil, fmt.Errorf("storing the manifest list %s: %w", familiar(img.Name), err)
+		return nil, fmt.Errorf("storing the manifest list %s: %w", FamiliarName(img.Name), err)
 	}
 	img.Target = desc
 	if err := s.putImage(ctx, img); err != nil {
@@ -437,7 +437,7 @@ func (s *Store) RemoveManifests(ctx context.Context, names []string) ([]string, 
 			continue
 		}
 		if !images.IsIndexType(img.Target.MediaType) {
-			errs = append(errs, fmt.Errorf("image %s is a single manifest, not a manifest list: remove it with \"kiln rm %s\"", familiar(img.Name), n))
+			errs = append(errs, fmt.Errorf("image %s is a single manifest, not a manifest list: remove it with \"kiln rm %s\"", FamiliarName(img.Name), n))
 			continue
 		}
 		ok = append(ok, img.Name)

@@ -49,6 +49,19 @@ type PullResult struct {
 	Unpacked string
 }
 
+// AbsentPlatformsError reports platforms a pull asked for that the image's
+// index in the registry does not list.
+type AbsentPlatformsError struct {
+	Name, Registry string
+	// Absent are the platforms asked for and missing; Have those the
+	// index lists.
+	Absent, Have []string
+}
+
+func (e *AbsentPlatformsError) Error() string {
+	return fmt.Sprintf("image %s in registry %s has no %s (it has %s)", e.Name, e.Registry, strings.Join(e.Absent, ", "), strings.Join(e.Have, ", "))
+}
+
 // Pull fetches an image from its registry into the namespace and unpacks
 // the host's platform if it was among those fetched.
 func (s *Store) Pull(ctx context.Context, name string, opts PullOptions) (*PullResult, error) {
@@ -57,7 +70,7 @@ func (s *Store) Pull(ctx context.Context, name string, opts PullOptions) (*PullR
 		return nil, err
 	}
 	if opts.AllPlatforms && len(opts.Platforms) > 0 {
-		return nil, usage.Errorf("give either --platform or --all-platforms, not both")
+		return nil, usage.Errorf("pull either some platforms or all of them, not both")
 	}
 	want := opts.Platforms
 	if len(want) == 0 && !opts.AllPlatforms {
@@ -167,8 +180,7 @@ func checkRemotePlatforms(ctx context.Context, cs content.Store, name string, de
 		}
 	}
 	if len(absent) > 0 {
-		return fmt.Errorf("image %s in registry %s has no %s (it has %s): pick one of those with --platform, or use --all-platforms",
-			name, registryHost(name), strings.Join(absent, ", "), strings.Join(have, ", "))
+		return &AbsentPlatformsError{Name: name, Registry: registryHost(name), Absent: absent, Have: have}
 	}
 	return nil
 }

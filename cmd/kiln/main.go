@@ -87,7 +87,7 @@ func run(args []string) int {
 	if errors.As(err, &status) {
 		return int(status)
 	}
-	fmt.Fprintln(os.Stderr, "error: "+err.Error())
+	fmt.Fprintln(os.Stderr, "error: "+withHints(err).Error())
 	switch {
 	case got != nil:
 		return 128 + int(got.(syscall.Signal))

@@ -55,6 +55,9 @@ func pullCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if len(ps) > 0 && c.Bool("all-platforms") {
+				return usageErrorf("give either --platform or --all-platforms, not both")
+			}
 			return withStore(c, func(st *store.Store) error {
 				res, err := st.Pull(c.Context, c.Args().First(), store.PullOptions{
 					Platforms:    ps,
