@@ -97,43 +97,15 @@ func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
 }
 
 // ensureEmulation checks that every requested platform runs here before any
-// step does, registering QEMU handlers unless told not to. It returns the
-// platforms the worker reports: the host's first, as its default.
+// step does, registering QEMU handlers unless told not to (see
+// emulation.Prepare). It returns the platforms the worker reports: the
+// host's first, as its default.
 func ensureEmulation(ctx context.Context, req *request) ([]ocispecs.Platform, error) {
-	host := emulation.HostPlatform()
-	ps := req.platforms
-	if len(ps) == 0 {
-		ps = []ocispecs.Platform{host}
-	}
-	memo := foreign(host, ps)
-	if memo {
-		if key, ok := emulationKey(ps); ok {
-			if out, ok := recalledEmulation(key); ok {
-				return out, nil
-			}
-		}
-	}
-	rep, err := emulation.Ensure(ctx, ps, !req.opts.NoAutoEmulation)
+	out, rep, err := emulation.Prepare(ctx, req.platforms, !req.opts.NoAutoEmulation)
 	for _, p := range rep.Registered {
 		fmt.Fprintf(req.opts.Stderr, "registered a QEMU binfmt_misc handler for %s (turn this off with --no-auto-emulation)\n", platforms.Format(p))
 	}
-	if err != nil {
-		return nil, err
-	}
-	out := []ocispecs.Platform{host}
-	for _, p := range rep.Runnable {
-		if !platforms.Only(host).Match(p) {
-			out = append(out, p)
-		}
-	}
-	out = append(out, rep.Registered...)
-	if memo {
-		// Keyed on the handlers as they are now, including any just registered.
-		if key, ok := emulationKey(ps); ok {
-			rememberEmulation(key, out)
-		}
-	}
-	return out, nil
+	return out, err
 }
 
 // solve runs the build and the progress display side by side.
