@@ -1,6 +1,8 @@
-// Package builder runs BuildKit inside the kiln process: it assembles the
-// containerd worker and the controller, serves them over an in-memory
-// connection, turns build options into a solve request and streams progress.
+// Package builder orchestrates one build: it checks that the requested
+// platforms run here (package emulation), starts BuildKit in the kiln
+// process (package engine), turns build options into a solve request,
+// streams progress, writes the outputs, sends platforms to remote nodes
+// and turns BuildKit's errors into errors a user can act on.
 package builder
 
 import (
@@ -22,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-build/kiln/emulation"
+	"github.com/kiln-build/kiln/engine"
 )
 
 // danglingPrefix names images built without -t, as docker keeps them:
@@ -43,7 +46,7 @@ type Result struct {
 // Build builds the Dockerfile described by opts with the embedded BuildKit and
 // stores the result in containerd. Everything the user can get wrong is
 // checked before any connection is made.
-func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
+func Build(ctx context.Context, cfg engine.Config, opts *Options) (*Result, error) {
 	if opts.Stdout == nil {
 		opts.Stdout = os.Stdout
 	}
@@ -55,6 +58,11 @@ func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
 		return nil, err
 	}
 	defer req.cleanup()
+	// The garbage collection after the build is a global option: checked
+	// with the build's own, before anything starts.
+	if err := cfg.GC.Validate(); err != nil {
+		return nil, err
+	}
 
 	if w := req.syntaxWarning(); w != "" {
 		fmt.Fprintln(opts.Stderr, w)
@@ -71,17 +79,16 @@ func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Platforms = runnable
 	defer warmPlatforms(req)()
-	in, err := start(ctx, cfg, opts.Stderr)
+	eng, err := engine.Start(ctx, cfg, runnable, opts.Stderr)
 	if err != nil {
 		return nil, err
 	}
-	defer in.Close()
+	defer eng.Close()
 
-	resp, rec, err := solve(ctx, in.engine.client, req)
+	resp, rec, err := solve(ctx, eng.Client(), req)
 	if err != nil {
-		return nil, withOptionHint(explain(ctx, in.store, req, rec, err))
+		return nil, withOptionHint(explain(ctx, eng.Store(), req, rec, err))
 	}
 	res := &Result{
 		Digest:    resp.ExporterResponse["containerimage.digest"],
@@ -92,48 +99,20 @@ func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
 	if err := writeOutputs(opts, res); err != nil {
 		return nil, err
 	}
-	collectAfterBuild(ctx, in.engine, req.gc, opts.Quiet, opts.Stderr)
+	eng.CollectGarbage(ctx, opts.Quiet, opts.Stderr)
 	return res, nil
 }
 
 // ensureEmulation checks that every requested platform runs here before any
-// step does, registering QEMU handlers unless told not to. It returns the
-// platforms the worker reports: the host's first, as its default.
+// step does, registering QEMU handlers unless told not to (see
+// emulation.Prepare). It returns the platforms the worker reports: the
+// host's first, as its default.
 func ensureEmulation(ctx context.Context, req *request) ([]ocispecs.Platform, error) {
-	host := emulation.HostPlatform()
-	ps := req.platforms
-	if len(ps) == 0 {
-		ps = []ocispecs.Platform{host}
-	}
-	memo := foreign(host, ps)
-	if memo {
-		if key, ok := emulationKey(ps); ok {
-			if out, ok := recalledEmulation(key); ok {
-				return out, nil
-			}
-		}
-	}
-	rep, err := emulation.Ensure(ctx, ps, !req.opts.NoAutoEmulation)
+	out, rep, err := emulation.Prepare(ctx, req.platforms, !req.opts.NoAutoEmulation)
 	for _, p := range rep.Registered {
 		fmt.Fprintf(req.opts.Stderr, "registered a QEMU binfmt_misc handler for %s (turn this off with --no-auto-emulation)\n", platforms.Format(p))
 	}
-	if err != nil {
-		return nil, err
-	}
-	out := []ocispecs.Platform{host}
-	for _, p := range rep.Runnable {
-		if !platforms.Only(host).Match(p) {
-			out = append(out, p)
-		}
-	}
-	out = append(out, rep.Registered...)
-	if memo {
-		// Keyed on the handlers as they are now, including any just registered.
-		if key, ok := emulationKey(ps); ok {
-			rememberEmulation(key, out)
-		}
-	}
-	return out, nil
+	return out, err
 }
 
 // solve runs the build and the progress display side by side.

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 
+	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/nodes"
 	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/store"
@@ -43,7 +44,7 @@ const localName = "local"
 // through the session, not through a registry), under a lease. kiln then
 // joins the per-builder indexes into one index, names it only once every
 // blob is present, and unpacks the host's platform.
-func buildOnNodes(ctx context.Context, cfg Config, req *request) (res *Result, ok bool, err error) {
+func buildOnNodes(ctx context.Context, cfg engine.Config, req *request) (res *Result, ok bool, err error) {
 	plan, err := planNodes(ctx, req)
 	if err != nil || plan == nil {
 		return nil, err != nil, err
@@ -64,39 +65,35 @@ type builderRun struct {
 	platforms []ocispecs.Platform
 }
 
-func runPlan(ctx context.Context, cfg Config, req *request, plan *nodePlan) (*Result, error) {
+func runPlan(ctx context.Context, cfg engine.Config, req *request, plan *nodePlan) (*Result, error) {
 	o := req.opts
 	if req.progress != "quiet" && req.progress != "rawjson" {
 		fmt.Fprintln(o.Stderr, plan.describe())
 	}
 	var runs []*builderRun
 	var st *store.Store
-	var in *instance // the local builder, when there is one
-	snapshotter := cfg.Snapshotter
+	var eng *engine.Engine // the local builder, when there is one
 	if len(plan.local) > 0 {
 		local := req.withPlatforms(plan.local)
 		runnable, err := ensureEmulation(ctx, local)
 		if err != nil {
 			return nil, err
 		}
-		cfg.Platforms = runnable
-		if in, err = start(ctx, cfg, o.Stderr); err != nil {
+		if eng, err = engine.Start(ctx, cfg, runnable, o.Stderr); err != nil {
 			return nil, err
 		}
-		defer in.Close()
-		st = in.store
-		runs = append(runs, &builderRun{name: localName, client: in.engine.client, req: local, platforms: plan.local})
+		defer eng.Close()
+		st = eng.Store()
+		runs = append(runs, &builderRun{name: localName, client: eng.Client(), req: local, platforms: plan.local})
 	} else {
 		var err error
 		// The store the global options select, the embedded one included.
-		if st, err = OpenStore(ctx, cfg, o.Stderr); err != nil {
+		if st, err = engine.OpenStore(ctx, cfg, o.Stderr); err != nil {
 			return nil, err
 		}
 		defer st.Close()
 	}
-	if choice, err := chooseSnapshotter(ctx, st, cfg); err == nil {
-		snapshotter = choice.Name
-	}
+	snapshotter := engine.UnpackSnapshotter(ctx, cfg, st)
 	for _, g := range plan.remote {
 		runs = append(runs, &builderRun{name: g.node.Name, node: g, client: g.client, req: req.withPlatforms(g.platforms), platforms: g.platforms})
 	}
@@ -150,8 +147,8 @@ func runPlan(ctx context.Context, cfg Config, req *request, plan *nodePlan) (*Re
 		return nil, err
 	}
 	// The nodes collect their own caches; this is the local builder's.
-	if in != nil {
-		collectAfterBuild(ctx, in.engine, req.gc, o.Quiet, o.Stderr)
+	if eng != nil {
+		eng.CollectGarbage(ctx, o.Quiet, o.Stderr)
 	}
 	return res, nil
 }

@@ -128,6 +128,17 @@ func DefaultRoot() string {
 	return filepath.Join(DataHome(), "kiln")
 }
 
+// RunDir is kiln's runtime directory, shared by every kiln of the user
+// whatever its --root: /run/kiln for root, LockDir for an unprivileged
+// user, in or out of RootlessKit's namespaces. It holds the namespace locks
+// and the emulation memo.
+func RunDir() string {
+	if Enabled() {
+		return LockDir()
+	}
+	return "/run/kiln"
+}
+
 // LockDir is where an unprivileged user's kiln processes keep the locks
 // they share whatever their state directory: $XDG_RUNTIME_DIR/kiln, or a
 // per-user directory in /tmp where that does not exist.

@@ -7,7 +7,7 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/urfave/cli/v2"
 
-	"github.com/kiln-build/kiln/builder"
+	"github.com/kiln-build/kiln/engine"
 )
 
 func pruneCommand() *cli.Command {
@@ -20,7 +20,7 @@ func pruneCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "filter", Usage: "free only records matching a filter, e.g. type==regular"},
 		},
 		Action: func(c *cli.Context) error {
-			opts := builder.PruneOptions{All: c.Bool("all"), Filters: c.StringSlice("filter")}
+			opts := engine.PruneOptions{All: c.Bool("all"), Filters: c.StringSlice("filter")}
 			if s := c.String("keep-storage"); s != "" {
 				n, err := units.RAMInBytes(s)
 				if err != nil {
@@ -28,7 +28,7 @@ func pruneCommand() *cli.Command {
 				}
 				opts.KeepStorage = n
 			}
-			recs, err := builder.Prune(c.Context, engineConfig(c), opts)
+			recs, err := engine.Prune(c.Context, engineConfig(c), opts, c.App.ErrWriter)
 			if err != nil {
 				return err
 			}
@@ -50,7 +50,7 @@ func duCommand() *cli.Command {
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "list every cache record"},
 		},
 		Action: func(c *cli.Context) error {
-			recs, err := builder.DiskUsage(c.Context, engineConfig(c))
+			recs, err := engine.DiskUsage(c.Context, engineConfig(c), c.App.ErrWriter)
 			if err != nil {
 				return err
 			}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/kiln-build/kiln/builder"
+	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/usage"
 )
 
@@ -16,13 +16,13 @@ func TestGCFlags(t *testing.T) {
 	cases := []struct {
 		args string
 		env  map[string]string
-		want builder.GCOptions
+		want engine.GCOptions
 	}{
-		{"kiln", nil, builder.GCOptions{}},
-		{"kiln --gc=false", nil, builder.GCOptions{Disabled: true}},
-		{"kiln --gc --gc-keep-storage 10GB", nil, builder.GCOptions{KeepStorage: "10GB"}},
-		{"kiln", map[string]string{"KILN_GC": "false", "KILN_GC_KEEP_STORAGE": "20%"}, builder.GCOptions{Disabled: true, KeepStorage: "20%"}},
-		{"kiln --gc=true --gc-keep-storage=1GB", map[string]string{"KILN_GC": "false", "KILN_GC_KEEP_STORAGE": "20%"}, builder.GCOptions{KeepStorage: "1GB"}},
+		{"kiln", nil, engine.GCOptions{}},
+		{"kiln --gc=false", nil, engine.GCOptions{Disabled: true}},
+		{"kiln --gc --gc-keep-storage 10GB", nil, engine.GCOptions{KeepStorage: "10GB"}},
+		{"kiln", map[string]string{"KILN_GC": "false", "KILN_GC_KEEP_STORAGE": "20%"}, engine.GCOptions{Disabled: true, KeepStorage: "20%"}},
+		{"kiln --gc=true --gc-keep-storage=1GB", map[string]string{"KILN_GC": "false", "KILN_GC_KEEP_STORAGE": "20%"}, engine.GCOptions{KeepStorage: "1GB"}},
 	}
 	for _, c := range cases {
 		t.Run(c.args, func(t *testing.T) {
@@ -33,7 +33,7 @@ func TestGCFlags(t *testing.T) {
 			for k, v := range c.env {
 				t.Setenv(k, v)
 			}
-			var got builder.GCOptions
+			var got engine.GCOptions
 			app := &cli.App{Flags: globalFlags(), Action: func(c *cli.Context) error {
 				got = gcOptions(c)
 				return nil

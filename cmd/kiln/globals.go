@@ -5,7 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/kiln-build/kiln/builder"
+	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/rootless"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/store"
@@ -34,13 +34,13 @@ func globalFlags() []cli.Flag {
 }
 
 // gcOptions reads the global garbage collection flags; a build validates them.
-func gcOptions(c *cli.Context) builder.GCOptions {
-	return builder.GCOptions{Disabled: !c.Bool("gc"), KeepStorage: c.String("gc-keep-storage")}
+func gcOptions(c *cli.Context) engine.GCOptions {
+	return engine.GCOptions{Disabled: !c.Bool("gc"), KeepStorage: c.String("gc-keep-storage")}
 }
 
 // engineConfig reads the global flags.
-func engineConfig(c *cli.Context) builder.Config {
-	return builder.Config{
+func engineConfig(c *cli.Context) engine.Config {
+	return engine.Config{
 		Store:          c.String("store"),
 		Address:        store.TrimScheme(c.String("address")),
 		AddressSet:     c.IsSet("address"),
@@ -49,6 +49,7 @@ func engineConfig(c *cli.Context) builder.Config {
 		SnapshotterSet: c.IsSet("snapshotter"),
 		Root:           c.String("root"),
 		Rootless:       rootless.Enabled(),
+		GC:             gcOptions(c),
 	}
 }
 

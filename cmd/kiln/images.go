@@ -8,16 +8,16 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 
-	"github.com/kiln-build/kiln/builder"
+	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/store"
 )
 
 // withStore runs fn on the store and namespace the global flags name (a
-// containerd, or kiln's embedded store: see builder.OpenStore) and closes
+// containerd, or kiln's embedded store: see engine.OpenStore) and closes
 // the store after it.
 func withStore(c *cli.Context, fn func(st *store.Store) error) error {
-	st, err := builder.OpenStore(c.Context, engineConfig(c), c.App.ErrWriter)
+	st, err := engine.OpenStore(c.Context, engineConfig(c), c.App.ErrWriter)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/kiln-build/kiln/builder"
+	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/usage"
 	"github.com/kiln-build/kiln/version"
 )
@@ -27,7 +27,7 @@ func infoCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			info, err := builder.GetInfo(c.Context, engineConfig(c))
+			info, err := engine.Describe(c.Context, engineConfig(c))
 			if err != nil {
 				return err
 			}
@@ -70,7 +70,7 @@ func versionCommand() *cli.Command {
 		Name:  "version",
 		Usage: "show kiln's version",
 		Action: func(c *cli.Context) error {
-			fmt.Fprintf(c.App.Writer, "kiln %s\nBuildKit %s (embedded)\n%s %s/%s\n", version.Version, builder.BuildKitVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprintf(c.App.Writer, "kiln %s\nBuildKit %s (embedded)\n%s %s/%s\n", version.Version, engine.BuildKitVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
 		},
 	}

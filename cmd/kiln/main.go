@@ -39,9 +39,9 @@ func main() {
 	os.Exit(run(os.Args))
 }
 
-// joinsNamespaces reports whether args run a command that works with
-// containerd, which an unprivileged user's kiln runs inside their rootless
-// containerd's namespaces; help, version and unknown commands do not.
+// joinsNamespaces reports whether args run a command that an unprivileged
+// user's kiln runs inside their rootless containerd's namespaces (see
+// commandNamespaces); help and unknown commands do not.
 func joinsNamespaces(app *cli.App, args []string) bool {
 	for _, a := range args[1:] {
 		if a == "--" {
@@ -62,7 +62,7 @@ func joinsNamespaces(app *cli.App, args []string) bool {
 		return false
 	}
 	cmd := findCommand(app.Commands, args[i])
-	return cmd != nil && cmd.Name != "version"
+	return cmd != nil && commandNamespaces[cmd.Name].joinsContainerd
 }
 
 // run executes kiln and returns its exit status: 0, 1 for a failure, 2 for a

@@ -26,3 +26,24 @@ func TestJoinsNamespaces(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandNamespaces: every command says where it runs for an
+// unprivileged user, and the two lists differ only where they should.
+func TestCommandNamespaces(t *testing.T) {
+	for _, c := range newApp().Commands {
+		if _, ok := commandNamespaces[c.Name]; !ok {
+			t.Errorf("command %s is missing from commandNamespaces", c.Name)
+		}
+	}
+	for name, use := range commandNamespaces {
+		if findCommand(newApp().Commands, name) == nil {
+			t.Errorf("commandNamespaces names %s, which is no command", name)
+		}
+		if use.ownNamespaces && !use.joinsContainerd {
+			t.Errorf("%s runs in kiln's own namespaces but not in the rootless containerd's", name)
+		}
+	}
+	if use := commandNamespaces["emulation"]; !use.joinsContainerd || use.ownNamespaces {
+		t.Errorf("emulation: %+v, want it to join the rootless containerd's namespaces only", use)
+	}
+}

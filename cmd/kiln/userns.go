@@ -17,17 +17,51 @@ type exitStatus int
 
 func (e exitStatus) Error() string { return "exit status " + strconv.Itoa(int(e)) }
 
+// namespaceUse says where an unprivileged user's kiln runs a command.
+type namespaceUse struct {
+	// joinsContainerd: the command works with containerd, so kiln runs it
+	// inside the namespaces of the user's rootless containerd
+	// (rootless.Enter, from main) unless the embedded store is chosen.
+	joinsContainerd bool
+	// ownNamespaces: the command opens the store, so with the embedded
+	// store kiln runs it in a user and mount namespace of its own, where it
+	// can mount snapshots and run build steps (see ownNamespaces).
+	ownNamespaces bool
+}
+
+// commandNamespaces is the one list of where each command runs for an
+// unprivileged user; a command missing from it (help) runs where it is.
+// emulation joins a rootless containerd's namespaces, to manage the
+// handlers its builds see, but opens no store.
+var commandNamespaces = map[string]namespaceUse{
+	"build":     {joinsContainerd: true, ownNamespaces: true},
+	"prune":     {joinsContainerd: true, ownNamespaces: true},
+	"du":        {joinsContainerd: true, ownNamespaces: true},
+	"emulation": {joinsContainerd: true},
+	"images":    {joinsContainerd: true, ownNamespaces: true},
+	"inspect":   {joinsContainerd: true, ownNamespaces: true},
+	"tag":       {joinsContainerd: true, ownNamespaces: true},
+	"rm":        {joinsContainerd: true, ownNamespaces: true},
+	"pull":      {joinsContainerd: true, ownNamespaces: true},
+	"push":      {joinsContainerd: true, ownNamespaces: true},
+	"manifest":  {joinsContainerd: true, ownNamespaces: true},
+	"node":      {joinsContainerd: true, ownNamespaces: true},
+	"save":      {joinsContainerd: true, ownNamespaces: true},
+	"load":      {joinsContainerd: true, ownNamespaces: true},
+	"info":      {joinsContainerd: true, ownNamespaces: true},
+	"version":   {},
+}
+
 // ownNamespaces runs the command again in a user and mount namespace of
 // kiln's own (see rootless.RunInOwnNamespaces) when an unprivileged user's
-// kiln uses the embedded store: there it can mount snapshots and run build
-// steps. Commands that do not open the store (emulation, version, help)
-// run as they are.
+// kiln uses the embedded store and the command opens it (see
+// commandNamespaces).
 func ownNamespaces(c *cli.Context) error {
 	if !rootless.Parent() || c.NArg() == 0 {
 		return nil
 	}
 	cmd := findCommand(c.App.Commands, c.Args().First())
-	if cmd == nil || cmd.Name == "version" || cmd.Name == "emulation" || cmd.Name == "help" {
+	if cmd == nil || !commandNamespaces[cmd.Name].ownNamespaces {
 		return nil
 	}
 	for _, a := range c.Args().Slice() {
@@ -35,8 +69,7 @@ func ownNamespaces(c *cli.Context) error {
 			return nil
 		}
 	}
-	cfg := engineConfig(c)
-	sel, err := store.Select(cfg.Store, cfg.Address, cfg.AddressSet)
+	sel, err := engineConfig(c).Selection()
 	if err != nil || !sel.Embedded() {
 		return nil // the command reports a bad --store itself
 	}

@@ -1,4 +1,4 @@
-package builder
+package engine
 
 import (
 	"context"
@@ -15,15 +15,15 @@ import (
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/cmd/buildkitd/config"
 	"github.com/moby/buildkit/util/disk"
-	"github.com/moby/buildkit/worker/base"
 
 	"github.com/kiln-build/kiln/usage"
 )
 
 // GCOptions control the garbage collection of the build cache that follows
 // every successful build. buildkitd collects in the background; kiln has no
-// background, so a build collects when it is done (see collectGarbage). The
-// zero value collects with buildkitd's default policy.
+// background, so a build collects when it is done (see
+// Engine.CollectGarbage). The zero value collects with buildkitd's default
+// policy.
 type GCOptions struct {
 	// Disabled turns the collection off (--gc=false).
 	Disabled bool
@@ -57,15 +57,20 @@ type gcPolicy struct {
 	keep     config.DiskSpace // zero: buildkitd's defaults
 }
 
-// resolveGC validates the garbage collection options with the others, so
-// that a bad value fails the build before it starts, not after it.
-func (r *request) resolveGC() error {
-	keep, err := ParseKeepStorage(r.opts.GC.KeepStorage)
+// Validate checks the options, so that a bad value fails a build before
+// it starts, not after it.
+func (o GCOptions) Validate() error {
+	_, err := o.policy()
+	return err
+}
+
+// policy validates the options.
+func (o GCOptions) policy() (gcPolicy, error) {
+	keep, err := ParseKeepStorage(o.KeepStorage)
 	if err != nil {
-		return err
+		return gcPolicy{}, err
 	}
-	r.gc = gcPolicy{disabled: r.opts.GC.Disabled, keep: keep}
-	return nil
+	return gcPolicy{disabled: o.Disabled, keep: keep}, nil
 }
 
 // ParseKeepStorage reads a --gc-keep-storage value: a size such as 512MB or
@@ -161,19 +166,11 @@ func keepBytes(total int64, dstat disk.DiskStat, r bkclient.PruneInfo) int64 {
 // has finished, so nothing holds the build's results any more; like
 // buildkitd's collection, the rules free the least recently and least
 // often used records first, and images' layers only under the last rule.
-func collectGarbage(ctx context.Context, e *engine, p gcPolicy) ([]CacheRecord, error) {
+func collectGarbage(ctx context.Context, e *Engine, p gcPolicy) ([]CacheRecord, error) {
 	if p.disabled {
 		return nil, nil
 	}
-	w, err := e.workers.GetDefault()
-	if err != nil {
-		return nil, fmt.Errorf("finding BuildKit's worker: %w", err)
-	}
-	bw, ok := w.(*base.Worker)
-	if !ok {
-		return nil, fmt.Errorf("the worker %T has no state directory", w)
-	}
-	root := bw.WorkerOpt.Root
+	root := e.worker.WorkerOpt.Root
 	stamp := filepath.Join(root, gcStamp)
 	if fi, err := os.Stat(stamp); err == nil {
 		// A stamp from the future (the clock went back) does not count.
@@ -190,7 +187,7 @@ func collectGarbage(ctx context.Context, e *engine, p gcPolicy) ([]CacheRecord, 
 	// from BuildKit's fallback of 2GB.
 	dstat, _ := disk.GetDiskStat(root)
 	rules := p.rules(dstat)
-	du, err := w.DiskUsage(ctx, bkclient.DiskUsageInfo{})
+	du, err := e.worker.DiskUsage(ctx, bkclient.DiskUsageInfo{})
 	if err != nil {
 		return nil, fmt.Errorf("reading build cache usage: %w", err)
 	}
@@ -202,7 +199,7 @@ func collectGarbage(ctx context.Context, e *engine, p gcPolicy) ([]CacheRecord, 
 	// space after the rules before it.
 	var freed []CacheRecord
 	for _, r := range rules {
-		recs, err := prune(ctx, e.client, r)
+		recs, err := e.prune(ctx, r)
 		freed = append(freed, recs...)
 		if err != nil {
 			return freed, err
@@ -220,11 +217,16 @@ func touch(path string) error {
 	return err
 }
 
-// collectAfterBuild runs collectGarbage after a successful build and says
-// on stderr what it freed (unless quiet) or that it failed: a build that
-// succeeded stays a success.
-func collectAfterBuild(ctx context.Context, e *engine, p gcPolicy, quiet bool, stderr io.Writer) {
-	freed, err := collectGarbage(ctx, e, p)
+// CollectGarbage applies the garbage collection policy of the global
+// options (Config.GC) to the build cache after a successful build, at most
+// once a minute, and says on stderr what it freed (unless quiet) or that it
+// failed: a build that succeeded stays a success.
+func (e *Engine) CollectGarbage(ctx context.Context, quiet bool, stderr io.Writer) {
+	p, err := e.cfg.GC.policy()
+	var freed []CacheRecord
+	if err == nil {
+		freed, err = collectGarbage(ctx, e, p)
+	}
 	var size int64
 	for _, r := range freed {
 		size += r.Size

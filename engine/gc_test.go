@@ -1,4 +1,4 @@
-package builder
+package engine
 
 import (
 	"strings"
@@ -41,22 +41,18 @@ func TestParseKeepStorage(t *testing.T) {
 	}
 }
 
-// TestPrepareGC checks that a bad --gc-keep-storage fails the build before
-// it starts, not after it.
-func TestPrepareGC(t *testing.T) {
-	dir := writeContext(t, "FROM scratch\n")
-	o := &Options{ContextDir: dir, GC: GCOptions{KeepStorage: "lots"}}
-	if _, err := o.prepare(); !usage.Is(err) {
-		t.Fatalf("prepare with --gc-keep-storage lots: %v, want a usage error", err)
+// TestGCOptionsPolicy checks that bad options are a usage error, which a
+// build reports before it starts (Validate), and good ones the policy.
+func TestGCOptionsPolicy(t *testing.T) {
+	if err := (GCOptions{KeepStorage: "lots"}).Validate(); !usage.Is(err) {
+		t.Fatalf("Validate with --gc-keep-storage lots: %v, want a usage error", err)
 	}
-	o.GC = GCOptions{Disabled: true, KeepStorage: "2GB"}
-	r, err := o.prepare()
+	p, err := GCOptions{Disabled: true, KeepStorage: "2GB"}.policy()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.cleanup()
-	if want := (gcPolicy{disabled: true, keep: config.DiskSpace{Bytes: 2 << 30}}); r.gc != want {
-		t.Errorf("policy %+v, want %+v", r.gc, want)
+	if want := (gcPolicy{disabled: true, keep: config.DiskSpace{Bytes: 2 << 30}}); p != want {
+		t.Errorf("policy %+v, want %+v", p, want)
 	}
 }
 

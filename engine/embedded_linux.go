@@ -1,7 +1,6 @@
-package builder
+package engine
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,25 +19,16 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/kiln-build/kiln/rootless"
+	"github.com/kiln-build/kiln/store"
 )
 
-// newEmbeddedWorker assembles BuildKit's worker for the embedded store: the
-// store's content, images, leases and snapshotter, as BuildKit's containerd
-// worker takes them from a containerd, and BuildKit's runc executor, as its
-// OCI worker has it, in place of containerd's tasks.
-func newEmbeddedWorker(ctx context.Context, cfg Config) (*base.Worker, error) {
-	opt, err := embeddedWorkerOpt(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("starting the embedded store's worker: %w", err)
-	}
-	return startWorker(ctx, cfg, opt, "the embedded store's worker")
-}
-
-func embeddedWorkerOpt(cfg Config) (opt base.WorkerOpt, err error) {
-	st := cfg.embedded
+// embeddedWorkerOpt describes BuildKit's worker for the embedded store st
+// in the worker directory root: the store's content, images, leases and
+// snapshotter, as BuildKit's containerd worker takes them from a
+// containerd, and BuildKit's runc executor, as its OCI worker has it, in
+// place of containerd's tasks. Steps run under cgroupParent unless empty.
+func embeddedWorkerOpt(st *store.Store, namespace, root, name string, rootlessMode bool, cgroupParent string) (opt base.WorkerOpt, err error) {
 	c := st.Client()
-	name := cfg.Snapshotter
-	root := embeddedWorkerRoot(cfg)
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return opt, fmt.Errorf("creating %s: %w", root, err)
 	}
@@ -54,8 +44,8 @@ func embeddedWorkerOpt(cfg Config) (opt base.WorkerOpt, err error) {
 	// the steps' cgroup paths and limits, which an unprivileged runc
 	// cannot set up on cgroup v1.
 	exe, monitor, err := newRuncExecutor(root, runcexecutor.Opt{
-		Rootless:            cfg.Rootless || rootless.InUserNamespace(),
-		DefaultCgroupParent: cfg.cgroupParent,
+		Rootless:            rootlessMode || rootless.InUserNamespace(),
+		DefaultCgroupParent: cgroupParent,
 	}, np, proxy)
 	if err != nil {
 		return opt, err
@@ -68,7 +58,7 @@ func embeddedWorkerOpt(cfg Config) (opt base.WorkerOpt, err error) {
 	if err != nil {
 		hostname = "unknown"
 	}
-	cs := containerdsnapshot.NewContentStore(c.ContentStore(), cfg.Namespace)
+	cs := containerdsnapshot.NewContentStore(c.ContentStore(), namespace)
 	df := c.DiffService()
 	return base.WorkerOpt{
 		ID:   id,
@@ -84,13 +74,13 @@ func embeddedWorkerOpt(cfg Config) (opt base.WorkerOpt, err error) {
 		NetworkProviders: np,
 		ProxyProvider:    proxy,
 		Executor:         exe,
-		Snapshotter:      containerdsnapshot.NewSnapshotter(name, c.SnapshotService(name), cfg.Namespace, nil),
+		Snapshotter:      containerdsnapshot.NewSnapshotter(name, c.SnapshotService(name), namespace, nil),
 		ContentStore:     cs,
 		Applier:          winlayers.NewFileSystemApplierWithWindows(cs, df),
 		Differ:           winlayers.NewWalkingDiffWithWindows(cs, df),
 		ImageStore:       c.ImageService(),
 		Platforms:        []ocispecs.Platform{platforms.Normalize(platforms.DefaultSpec())},
-		LeaseManager:     leaseutil.WithNamespace(c.LeasesService(), cfg.Namespace),
+		LeaseManager:     leaseutil.WithNamespace(c.LeasesService(), namespace),
 		GarbageCollect:   st.CollectGarbage,
 		MountPoolRoot:    filepath.Join(root, "cachemounts"),
 		ResourceMonitor:  monitor,

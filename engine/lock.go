@@ -1,4 +1,4 @@
-package builder
+package engine
 
 import (
 	"context"
@@ -29,22 +29,19 @@ import (
 // earlier kiln's state (see adoptLegacyState) are the root's, not a
 // namespace's.
 func lockState(ctx context.Context, cfg Config, stderr io.Writer) (func(), error) {
-	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
-		return nil, fmt.Errorf("creating kiln's state directory %s: %w (choose another with --root)", cfg.Root, err)
-	}
-	unlockRoot, err := lockFile(ctx, filepath.Join(cfg.Root, "kiln.lock"), cfg.Root, false, stderr)
+	unlockRoot, err := lockRoot(ctx, cfg.Root, stderr)
 	if err != nil {
 		return nil, err
 	}
-	dir := lockDir()
+	dir := rootless.RunDir()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		unlockRoot()
 		return nil, fmt.Errorf("creating kiln's lock directory %s: %w", dir, err)
 	}
 	sum := sha256.Sum256([]byte(cfg.Address + "\x00" + cfg.Namespace))
 	what := fmt.Sprintf("namespace %s of %s", cfg.Namespace, cfg.Address)
-	// One file per containerd and namespace would pile up in lockDir: it is
-	// removed when released.
+	// One file per containerd and namespace would pile up in the lock
+	// directory: it is removed when released.
 	unlockNS, err := lockFile(ctx, filepath.Join(dir, hex.EncodeToString(sum[:8])+".lock"), what, true, stderr)
 	if err != nil {
 		unlockRoot()
@@ -63,14 +60,14 @@ func lockState(ctx context.Context, cfg Config, stderr io.Writer) (func(), error
 	return unlock, nil
 }
 
-// lockDir holds the namespace locks, which must be shared by every kiln of
-// the user whatever its --root: /run/kiln for root, $XDG_RUNTIME_DIR/kiln
-// for an unprivileged user, in or out of RootlessKit's namespaces.
-func lockDir() string {
-	if rootless.Enabled() {
-		return rootless.LockDir()
+// lockRoot creates the state directory root and takes its lock, which
+// every kiln process that runs BuildKit or opens the embedded store under
+// root holds (see lockState).
+func lockRoot(ctx context.Context, root string, stderr io.Writer) (func(), error) {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("creating kiln's state directory %s: %w (choose another with --root)", root, err)
 	}
-	return "/run/kiln"
+	return lockFile(ctx, filepath.Join(root, "kiln.lock"), root, false, stderr)
 }
 
 // lockFile takes an exclusive lock on path and records this process's pid in

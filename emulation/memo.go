@@ -1,6 +1,7 @@
-package builder
+package emulation
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -15,7 +16,8 @@ import (
 	"github.com/containerd/platforms"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/kiln-build/kiln/emulation"
+	"github.com/kiln-build/kiln/platform"
+	"github.com/kiln-build/kiln/rootless"
 	"github.com/kiln-build/kiln/version"
 )
 
@@ -25,39 +27,79 @@ import (
 // registration, flag F), so kiln remembers a successful check together with
 // the handlers it saw and checks again when they change. The memo lives in
 // kiln's runtime directory (a tmpfs that a reboot clears) and expires after
-// emulationMemoTTL regardless.
+// memoTTL regardless.
 
-// emulationMemoTTL bounds how long a successful check is trusted.
-const emulationMemoTTL = time.Hour
-
-type emulationMemo struct {
-	// Checks maps a key (see emulationKey) to a successful check.
-	Checks map[string]emulationCheck `json:"checks"`
+// Prepare checks that every platform of ps (the host's when ps is empty)
+// runs here before a build runs any step, as Ensure does: with auto it
+// registers QEMU handlers for those that do not. It returns the platforms
+// BuildKit's worker should report, the host's first as its default, and
+// what Ensure did (also on error: the handlers it registered stay
+// registered). A successful check of a foreign platform is remembered
+// (see memoKey), so that the next build with the same handlers skips it.
+func Prepare(ctx context.Context, ps []ocispecs.Platform, auto bool) ([]ocispecs.Platform, Report, error) {
+	host := HostPlatform()
+	if len(ps) == 0 {
+		ps = []ocispecs.Platform{host}
+	}
+	memo := anyForeign(host, ps)
+	if memo {
+		if key, ok := memoKey(ps); ok {
+			if out, ok := recalled(key); ok {
+				return out, Report{}, nil
+			}
+		}
+	}
+	rep, err := Ensure(ctx, ps, auto)
+	if err != nil {
+		return nil, rep, err
+	}
+	out := []ocispecs.Platform{host}
+	for _, p := range rep.Runnable {
+		if !platforms.Only(host).Match(p) {
+			out = append(out, p)
+		}
+	}
+	out = append(out, rep.Registered...)
+	if memo {
+		// Keyed on the handlers as they are now, including any just registered.
+		if key, ok := memoKey(ps); ok {
+			remember(key, out)
+		}
+	}
+	return out, rep, nil
 }
 
-type emulationCheck struct {
+// memoTTL bounds how long a successful check is trusted.
+const memoTTL = time.Hour
+
+type memo struct {
+	// Checks maps a key (see memoKey) to a successful check.
+	Checks map[string]memoCheck `json:"checks"`
+}
+
+type memoCheck struct {
 	Platforms []string  `json:"platforms"`
 	At        time.Time `json:"at"`
 }
 
-// emulationMemoDir is where the memo lives: kiln's runtime directory.
-var emulationMemoDir = lockDir
+// memoDir is where the memo lives: kiln's runtime directory.
+var memoDir = rootless.RunDir
 
-func emulationMemoPath() string {
-	return filepath.Join(emulationMemoDir(), "emulation.json")
+func memoPath() string {
+	return filepath.Join(memoDir(), "emulation.json")
 }
 
-// emulationKey identifies a check: the requested platforms and the
+// memoKey identifies a check: the requested platforms and the
 // binfmt_misc state this process sees (every handler's settings, in its user
 // namespace, on this boot). ok is false when that state cannot be read.
-func emulationKey(ps []ocispecs.Platform) (key string, ok bool) {
-	return emulationKeyIn(emulation.BinfmtDir(), ps)
+func memoKey(ps []ocispecs.Platform) (key string, ok bool) {
+	return memoKeyIn(BinfmtDir(), ps)
 }
 
-func emulationKeyIn(dir string, ps []ocispecs.Platform) (key string, ok bool) {
+func memoKeyIn(dir string, ps []ocispecs.Platform) (key string, ok bool) {
 	names := make([]string, len(ps))
 	for i, p := range ps {
-		names[i] = platforms.Format(p)
+		names[i] = platform.Format(p)
 	}
 	sort.Strings(names)
 	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
@@ -87,10 +129,10 @@ func emulationKeyIn(dir string, ps []ocispecs.Platform) (key string, ok bool) {
 	return hex.EncodeToString(h.Sum(nil)), true
 }
 
-// recalledEmulation returns the runnable platforms of an earlier successful
+// recalled returns the runnable platforms of an earlier successful
 // check with the same key.
-func recalledEmulation(key string) ([]ocispecs.Platform, bool) {
-	path := emulationMemoPath()
+func recalled(key string) ([]ocispecs.Platform, bool) {
+	path := memoPath()
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, false
@@ -103,17 +145,17 @@ func recalledEmulation(key string) ([]ocispecs.Platform, bool) {
 	if err != nil {
 		return nil, false
 	}
-	var m emulationMemo
+	var m memo
 	if json.Unmarshal(b, &m) != nil {
 		return nil, false
 	}
 	c, ok := m.Checks[key]
-	if !ok || time.Since(c.At) > emulationMemoTTL || c.At.After(time.Now()) {
+	if !ok || time.Since(c.At) > memoTTL || c.At.After(time.Now()) {
 		return nil, false
 	}
 	var out []ocispecs.Platform
 	for _, s := range c.Platforms {
-		p, err := platforms.Parse(s)
+		p, err := platform.Parse(s)
 		if err != nil {
 			return nil, false
 		}
@@ -122,28 +164,28 @@ func recalledEmulation(key string) ([]ocispecs.Platform, bool) {
 	return out, len(out) > 0
 }
 
-// rememberEmulation records a successful check. Failing to write it only
+// remember records a successful check. Failing to write it only
 // costs the next build a probe.
-func rememberEmulation(key string, ps []ocispecs.Platform) {
-	path := emulationMemoPath()
+func remember(key string, ps []ocispecs.Platform) {
+	path := memoPath()
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return
 	}
-	var m emulationMemo
+	var m memo
 	if b, err := os.ReadFile(path); err == nil {
 		_ = json.Unmarshal(b, &m)
 	}
 	if m.Checks == nil {
-		m.Checks = map[string]emulationCheck{}
+		m.Checks = map[string]memoCheck{}
 	}
 	for k, c := range m.Checks {
-		if time.Since(c.At) > emulationMemoTTL {
+		if time.Since(c.At) > memoTTL {
 			delete(m.Checks, k)
 		}
 	}
-	c := emulationCheck{At: time.Now()}
+	c := memoCheck{At: time.Now()}
 	for _, p := range ps {
-		c.Platforms = append(c.Platforms, platforms.Format(p))
+		c.Platforms = append(c.Platforms, platform.Format(p))
 	}
 	m.Checks[key] = c
 	b, err := json.Marshal(m)
@@ -160,9 +202,9 @@ func rememberEmulation(key string, ps []ocispecs.Platform) {
 	}
 }
 
-// foreign reports whether some platform is of another architecture than the
+// anyForeign reports whether some platform is of another architecture than the
 // host's, so that checking it means executing a probe.
-func foreign(host ocispecs.Platform, ps []ocispecs.Platform) bool {
+func anyForeign(host ocispecs.Platform, ps []ocispecs.Platform) bool {
 	for _, p := range ps {
 		if p.Architecture != host.Architecture {
 			return true

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package builder
+package engine
 
 import (
 	"context"
@@ -13,11 +13,13 @@ import (
 	"github.com/moby/buildkit/util/network"
 	"github.com/moby/buildkit/worker/base"
 	"github.com/moby/buildkit/worker/containerd"
+
+	"github.com/kiln-build/kiln/store"
 )
 
-// newEmbeddedWorker fails off Linux, where runc does not run.
-func newEmbeddedWorker(ctx context.Context, cfg Config) (*base.Worker, error) {
-	return nil, errors.New("kiln's embedded store needs Linux")
+// embeddedWorkerOpt fails off Linux, where runc does not run.
+func embeddedWorkerOpt(st *store.Store, namespace, root, name string, rootlessMode bool, cgroupParent string) (base.WorkerOpt, error) {
+	return base.WorkerOpt{}, errors.New("kiln's embedded store needs Linux")
 }
 
 // sweepRuncSteps has nothing to clean off Linux.

@@ -1,4 +1,4 @@
-package builder
+package engine
 
 import (
 	"context"
@@ -15,7 +15,6 @@ import (
 	ctd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 
-	"github.com/kiln-build/kiln/rootless"
 	"github.com/kiln-build/kiln/store"
 )
 
@@ -110,79 +109,6 @@ func removeContainer(ctx context.Context, ctr ctd.Container) error {
 	return nil
 }
 
-// instance is everything one kiln operation holds: the containerd store, the
-// state lock and the embedded BuildKit.
-type instance struct {
-	store  *store.Store
-	engine *engine
-	unlock func()
-}
-
-// start connects to containerd, takes the root's lock, cleans what a killed
-// kiln process left, moves an earlier kiln's build cache into its
-// namespace's state directory, and starts the embedded BuildKit on the
-// namespace's state; with the embedded store (see store.Select)
-// startEmbedded does the same.
-func start(ctx context.Context, cfg Config, stderr io.Writer) (*instance, error) {
-	sel, err := store.Select(cfg.Store, cfg.Address, cfg.AddressSet)
-	if err != nil {
-		return nil, err
-	}
-	if sel.Embedded() {
-		return startEmbedded(ctx, cfg, stderr)
-	}
-	if cfg.Rootless {
-		if err := rootless.RequireNamespaces(); err != nil {
-			return nil, err
-		}
-	}
-	st, err := store.Open(ctx, cfg.Address, cfg.Namespace)
-	if err != nil {
-		return nil, err
-	}
-	in := &instance{store: st}
-	choice, err := chooseSnapshotter(ctx, st, cfg)
-	if err != nil {
-		in.Close()
-		return nil, err
-	}
-	cfg.Snapshotter = choice.Name
-	id, err := st.ID(ctx)
-	if err != nil {
-		in.Close()
-		return nil, err
-	}
-	if cfg.state, err = stateDir(cfg.Root, id, cfg.Namespace); err != nil {
-		in.Close()
-		return nil, err
-	}
-	unlock, err := lockState(ctx, cfg, stderr)
-	if err != nil {
-		in.Close()
-		return nil, err
-	}
-	in.unlock = unlock
-	if err := sweepContainers(st.WithNamespace(ctx), st.Client(), cfg.Root, stderr); err != nil {
-		in.Close()
-		return nil, err
-	}
-	if err := tidyRoot(ctx, st, cfg, containerdWorkerPrefix+"*", containerdWorkerPrefix, stderr); err != nil {
-		in.Close()
-		return nil, err
-	}
-	if !cfg.Rootless {
-		// Rootless runc cannot use cgroup paths on cgroup v1, and BuildKit's
-		// rootless mode drops them anyway.
-		cfg.cgroupParent = cgroupParent(cfg.Root)
-	}
-	cfg.containerLabel = rootID(cfg.Root)
-	if in.engine, err = newEngine(ctx, cfg); err != nil {
-		in.Close()
-		return nil, err
-	}
-	return in, nil
-}
-
 // tidyRoot does what a process holding the root's lock does before it
 // starts BuildKit: it removes the steps a killed kiln ran with runc in the
 // worker directories (with the given prefix) of every namespace of the
@@ -200,19 +126,6 @@ func tidyRoot(ctx context.Context, st *store.Store, cfg Config, storeGlob, prefi
 		}
 	}
 	return adoptLegacyState(ctx, st, cfg, prefix, stderr)
-}
-
-// Close stops BuildKit, drops the temporary leases it kept, then releases
-// the locks and the connection.
-func (in *instance) Close() {
-	if in.engine != nil {
-		in.engine.Close()
-		releaseTemporaryLeases(in.store)
-	}
-	if in.unlock != nil {
-		in.unlock()
-	}
-	in.store.Close()
 }
 
 // releaseTemporaryLeases deletes the leases BuildKit made for the work of

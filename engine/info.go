@@ -1,14 +1,14 @@
-package builder
+package engine
 
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime/debug"
 
 	"github.com/containerd/platforms"
 
 	"github.com/kiln-build/kiln/emulation"
-	"github.com/kiln-build/kiln/store"
 )
 
 // Info describes where kiln builds and what it can build.
@@ -45,64 +45,39 @@ type Info struct {
 	Rootless *RootlessInfo `json:"rootless,omitempty"`
 }
 
-// GetInfo connects to containerd and probes which platforms run here. It does
-// not start BuildKit or take the state lock, so it answers during a build.
-func GetInfo(ctx context.Context, cfg Config) (*Info, error) {
-	sel, err := store.Select(cfg.Store, cfg.Address, cfg.AddressSet)
-	if err != nil {
-		return nil, err
-	}
-	if sel.Embedded() {
-		return embeddedInfo(ctx, cfg, sel)
-	}
-	st, err := store.Open(ctx, cfg.Address, cfg.Namespace)
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
-	v := st.Version()
-	choice, err := chooseSnapshotter(ctx, st, cfg)
-	if err != nil {
-		return nil, err
-	}
-	id, err := st.ID(ctx)
-	if err != nil {
-		return nil, err
-	}
-	state, err := stateDir(cfg.Root, id, st.Namespace())
-	if err != nil {
-		return nil, err
-	}
-	ps, installable, err := buildablePlatforms(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &Info{
-		Store:              sel.Kind,
-		StoreReason:        sel.Reason,
-		Address:            st.Address(),
-		ContainerdVersion:  v.Version,
-		ContainerdRevision: v.Revision,
-		Namespace:          st.Namespace(),
-		Snapshotter:        choice.Name,
-		SnapshotterReason:  choice.Reason,
-		Root:               cfg.Root,
-		HostPlatform:       platforms.Format(platforms.DefaultSpec()),
-		Platforms:          ps,
-		Installable:        installable,
-		State:              state,
-		Cgroups:            stepCgroups(cfg),
-		Runtime:            stepRuntime(cfg),
-		Rootless:           rootlessInfo(cfg),
-	}, nil
+// RootlessInfo describes the rootless containerd kiln builds with.
+type RootlessInfo struct {
+	// StateDir is RootlessKit's state directory.
+	StateDir string `json:"stateDir"`
+	// ChildPID is the RootlessKit child whose namespaces kiln joined.
+	ChildPID int `json:"childPid"`
+	// Network is the network namespace build steps use.
+	Network string `json:"network"`
 }
 
-// stepRuntime describes what runs the build steps on containerd.
-func stepRuntime(cfg Config) string {
-	if p := stepsRunc(cfg.Rootless); p != "" {
-		return p
+// Describe says which store kiln uses and why, where its state is, what
+// runs the build steps, and which platforms run here. It does not start
+// BuildKit or take the state lock, so it answers during a build; with
+// containerd it connects to it.
+func Describe(ctx context.Context, cfg Config) (*Info, error) {
+	b, sel, err := cfg.backend()
+	if err != nil {
+		return nil, err
 	}
-	return "containerd tasks (io.containerd.runc.v2)"
+	info := &Info{
+		Store:        sel.Kind,
+		StoreReason:  sel.Reason,
+		Namespace:    cfg.Namespace,
+		Root:         cfg.Root,
+		HostPlatform: platforms.Format(platforms.DefaultSpec()),
+	}
+	if err := b.describe(ctx, info); err != nil {
+		return nil, err
+	}
+	if info.Platforms, info.Installable, err = buildablePlatforms(ctx); err != nil {
+		return nil, err
+	}
+	return info, nil
 }
 
 // buildablePlatforms lists the platforms whose programs execute here,
@@ -134,4 +109,16 @@ func BuildKitVersion() string {
 		}
 	}
 	return "unknown"
+}
+
+// cgroupVersion reports the host's cgroup hierarchy: "v2" (unified), "v1"
+// or "v1 (hybrid)".
+func cgroupVersion() string {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return "v2"
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/unified"); err == nil {
+		return "v1 (hybrid)"
+	}
+	return "v1"
 }
