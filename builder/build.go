@@ -55,6 +55,10 @@ func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
 		return nil, err
 	}
 	defer req.cleanup()
+	gc, err := cfg.GC.policy()
+	if err != nil {
+		return nil, err
+	}
 
 	if w := req.syntaxWarning(); w != "" {
 		fmt.Fprintln(opts.Stderr, w)
@@ -64,7 +68,7 @@ func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
 	}
 	// Platforms that --node or the nodes files send to remote BuildKit
 	// nodes take their own path (remote.go).
-	if res, ok, err := buildOnNodes(ctx, cfg, req); ok {
+	if res, ok, err := buildOnNodes(ctx, cfg, req, gc); ok {
 		return res, err
 	}
 	runnable, err := ensureEmulation(ctx, req)
@@ -92,7 +96,7 @@ func Build(ctx context.Context, cfg Config, opts *Options) (*Result, error) {
 	if err := writeOutputs(opts, res); err != nil {
 		return nil, err
 	}
-	collectAfterBuild(ctx, in.engine, req.gc, opts.Quiet, opts.Stderr)
+	collectAfterBuild(ctx, in.engine, gc, opts.Quiet, opts.Stderr)
 	return res, nil
 }
 

@@ -82,6 +82,8 @@ type Config struct {
 	// Platforms, when set, replaces the platforms the worker reports; the
 	// build sets it from what emulation found runnable.
 	Platforms []ocispecs.Platform
+	// GC controls the build cache's garbage collection after a build.
+	GC GCOptions
 
 	// state is BuildKit's state directory for the namespace (see stateDir).
 	state        string

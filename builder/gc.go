@@ -57,15 +57,14 @@ type gcPolicy struct {
 	keep     config.DiskSpace // zero: buildkitd's defaults
 }
 
-// resolveGC validates the garbage collection options with the others, so
-// that a bad value fails the build before it starts, not after it.
-func (r *request) resolveGC() error {
-	keep, err := ParseKeepStorage(r.opts.GC.KeepStorage)
+// policy validates the garbage collection options. A build checks them
+// before it starts, so that a bad value fails it then, not after it.
+func (o GCOptions) policy() (gcPolicy, error) {
+	keep, err := ParseKeepStorage(o.KeepStorage)
 	if err != nil {
-		return err
+		return gcPolicy{}, err
 	}
-	r.gc = gcPolicy{disabled: r.opts.GC.Disabled, keep: keep}
-	return nil
+	return gcPolicy{disabled: o.Disabled, keep: keep}, nil
 }
 
 // ParseKeepStorage reads a --gc-keep-storage value: a size such as 512MB or

@@ -41,22 +41,18 @@ func TestParseKeepStorage(t *testing.T) {
 	}
 }
 
-// TestPrepareGC checks that a bad --gc-keep-storage fails the build before
-// it starts, not after it.
-func TestPrepareGC(t *testing.T) {
-	dir := writeContext(t, "FROM scratch\n")
-	o := &Options{ContextDir: dir, GC: GCOptions{KeepStorage: "lots"}}
-	if _, err := o.prepare(); !usage.Is(err) {
-		t.Fatalf("prepare with --gc-keep-storage lots: %v, want a usage error", err)
+// TestGCPolicy checks that a bad --gc-keep-storage is a usage error, which
+// Build returns before it starts.
+func TestGCPolicy(t *testing.T) {
+	if _, err := (GCOptions{KeepStorage: "lots"}).policy(); !usage.Is(err) {
+		t.Fatalf("policy with --gc-keep-storage lots: %v, want a usage error", err)
 	}
-	o.GC = GCOptions{Disabled: true, KeepStorage: "2GB"}
-	r, err := o.prepare()
+	p, err := (GCOptions{Disabled: true, KeepStorage: "2GB"}).policy()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.cleanup()
-	if want := (gcPolicy{disabled: true, keep: config.DiskSpace{Bytes: 2 << 30}}); r.gc != want {
-		t.Errorf("policy %+v, want %+v", r.gc, want)
+	if want := (gcPolicy{disabled: true, keep: config.DiskSpace{Bytes: 2 << 30}}); p != want {
+		t.Errorf("policy %+v, want %+v", p, want)
 	}
 }
 

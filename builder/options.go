@@ -110,9 +110,6 @@ type Options struct {
 	// nodes.DefaultFiles().
 	NodesFiles []string
 
-	// GC controls the build cache's garbage collection after the build.
-	GC GCOptions
-
 	// Stdin, Stdout and Stderr are the streams the build reads and writes.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -142,7 +139,6 @@ type request struct {
 	cacheExports []bkclient.CacheOptionsEntry
 	entitlements []string
 	warnings     []string
-	gc           gcPolicy
 }
 
 // prepare validates the options and resolves paths, names and platforms.
@@ -172,7 +168,7 @@ func (o *Options) prepare() (*request, error) {
 	if err := r.setAttrs(); err != nil {
 		return nil, err
 	}
-	for _, step := range []func() error{r.setRunAttrs, r.setExportAttrs, r.resolveContexts, r.resolveCache, r.resolveSecrets, r.resolveGC} {
+	for _, step := range []func() error{r.setRunAttrs, r.setExportAttrs, r.resolveContexts, r.resolveCache, r.resolveSecrets} {
 		if err := step(); err != nil {
 			return nil, err
 		}

@@ -42,13 +42,13 @@ const localName = "local"
 // through the session, not through a registry), under a lease. kiln then
 // joins the per-builder indexes into one index, names it only once every
 // blob is present, and unpacks the host's platform.
-func buildOnNodes(ctx context.Context, cfg Config, req *request) (res *Result, ok bool, err error) {
+func buildOnNodes(ctx context.Context, cfg Config, req *request, gc gcPolicy) (res *Result, ok bool, err error) {
 	plan, err := planNodes(ctx, req)
 	if err != nil || plan == nil {
 		return nil, err != nil, err
 	}
 	defer plan.close()
-	res, err = runPlan(ctx, cfg, req, plan)
+	res, err = runPlan(ctx, cfg, req, plan, gc)
 	return res, true, err
 }
 
@@ -63,7 +63,7 @@ type builderRun struct {
 	platforms []ocispecs.Platform
 }
 
-func runPlan(ctx context.Context, cfg Config, req *request, plan *nodePlan) (*Result, error) {
+func runPlan(ctx context.Context, cfg Config, req *request, plan *nodePlan, gc gcPolicy) (*Result, error) {
 	o := req.opts
 	if req.progress != "quiet" && req.progress != "rawjson" {
 		fmt.Fprintln(o.Stderr, plan.describe())
@@ -150,7 +150,7 @@ func runPlan(ctx context.Context, cfg Config, req *request, plan *nodePlan) (*Re
 	}
 	// The nodes collect their own caches; this is the local builder's.
 	if in != nil {
-		collectAfterBuild(ctx, in.engine, req.gc, o.Quiet, o.Stderr)
+		collectAfterBuild(ctx, in.engine, gc, o.Quiet, o.Stderr)
 	}
 	return res, nil
 }

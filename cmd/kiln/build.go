@@ -92,7 +92,6 @@ func runBuild(c *cli.Context) error {
 		CompressionLevel: c.String("compression-level"),
 		Nodes:            c.StringSlice("node"),
 		NodeFallback:     c.String("node-fallback"),
-		GC:               gcOptions(c),
 		Stdin:            c.App.Reader,
 		Stdout:           c.App.Writer,
 		Stderr:           c.App.ErrWriter,

@@ -33,7 +33,8 @@ func globalFlags() []cli.Flag {
 	}
 }
 
-// gcOptions reads the global garbage collection flags; a build validates them.
+// gcOptions reads the global garbage collection flags; a build validates them
+// before it starts.
 func gcOptions(c *cli.Context) builder.GCOptions {
 	return builder.GCOptions{Disabled: !c.Bool("gc"), KeepStorage: c.String("gc-keep-storage")}
 }
@@ -49,6 +50,7 @@ func engineConfig(c *cli.Context) builder.Config {
 		SnapshotterSet: c.IsSet("snapshotter"),
 		Root:           c.String("root"),
 		Rootless:       rootless.Enabled(),
+		GC:             gcOptions(c),
 	}
 }
 
