@@ -1,4 +1,4 @@
-package builder
+package request
 
 import (
 	"errors"
@@ -29,19 +29,28 @@ type hintError struct {
 func (e *hintError) Error() string { return e.msg }
 func (e *hintError) Unwrap() error { return e.err }
 
-// withOptionHint tells the user which kiln option a build was missing: an
-// entitlement, a secret or an ssh agent the Dockerfile asks for.
-func withOptionHint(err error) error {
+// Hintable is an error that takes a hint into its own message, such as a
+// failed step whose message comes before the lines the step printed.
+type Hintable interface {
+	error
+	// AddHint appends hint to the error's message.
+	AddHint(hint string)
+}
+
+// WithOptionHint tells the user which kiln option a build was missing: an
+// entitlement, a secret or an ssh agent the Dockerfile asks for. A
+// Hintable error in err's chain takes the hint itself.
+func WithOptionHint(err error) error {
 	if err == nil {
 		return nil
 	}
-	hint := optionHint(err.Error())
+	hint := OptionHint(err.Error())
 	if hint == "" {
 		return err
 	}
-	var be *BuildError
-	if errors.As(err, &be) {
-		be.Message += ": " + hint
+	var h Hintable
+	if errors.As(err, &h) {
+		h.AddHint(hint)
 		return err
 	}
 	msg := err.Error()
@@ -51,7 +60,9 @@ func withOptionHint(err error) error {
 	return &hintError{msg: msg + ": " + hint, err: err}
 }
 
-func optionHint(msg string) string {
+// OptionHint names the option that fixes the failure BuildKit reported in
+// msg, or returns "" when no option would.
+func OptionHint(msg string) string {
 	if m := entitlementTrap().FindStringSubmatch(msg); m != nil {
 		step := "RUN --network=host"
 		if m[1] == EntitlementSecurityInsecure {
