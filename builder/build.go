@@ -25,6 +25,7 @@ import (
 
 	"github.com/kiln-build/kiln/emulation"
 	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/request"
 )
 
 // danglingPrefix names images built without -t, as docker keeps them:
@@ -43,32 +44,16 @@ type Result struct {
 	Metadata map[string]any
 }
 
-// Build builds the Dockerfile described by opts with the embedded BuildKit and
-// stores the result in containerd. Everything the user can get wrong is
-// checked before any connection is made.
-func Build(ctx context.Context, cfg engine.Config, opts *Options) (*Result, error) {
-	if opts.Stdout == nil {
-		opts.Stdout = os.Stdout
-	}
-	if opts.Stderr == nil {
-		opts.Stderr = os.Stderr
-	}
-	req, err := opts.prepare()
-	if err != nil {
-		return nil, err
-	}
-	defer req.cleanup()
-	// The garbage collection after the build is a global option: checked
-	// with the build's own, before anything starts.
+// Build builds req with the embedded BuildKit and stores the result in
+// containerd. request.Parse has checked everything in req the user can get
+// wrong; Build checks cfg's garbage collection options before any
+// connection is made.
+func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Result, error) {
 	if err := cfg.GC.Validate(); err != nil {
 		return nil, err
 	}
-
-	if w := req.syntaxWarning(); w != "" {
-		fmt.Fprintln(opts.Stderr, w)
-	}
-	for _, w := range req.warnings {
-		fmt.Fprintln(opts.Stderr, w)
+	for _, w := range req.Warnings {
+		fmt.Fprintln(req.Stderr, w)
 	}
 	// Platforms that --node or the nodes files send to remote BuildKit
 	// nodes take their own path (remote.go).
@@ -80,7 +65,7 @@ func Build(ctx context.Context, cfg engine.Config, opts *Options) (*Result, erro
 		return nil, err
 	}
 	defer warmPlatforms(req)()
-	eng, err := engine.Start(ctx, cfg, runnable, opts.Stderr)
+	eng, err := engine.Start(ctx, cfg, runnable, req.Stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -88,18 +73,18 @@ func Build(ctx context.Context, cfg engine.Config, opts *Options) (*Result, erro
 
 	resp, rec, err := solve(ctx, eng.Client(), req)
 	if err != nil {
-		return nil, withOptionHint(explain(ctx, eng.Store(), req, rec, err))
+		return nil, request.WithOptionHint(explain(ctx, eng.Store(), req, rec, err))
 	}
 	res := &Result{
 		Digest:    resp.ExporterResponse["containerimage.digest"],
-		Names:     req.names,
-		Platforms: req.platforms,
+		Names:     req.Names,
+		Platforms: req.Platforms,
 		Metadata:  decodeMetadata(resp.ExporterResponse),
 	}
-	if err := writeOutputs(opts, res); err != nil {
+	if err := writeOutputs(req, res); err != nil {
 		return nil, err
 	}
-	eng.CollectGarbage(ctx, opts.Quiet, opts.Stderr)
+	eng.CollectGarbage(ctx, req.Quiet, req.Stderr)
 	return res, nil
 }
 
@@ -107,21 +92,21 @@ func Build(ctx context.Context, cfg engine.Config, opts *Options) (*Result, erro
 // step does, registering QEMU handlers unless told not to (see
 // emulation.Prepare). It returns the platforms the worker reports: the
 // host's first, as its default.
-func ensureEmulation(ctx context.Context, req *request) ([]ocispecs.Platform, error) {
-	out, rep, err := emulation.Prepare(ctx, req.platforms, !req.opts.NoAutoEmulation)
+func ensureEmulation(ctx context.Context, req *request.Request) ([]ocispecs.Platform, error) {
+	out, rep, err := emulation.Prepare(ctx, req.Platforms, !req.NoAutoEmulation)
 	for _, p := range rep.Registered {
-		fmt.Fprintf(req.opts.Stderr, "registered a QEMU binfmt_misc handler for %s (turn this off with --no-auto-emulation)\n", platforms.Format(p))
+		fmt.Fprintf(req.Stderr, "registered a QEMU binfmt_misc handler for %s (turn this off with --no-auto-emulation)\n", platforms.Format(p))
 	}
 	return out, err
 }
 
 // solve runs the build and the progress display side by side.
-func solve(ctx context.Context, c *bkclient.Client, req *request) (*bkclient.SolveResponse, *recorder, error) {
-	display, err := progressui.NewDisplay(req.opts.Stderr, progressui.DisplayMode(req.progress))
+func solve(ctx context.Context, c *bkclient.Client, req *request.Request) (*bkclient.SolveResponse, *recorder, error) {
+	display, err := progressui.NewDisplay(req.Stderr, progressui.DisplayMode(req.Progress))
 	if err != nil {
 		return nil, nil, fmt.Errorf("starting the progress display: %w", err)
 	}
-	solveOpt, closers, err := req.solveOpt()
+	solveOpt, closers, err := solveOpt(req)
 	defer func() {
 		for _, c := range closers {
 			c.Close()
@@ -159,35 +144,35 @@ func solve(ctx context.Context, c *bkclient.Client, req *request) (*bkclient.Sol
 // its attributes, the directories the session serves, the exports, cache
 // and entitlements. The closers close the outputs' files, also on error.
 // Builds that send platforms to nodes (remote.go) start from it too.
-func (r *request) solveOpt() (bkclient.SolveOpt, []io.Closer, error) {
-	contextFS, err := fsutil.NewFS(r.contextDir)
+func solveOpt(r *request.Request) (bkclient.SolveOpt, []io.Closer, error) {
+	contextFS, err := fsutil.NewFS(r.ContextDir)
 	if err != nil {
-		return bkclient.SolveOpt{}, nil, fmt.Errorf("reading build context %s: %w", r.contextDir, err)
+		return bkclient.SolveOpt{}, nil, fmt.Errorf("reading build context %s: %w", r.ContextDir, err)
 	}
-	dockerfileFS, err := fsutil.NewFS(r.dockerfileDir)
+	dockerfileFS, err := fsutil.NewFS(r.Dockerfile.Dir)
 	if err != nil {
-		return bkclient.SolveOpt{}, nil, fmt.Errorf("reading the Dockerfile's directory %s: %w", r.dockerfileDir, err)
+		return bkclient.SolveOpt{}, nil, fmt.Errorf("reading the Dockerfile's directory %s: %w", r.Dockerfile.Dir, err)
 	}
-	exports, closers, err := r.exports()
+	entries, closers, err := exports(r)
 	if err != nil {
 		return bkclient.SolveOpt{}, closers, err
 	}
 	mounts := map[string]fsutil.FS{"context": contextFS, "dockerfile": dockerfileFS}
-	for key, dir := range r.contextDirs {
+	for key, dir := range r.ContextDirs {
 		if mounts[key], err = fsutil.NewFS(dir); err != nil {
 			return bkclient.SolveOpt{}, closers, fmt.Errorf("reading build context %s: %w", dir, err)
 		}
 	}
 	return bkclient.SolveOpt{
 		Frontend:            "dockerfile.v0",
-		FrontendAttrs:       r.frontendAttrs,
+		FrontendAttrs:       r.FrontendAttrs,
 		LocalMounts:         mounts,
-		OCIStores:           r.ociStores,
-		Exports:             r.withExportAttrs(exports),
-		CacheImports:        r.cacheImports,
-		CacheExports:        r.cacheExports,
-		AllowedEntitlements: r.entitlements,
-		Session:             append([]session.Attachable{authProvider(r.opts.Stderr)}, r.attachables...),
+		OCIStores:           r.OCIStores,
+		Exports:             r.WithExportAttrs(entries),
+		CacheImports:        r.CacheImports,
+		CacheExports:        r.CacheExports,
+		AllowedEntitlements: r.Entitlements,
+		Session:             append([]session.Attachable{authProvider(r.Stderr)}, r.Attachables...),
 	}, closers, nil
 }
 
@@ -218,23 +203,25 @@ func decodeMetadata(resp map[string]string) map[string]any {
 	return out
 }
 
-func writeOutputs(opts *Options, res *Result) error {
-	if opts.IIDFile != "" {
-		if err := os.WriteFile(opts.IIDFile, []byte(res.Digest), 0o644); err != nil {
-			return fmt.Errorf("writing the image digest to --iidfile %s: %w", opts.IIDFile, err)
+// writeOutputs writes what a build reports: the digest to --iidfile (and
+// standard output with -q), the metadata to --metadata-file.
+func writeOutputs(req *request.Request, res *Result) error {
+	if req.IIDFile != "" {
+		if err := os.WriteFile(req.IIDFile, []byte(res.Digest), 0o644); err != nil {
+			return fmt.Errorf("writing the image digest to --iidfile %s: %w", req.IIDFile, err)
 		}
 	}
-	if opts.MetadataFile != "" {
+	if req.MetadataFile != "" {
 		dt, err := json.MarshalIndent(res.Metadata, "", "  ")
 		if err != nil {
 			return fmt.Errorf("encoding build metadata: %w", err)
 		}
-		if err := os.WriteFile(opts.MetadataFile, dt, 0o644); err != nil {
-			return fmt.Errorf("writing build metadata to --metadata-file %s: %w", opts.MetadataFile, err)
+		if err := os.WriteFile(req.MetadataFile, dt, 0o644); err != nil {
+			return fmt.Errorf("writing build metadata to --metadata-file %s: %w", req.MetadataFile, err)
 		}
 	}
-	if opts.Quiet {
-		fmt.Fprintln(opts.Stdout, res.Digest)
+	if req.Quiet {
+		fmt.Fprintln(req.Stdout, res.Digest)
 	}
 	return nil
 }

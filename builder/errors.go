@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -16,7 +15,9 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/internal/errmsg"
 	"github.com/kiln-build/kiln/platform"
+	"github.com/kiln-build/kiln/request"
 	"github.com/kiln-build/kiln/store"
 )
 
@@ -38,21 +39,25 @@ func (e *BuildError) Error() string {
 // Unwrap returns BuildKit's error.
 func (e *BuildError) Unwrap() error { return e.err }
 
+// AddHint puts hint after the message, before the step's output, where it
+// is read (see request.WithOptionHint).
+func (e *BuildError) AddHint(hint string) { e.Message += ": " + hint }
+
 var (
-	grpcPrefix   = lazyRegexp(`rpc error: code = \w+ desc = `)
-	parsePrefix  = lazyRegexp(`dockerfile parse error on line \d+: `)
-	resolveImage = lazyRegexp(`failed to resolve source metadata for (\S+): `)
-	pushImage    = lazyRegexp(`failed to push (\S+): `)
-	noSpace      = lazyRegexp(`no space left on device|disk quota exceeded`)
-	unreadable   = lazyRegexp(`(?:failed to open source|open|lstat|read) \S*/buildkit-mount\d+/(\S+?): .*permission denied`)
-	authTrap     = lazyRegexp(`(?i)unauthorized|authentication required|401 Unauthorized|403 Forbidden|denied`)
-	networkTrap  = lazyRegexp(`no such host|connection refused|dial tcp|i/o timeout|network is unreachable|TLS handshake timeout|server misbehaving`)
+	grpcPrefix   = errmsg.Pattern(`rpc error: code = \w+ desc = `)
+	parsePrefix  = errmsg.Pattern(`dockerfile parse error on line \d+: `)
+	resolveImage = errmsg.Pattern(`failed to resolve source metadata for (\S+): `)
+	pushImage    = errmsg.Pattern(`failed to push (\S+): `)
+	noSpace      = errmsg.Pattern(`no space left on device|disk quota exceeded`)
+	unreadable   = errmsg.Pattern(`(?:failed to open source|open|lstat|read) \S*/buildkit-mount\d+/(\S+?): .*permission denied`)
+	authTrap     = errmsg.Pattern(`(?i)unauthorized|authentication required|401 Unauthorized|403 Forbidden|denied`)
+	networkTrap  = errmsg.Pattern(`no such host|connection refused|dial tcp|i/o timeout|network is unreachable|TLS handshake timeout|server misbehaving`)
 )
 
 // explain turns a failed solve into an error a user can act on: the
 // Dockerfile line of a syntax error, the step and exit code of a failed RUN,
 // the missing platform of a local base image.
-func explain(ctx context.Context, st *store.Store, req *request, rec *recorder, err error) error {
+func explain(ctx context.Context, st *store.Store, req *request.Request, rec *recorder, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("build interrupted: the steps that finished are cached for the next build: %w", ctx.Err())
 	}
@@ -143,30 +148,21 @@ func clean(err error) string {
 
 // location names the Dockerfile line an error points at, with the path
 // the user knows the file by.
-func location(req *request, src *solvererrdefs.Source) string {
+func location(req *request.Request, src *solvererrdefs.Source) string {
 	if src.Info == nil || len(src.Ranges) == 0 {
 		return ""
 	}
 	name := src.Info.Filename
-	if req.opts.Dockerfile == "-" {
-		name = "Dockerfile (stdin)"
-	} else if name == req.dockerfile || name == "Dockerfile" {
-		name = displayPath(filepath.Join(req.dockerfileDir, req.dockerfile))
+	if df := req.Dockerfile; df.FromStdin || name == df.Name || name == "Dockerfile" {
+		name = df.Display
 	}
 	return fmt.Sprintf("%s:%d", name, src.Ranges[0].Start.Line)
-}
-
-func displayPath(abs string) string {
-	if rel, err := filepath.Rel(".", abs); err == nil && !strings.HasPrefix(rel, "..") {
-		return rel
-	}
-	return abs
 }
 
 // localImageError reports a base image that is in the namespace but lacks a
 // requested platform: BuildKit then falls back to the registry, and the
 // user would otherwise see a DNS or connection error for an image they have.
-func localImageError(ctx context.Context, st *store.Store, req *request, ref string) error {
+func localImageError(ctx context.Context, st *store.Store, req *request.Request, ref string) error {
 	name, err := store.NormalizeName(ref)
 	if err != nil {
 		return nil
@@ -185,7 +181,7 @@ func localImageError(ctx context.Context, st *store.Store, req *request, ref str
 			have = append(have, spec)
 		}
 	}
-	want := req.platforms
+	want := req.Platforms
 	if len(want) == 0 {
 		want = []ocispecs.Platform{platforms.DefaultSpec()}
 	}

@@ -3,6 +3,7 @@ package builder
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/containerd/platforms"
@@ -12,16 +13,7 @@ import (
 	"github.com/kiln-build/kiln/emulation"
 	"github.com/kiln-build/kiln/nodes"
 	"github.com/kiln-build/kiln/platform"
-	"github.com/kiln-build/kiln/usage"
-)
-
-// Values of --node-fallback.
-const (
-	// FallbackFail fails a build whose node does not answer.
-	FallbackFail = "fail"
-	// FallbackEmulate builds the platforms of a node that does not answer
-	// in the kiln process instead, under emulation when foreign.
-	FallbackEmulate = "emulate"
+	"github.com/kiln-build/kiln/request"
 )
 
 // nodePlan says where each platform of a build is solved: in this process
@@ -70,45 +62,15 @@ func (p *nodePlan) describe() string {
 // that does not answer (or does not build a platform sent to it) fails the
 // build here, before any work starts, unless --node-fallback=emulate moves
 // its platforms to this process.
-func planNodes(ctx context.Context, req *request) (*nodePlan, error) {
-	o := req.opts
-	fallback := o.NodeFallback
-	switch fallback {
-	case "", FallbackFail:
-		fallback = FallbackFail
-	case FallbackEmulate:
-	default:
-		return nil, usage.Errorf("invalid --node-fallback %q: use fail or emulate", o.NodeFallback)
-	}
-	files := o.NodesFiles
-	if files == nil {
-		files = nodes.DefaultFiles()
-	}
-	configured, err := nodes.Load(files...)
-	if err != nil {
-		return nil, err
-	}
-	if len(o.Nodes) == 0 && len(configured) == 0 {
+func planNodes(ctx context.Context, req *request.Request) (*nodePlan, error) {
+	assigned, configured := req.Nodes.Assigned, req.Nodes.Configured
+	if len(assigned) == 0 && len(configured) == 0 {
 		return nil, nil
 	}
-	want := req.platforms
+	want := req.Platforms
 	if len(want) == 0 {
 		want = []ocispecs.Platform{emulation.HostPlatform()}
 	}
-	assigned, err := parseAssignments(o.Nodes, configured, want)
-	if err != nil {
-		return nil, err
-	}
-	for _, a := range assigned {
-		if !a.Local {
-			// Refuse what nodes cannot do before contacting any.
-			if err := req.checkNodeOptions(); err != nil {
-				return nil, err
-			}
-			break
-		}
-	}
-
 	plan := &nodePlan{order: want}
 	groups := map[string]*nodeGroup{}
 	addRemote := func(n nodes.Node, p ocispecs.Platform) {
@@ -147,7 +109,7 @@ func planNodes(ctx context.Context, req *request) (*nodePlan, error) {
 		// process can.
 		if !probed {
 			probed = true
-			unrestricted = probeUnrestricted(ctx, configured, o)
+			unrestricted = probeUnrestricted(ctx, configured)
 		}
 		if st, ok := nativeFor(unrestricted, p); ok {
 			addRemote(st.Node, p)
@@ -159,43 +121,20 @@ func planNodes(ctx context.Context, req *request) (*nodePlan, error) {
 		if st.Reachable {
 			continue
 		}
-		fmt.Fprintf(o.Stderr, "node %s does not answer (%s): not using it\n", st.Node, st.Error)
+		fmt.Fprintf(req.Stderr, "node %s does not answer (%s): not using it\n", st.Node, st.Error)
 	}
-	if err := plan.connect(ctx, fallback, o); err != nil {
+	if err := plan.connect(ctx, req.Nodes.Fallback, req.Stderr); err != nil {
 		plan.close()
 		return nil, err
 	}
 	if len(plan.remote) == 0 {
 		return nil, nil
 	}
-	if err := req.checkNodeOptions(); err != nil {
+	if err := req.CheckNodeOptions(); err != nil {
 		plan.close()
 		return nil, err
 	}
 	return plan, nil
-}
-
-// parseAssignments parses --node values, keyed by platform; every platform
-// named must be one the build targets.
-func parseAssignments(values []string, configured []nodes.Node, want []ocispecs.Platform) (map[string]nodes.Assignment, error) {
-	out := map[string]nodes.Assignment{}
-	for _, v := range values {
-		a, err := nodes.ParseAssignment(v, configured)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range a.Platforms {
-			key := platforms.Format(p)
-			if !platformIn(p, want) {
-				return nil, usage.Errorf("--node %s names %s, which this build does not target (%s): add it to --platform", v, key, platform.FormatList(want))
-			}
-			if _, dup := out[key]; dup {
-				return nil, usage.Errorf("--node names %s twice: give one place to build each platform", key)
-			}
-			out[key] = a
-		}
-	}
-	return out, nil
 }
 
 func platformIn(p ocispecs.Platform, list []ocispecs.Platform) bool {
@@ -218,7 +157,7 @@ func restrictedTo(configured []nodes.Node, p ocispecs.Platform) (nodes.Node, boo
 	return nodes.Node{}, false
 }
 
-func probeUnrestricted(ctx context.Context, configured []nodes.Node, o *Options) []nodes.Status {
+func probeUnrestricted(ctx context.Context, configured []nodes.Node) []nodes.Status {
 	var ns []nodes.Node
 	for _, n := range configured {
 		if len(n.Platforms) == 0 {
@@ -241,7 +180,7 @@ func nativeFor(sts []nodes.Status, p ocispecs.Platform) (nodes.Status, bool) {
 // that does not answer, or does not build a platform sent to it, fails
 // the plan, or with the emulate fallback gives its platforms to this
 // process.
-func (p *nodePlan) connect(ctx context.Context, fallback string, o *Options) error {
+func (p *nodePlan) connect(ctx context.Context, fallback string, stderr io.Writer) error {
 	var kept []*nodeGroup
 	for _, g := range p.remote {
 		problem := ""
@@ -268,10 +207,10 @@ func (p *nodePlan) connect(ctx context.Context, fallback string, o *Options) err
 			kept = append(kept, g)
 			continue
 		}
-		if fallback != FallbackEmulate {
+		if fallback != request.FallbackEmulate {
 			return fmt.Errorf("%s; check that buildkitd runs there and listens on that address, or build %s here with --node-fallback=emulate", problem, platform.FormatList(g.platforms))
 		}
-		fmt.Fprintf(o.Stderr, "%s: building %s here instead (--node-fallback=emulate)\n", problem, platform.FormatList(g.platforms))
+		fmt.Fprintf(stderr, "%s: building %s here instead (--node-fallback=emulate)\n", problem, platform.FormatList(g.platforms))
 		c.Close()
 		g.client = nil
 		p.local = append(p.local, g.platforms...)
@@ -285,23 +224,5 @@ func (p *nodePlan) connect(ctx context.Context, fallback string, o *Options) err
 		}
 	}
 	p.local = local
-	return nil
-}
-
-// checkNodeOptions refuses what a build on nodes cannot do yet: results
-// come back into containerd's content store and are named there, so the
-// outputs are the image store (with --push), and exported cache would be
-// written by several builders at once.
-func (r *request) checkNodeOptions() error {
-	for _, o := range r.outputs {
-		if o.Type != "image" {
-			return usage.Errorf("--output type=%s is not supported when platforms build on nodes: the image goes to containerd's store (add --push to push it), and \"kiln save\" or \"kiln push\" export it from there", o.Type)
-		}
-	}
-	for _, c := range r.cacheExports {
-		if c.Type != "inline" {
-			return usage.Errorf("--cache-to type=%s is not supported when platforms build on nodes: each node keeps its own cache; use type=inline", c.Type)
-		}
-	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kiln-build/kiln/emulation"
 	"github.com/kiln-build/kiln/nodes"
+	"github.com/kiln-build/kiln/request"
 	"github.com/kiln-build/kiln/usage"
 )
 
@@ -29,22 +30,25 @@ func deadAddress(t *testing.T) string {
 	return "tcp://" + addr
 }
 
-// plan prepares o and plans it; stderr collects the notices.
-func plan(t *testing.T, o *Options) (*nodePlan, string, error) {
+// plan parses o and plans it; stderr collects the notices.
+func plan(t *testing.T, o *request.Options) (*nodePlan, string, error) {
 	t.Helper()
 	var stderr bytes.Buffer
 	o.Stderr = &stderr
 	if o.ContextDir == "" {
-		o.ContextDir = writeContext(t, "FROM scratch\n")
+		o.ContextDir = t.TempDir()
+		if err := os.WriteFile(filepath.Join(o.ContextDir, "Dockerfile"), []byte("FROM scratch\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if o.NodesFiles == nil {
 		o.NodesFiles = []string{}
 	}
-	r, err := o.prepare()
+	r, err := request.Parse(o)
 	if err != nil {
 		return nil, stderr.String(), err
 	}
-	defer r.cleanup()
+	defer r.Close()
 	p, err := planNodes(context.Background(), r)
 	if p != nil {
 		p.close()
@@ -73,24 +77,24 @@ func TestPlanNodesLocal(t *testing.T) {
 	foreign := foreignPlatform()
 	dead := deadAddress(t)
 	// No --node and no nodes file: the ordinary path.
-	if p, _, err := plan(t, &Options{Platforms: []string{foreign}}); p != nil || err != nil {
+	if p, _, err := plan(t, &request.Options{Platforms: []string{foreign}}); p != nil || err != nil {
 		t.Fatalf("no nodes: %+v %v", p, err)
 	}
 	// PLATFORM=local overrides a node the file restricts to it, without contacting it.
 	files := nodesFile(t, "[node.board]\naddress = \""+dead+"\"\nplatforms = [\""+foreign+"\"]\n")
-	if p, _, err := plan(t, &Options{Platforms: []string{foreign}, Nodes: []string{foreign + "=local"}, NodesFiles: files}); p != nil || err != nil {
+	if p, _, err := plan(t, &request.Options{Platforms: []string{foreign}, Nodes: []string{foreign + "=local"}, NodesFiles: files}); p != nil || err != nil {
 		t.Fatalf("PLATFORM=local: %+v %v", p, err)
 	}
 	// The host's platform builds here even when an unrestricted node is configured, and
 	// nothing is contacted for it.
 	files = nodesFile(t, "[node.board]\naddress = \""+dead+"\"\n")
 	host := platforms.Format(emulation.HostPlatform())
-	p, stderr, err := plan(t, &Options{Platforms: []string{host}, NodesFiles: files})
+	p, stderr, err := plan(t, &request.Options{Platforms: []string{host}, NodesFiles: files})
 	if p != nil || err != nil || stderr != "" {
 		t.Fatalf("host platform: %+v %v %q", p, err, stderr)
 	}
 	// An unrestricted node that does not answer is skipped for a foreign platform.
-	p, stderr, err = plan(t, &Options{Platforms: []string{host, foreign}, NodesFiles: files})
+	p, stderr, err = plan(t, &request.Options{Platforms: []string{host, foreign}, NodesFiles: files})
 	if p != nil || err != nil || !strings.Contains(stderr, "node board ("+dead+") does not answer") || !strings.Contains(stderr, "not using it") {
 		t.Fatalf("unrestricted dead node: %+v %v %q", p, err, stderr)
 	}
@@ -103,32 +107,14 @@ func TestPlanNodesFailures(t *testing.T) {
 	files := nodesFile(t, "[node.board]\naddress = \""+dead+"\"\nplatforms = [\""+foreign+"\"]\n")
 
 	// A restricted node that does not answer fails the plan, naming it.
-	_, _, err := plan(t, &Options{Platforms: []string{host, foreign}, NodesFiles: files})
+	_, _, err := plan(t, &request.Options{Platforms: []string{host, foreign}, NodesFiles: files})
 	if err == nil || !strings.Contains(err.Error(), "node board ("+dead+") does not answer") || !strings.Contains(err.Error(), "--node-fallback=emulate") || usage.Is(err) {
 		t.Fatalf("dead node: %v", err)
 	}
 	// With the emulate fallback its platform builds here, with a notice.
-	p, stderr, err := plan(t, &Options{Platforms: []string{host, foreign}, NodesFiles: files, NodeFallback: FallbackEmulate})
+	p, stderr, err := plan(t, &request.Options{Platforms: []string{host, foreign}, NodesFiles: files, NodeFallback: request.FallbackEmulate})
 	if p != nil || err != nil || !strings.Contains(stderr, "building "+foreign+" here instead (--node-fallback=emulate)") {
 		t.Fatalf("fallback: %+v %v %q", p, err, stderr)
-	}
-
-	for _, c := range []struct {
-		o    Options
-		want string
-	}{
-		{Options{Platforms: []string{host}, Nodes: []string{foreign + "=" + dead}}, "which this build does not target"},
-		{Options{Nodes: []string{foreign + "=" + dead}}, "which this build does not target"},
-		{Options{Platforms: []string{foreign}, Nodes: []string{foreign + "=" + dead, foreign + "=local"}}, "twice"},
-		{Options{Platforms: []string{foreign}, Nodes: []string{foreign + "=" + dead}, NodeFallback: "later"}, "invalid --node-fallback"},
-		{Options{Platforms: []string{foreign}, Nodes: []string{foreign + "=" + dead}, Outputs: []string{"type=local,dest=out"}}, "--output type=local is not supported"},
-		{Options{Platforms: []string{foreign}, Nodes: []string{foreign + "=" + dead}, CacheTo: []string{"type=local,dest=cache"}}, "--cache-to type=local is not supported"},
-		{Options{Platforms: []string{foreign}, Nodes: []string{foreign + "=board"}}, "none is configured"},
-	} {
-		_, _, err := plan(t, &c.o)
-		if err == nil || !strings.Contains(err.Error(), c.want) || !usage.Is(err) {
-			t.Errorf("%+v: %v, want a usage error containing %q", c.o, err, c.want)
-		}
 	}
 }
 

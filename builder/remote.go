@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"strings"
 	"sync"
 
@@ -24,8 +23,10 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/internal/errmsg"
 	"github.com/kiln-build/kiln/nodes"
 	"github.com/kiln-build/kiln/platform"
+	"github.com/kiln-build/kiln/request"
 	"github.com/kiln-build/kiln/store"
 )
 
@@ -44,7 +45,7 @@ const localName = "local"
 // through the session, not through a registry), under a lease. kiln then
 // joins the per-builder indexes into one index, names it only once every
 // blob is present, and unpacks the host's platform.
-func buildOnNodes(ctx context.Context, cfg engine.Config, req *request) (res *Result, ok bool, err error) {
+func buildOnNodes(ctx context.Context, cfg engine.Config, req *request.Request) (res *Result, ok bool, err error) {
 	plan, err := planNodes(ctx, req)
 	if err != nil || plan == nil {
 		return nil, err != nil, err
@@ -59,27 +60,26 @@ type builderRun struct {
 	name      string // "local" or the node's name, for the display
 	node      *nodeGroup
 	client    *bkclient.Client
-	req       *request // the request with this builder's platforms
+	req       *request.Request // the request with this builder's platforms
 	rec       *recorder
 	resp      *bkclient.SolveResponse
 	platforms []ocispecs.Platform
 }
 
-func runPlan(ctx context.Context, cfg engine.Config, req *request, plan *nodePlan) (*Result, error) {
-	o := req.opts
-	if req.progress != "quiet" && req.progress != "rawjson" {
-		fmt.Fprintln(o.Stderr, plan.describe())
+func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan *nodePlan) (*Result, error) {
+	if req.Progress != "quiet" && req.Progress != "rawjson" {
+		fmt.Fprintln(req.Stderr, plan.describe())
 	}
 	var runs []*builderRun
 	var st *store.Store
 	var eng *engine.Engine // the local builder, when there is one
 	if len(plan.local) > 0 {
-		local := req.withPlatforms(plan.local)
+		local := req.WithPlatforms(plan.local)
 		runnable, err := ensureEmulation(ctx, local)
 		if err != nil {
 			return nil, err
 		}
-		if eng, err = engine.Start(ctx, cfg, runnable, o.Stderr); err != nil {
+		if eng, err = engine.Start(ctx, cfg, runnable, req.Stderr); err != nil {
 			return nil, err
 		}
 		defer eng.Close()
@@ -88,14 +88,14 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request, plan *nodePla
 	} else {
 		var err error
 		// The store the global options select, the embedded one included.
-		if st, err = engine.OpenStore(ctx, cfg, o.Stderr); err != nil {
+		if st, err = engine.OpenStore(ctx, cfg, req.Stderr); err != nil {
 			return nil, err
 		}
 		defer st.Close()
 	}
 	snapshotter := engine.UnpackSnapshotter(ctx, cfg, st)
 	for _, g := range plan.remote {
-		runs = append(runs, &builderRun{name: g.node.Name, node: g, client: g.client, req: req.withPlatforms(g.platforms), platforms: g.platforms})
+		runs = append(runs, &builderRun{name: g.node.Name, node: g, client: g.client, req: req.WithPlatforms(g.platforms), platforms: g.platforms})
 	}
 
 	ingest, err := st.NewIngest(ctx)
@@ -113,7 +113,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request, plan *nodePla
 	if err != nil {
 		return nil, err
 	}
-	names, push := req.imageNames()
+	names, push := req.ImageNames()
 	if len(names) == 0 {
 		names = []string{danglingPrefix + "@" + desc.Digest.String()}
 	}
@@ -139,40 +139,18 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request, plan *nodePla
 		exptypes.ExporterImageDescriptorKey: json.RawMessage(descJSON),
 		"kiln.nodes":                        where,
 	}
-	if len(req.names) > 0 {
+	if len(req.Names) > 0 {
 		meta[exptypes.ExporterImageNameKey] = strings.Join(names, ",")
 	}
-	res := &Result{Digest: desc.Digest.String(), Names: req.names, Platforms: req.platforms, Metadata: meta}
-	if err := writeOutputs(o, res); err != nil {
+	res := &Result{Digest: desc.Digest.String(), Names: req.Names, Platforms: req.Platforms, Metadata: meta}
+	if err := writeOutputs(req, res); err != nil {
 		return nil, err
 	}
 	// The nodes collect their own caches; this is the local builder's.
 	if eng != nil {
-		eng.CollectGarbage(ctx, o.Quiet, o.Stderr)
+		eng.CollectGarbage(ctx, req.Quiet, req.Stderr)
 	}
 	return res, nil
-}
-
-// withPlatforms is a copy of the request that builds only ps.
-func (r *request) withPlatforms(ps []ocispecs.Platform) *request {
-	c := *r
-	c.platforms = ps
-	c.frontendAttrs = maps.Clone(r.frontendAttrs)
-	c.frontendAttrs["platform"] = platform.FormatList(ps)
-	return &c
-}
-
-// imageNames are the names the image output stores the result under,
-// and whether it pushes.
-func (r *request) imageNames() ([]string, bool) {
-	names, push := r.names, r.opts.Push
-	for _, o := range r.outputs {
-		if n := o.Attrs["name"]; n != "" {
-			names = strings.Split(n, ",")
-		}
-		push = push || o.Attrs["push"] == "true"
-	}
-	return names, push
 }
 
 // imageOnlyAttrs are attributes of the image exporter the OCI exporter
@@ -184,16 +162,16 @@ var imageOnlyAttrs = map[string]bool{
 }
 
 // nodeExport is the OCI export of one builder's result into the ingest.
-func (r *request) nodeExport(ingest *store.Ingest) bkclient.ExportEntry {
+func nodeExport(r *request.Request, ingest *store.Ingest) bkclient.ExportEntry {
 	attrs := map[string]string{}
-	for _, o := range r.outputs {
+	for _, o := range r.Outputs {
 		for k, v := range o.Attrs {
 			if !imageOnlyAttrs[k] {
 				attrs[k] = v
 			}
 		}
 	}
-	for k, v := range r.exportAttrs {
+	for k, v := range r.ExportAttrs {
 		if _, set := attrs[k]; !set {
 			attrs[k] = v
 		}
@@ -204,17 +182,17 @@ func (r *request) nodeExport(ingest *store.Ingest) bkclient.ExportEntry {
 
 // solveAll runs every builder's solve side by side with one progress
 // display; the first failure cancels the others.
-func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, multi bool, req *request) error {
+func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, multi bool, req *request.Request) error {
 	opts := make([]bkclient.SolveOpt, len(runs))
 	for i, r := range runs {
-		opt, closers, err := r.req.solveOpt()
+		opt, closers, err := solveOpt(r.req)
 		for _, c := range closers {
 			c.Close() // only image outputs reach here: nothing was opened
 		}
 		if err != nil {
 			return err
 		}
-		opt.Exports = []bkclient.ExportEntry{r.req.nodeExport(ingest)}
+		opt.Exports = []bkclient.ExportEntry{nodeExport(r.req, ingest)}
 		if multi {
 			// Every builder's result is an index, even of one platform,
 			// so that the results can be joined.
@@ -224,13 +202,13 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 			// A node has no access to this host's containerd: base images
 			// come from their registries.
 			opt.FrontendAttrs["image-resolve-mode"] = "default"
-			if req.opts.Pull {
+			if req.Pull {
 				opt.FrontendAttrs["image-resolve-mode"] = "pull"
 			}
 		}
 		opts[i] = opt
 	}
-	display, err := progressui.NewDisplay(req.opts.Stderr, progressui.DisplayMode(req.progress))
+	display, err := progressui.NewDisplay(req.Stderr, progressui.DisplayMode(req.Progress))
 	if err != nil {
 		return fmt.Errorf("starting the progress display: %w", err)
 	}
@@ -309,7 +287,7 @@ func relabel(s *bkclient.SolveStatus, name string) *bkclient.SolveStatus {
 }
 
 // lostNode matches the errors of a connection that broke mid-build.
-var lostNode = lazyRegexp(`(?i)error reading from server|connection reset|transport is closing|broken pipe|EOF|connection refused|keepalive`)
+var lostNode = errmsg.Pattern(`(?i)error reading from server|connection reset|transport is closing|broken pipe|EOF|connection refused|keepalive`)
 
 // explainRuns says which builder failed and why: a node that stopped
 // answering, or the step that failed where it ran.
@@ -320,7 +298,7 @@ func explainRuns(ctx context.Context, st *store.Store, runs []*builderRun, err e
 	}
 	r := re.run
 	if r.node == nil {
-		return withOptionHint(explain(ctx, st, r.req, r.rec, re.err))
+		return request.WithOptionHint(explain(ctx, st, r.req, r.rec, re.err))
 	}
 	n := r.node.node
 	if ctx.Err() == nil && nodeLost(re.err) {
@@ -330,7 +308,7 @@ func explainRuns(ctx context.Context, st *store.Store, runs []*builderRun, err e
 	if m := resolveImage().FindStringSubmatch(clean(re.err)); m != nil && ctx.Err() == nil {
 		return fmt.Errorf("node %s cannot fetch base image %s (%s): a node has no access to this host's images; push the base to a registry the node reaches, or build it there", n, m[1], lastCause(clean(re.err)))
 	}
-	return fmt.Errorf("on node %s: %w", n, withOptionHint(explain(ctx, st, r.req, r.rec, re.err)))
+	return fmt.Errorf("on node %s: %w", n, request.WithOptionHint(explain(ctx, st, r.req, r.rec, re.err)))
 }
 
 // nodeLost reports whether err is a node's connection breaking rather
@@ -418,9 +396,9 @@ func resultDescriptor(r *builderRun) (ocispecs.Descriptor, error) {
 }
 
 // progressOut is where push progress goes: standard error unless quiet.
-func progressOut(req *request) io.Writer {
-	if req.progress == "quiet" {
+func progressOut(req *request.Request) io.Writer {
+	if req.Progress == "quiet" {
 		return nil
 	}
-	return req.opts.Stderr
+	return req.Stderr
 }

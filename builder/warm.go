@@ -6,6 +6,8 @@ import (
 
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/util/archutil"
+
+	"github.com/kiln-build/kiln/request"
 )
 
 // warmPlatforms starts BuildKit's survey of the platforms this host runs
@@ -17,8 +19,8 @@ import (
 // probes overlap with connecting to containerd and starting BuildKit
 // instead of delaying the first step. The returned function waits for them,
 // so that none outlives the build.
-func warmPlatforms(req *request) (wait func()) {
-	if !req.opts.NoCache || !hasRun(req.content) {
+func warmPlatforms(req *request.Request) (wait func()) {
+	if !req.NoCache || !hasRun(req.Dockerfile.Content) {
 		return func() {}
 	}
 	done := make(chan struct{})

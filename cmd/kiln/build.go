@@ -4,6 +4,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/builder"
+	"github.com/kiln-build/kiln/request"
 	"github.com/kiln-build/kiln/usage"
 )
 
@@ -56,7 +57,7 @@ func runBuild(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usage.Errorf("\"kiln build\" needs exactly one build context directory, for example \"kiln build -t app .\"")
 	}
-	opts := &builder.Options{
+	opts := &request.Options{
 		ContextDir:       c.Args().First(),
 		Dockerfile:       c.String("file"),
 		Tags:             c.StringSlice("tag"),
@@ -96,6 +97,11 @@ func runBuild(c *cli.Context) error {
 		Stdout:           c.App.Writer,
 		Stderr:           c.App.ErrWriter,
 	}
-	_, err := builder.Build(c.Context, engineConfig(c), opts)
+	req, err := request.Parse(opts)
+	if err != nil {
+		return err
+	}
+	defer req.Close()
+	_, err = builder.Build(c.Context, engineConfig(c), req)
 	return err
 }

@@ -33,7 +33,8 @@ func globalFlags() []cli.Flag {
 	}
 }
 
-// gcOptions reads the global garbage collection flags; a build validates them.
+// gcOptions reads the global garbage collection flags; a build validates them
+// before it starts.
 func gcOptions(c *cli.Context) engine.GCOptions {
 	return engine.GCOptions{Disabled: !c.Bool("gc"), KeepStorage: c.String("gc-keep-storage")}
 }

@@ -6,7 +6,9 @@ package errmsg
 
 import (
 	"errors"
+	"regexp"
 	"strings"
+	"sync"
 )
 
 // New returns an error whose Error() is msg and whose Unwrap() is cause.
@@ -45,4 +47,11 @@ func Join(errs ...error) error {
 		return kept[0]
 	}
 	return New(strings.Join(msgs, "; "), errors.Join(kept...))
+}
+
+// Pattern is a regular expression over error messages, compiled on first
+// use: kiln's patterns are needed only when something fails, so compiling
+// them when a package is initialised would cost every kiln process.
+func Pattern(expr string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })
 }

@@ -1,9 +1,10 @@
-package builder
+package request
 
 import (
 	"crypto/ed25519"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -384,11 +385,11 @@ func TestPrepareBuildOptions(t *testing.T) {
 		Annotations:   []string{"index:k=v"},
 		Compression:   "zstd",
 	}
-	r, err := o.prepare()
+	r, err := parse(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.cleanup()
+	defer r.Close()
 	want := map[string]string{
 		"force-network-mode":          "host",
 		"add-hosts":                   "db=10.0.0.5,x=1.2.3.4",
@@ -402,23 +403,23 @@ func TestPrepareBuildOptions(t *testing.T) {
 		"context:layout":              "oci-layout://kiln-context-2:latest@sha256:" + strings.Repeat("b", 64),
 	}
 	for k, v := range want {
-		if got, ok := r.frontendAttrs[k]; !ok || got != v {
+		if got, ok := r.FrontendAttrs[k]; !ok || got != v {
 			t.Errorf("attr %s = %q (set %v), want %q", k, got, ok, v)
 		}
 	}
-	if !reflect.DeepEqual(r.entitlements, []string{"network.host"}) {
-		t.Errorf("--network host must grant network.host, got %v", r.entitlements)
+	if !reflect.DeepEqual(r.Entitlements, []string{"network.host"}) {
+		t.Errorf("--network host must grant network.host, got %v", r.Entitlements)
 	}
-	if r.contextDirs["kiln-context-0"] != extra || r.ociStores["kiln-context-2"] == nil {
-		t.Errorf("contexts: dirs %v stores %v", r.contextDirs, r.ociStores)
+	if r.ContextDirs["kiln-context-0"] != extra || r.OCIStores["kiln-context-2"] == nil {
+		t.Errorf("contexts: dirs %v stores %v", r.ContextDirs, r.OCIStores)
 	}
-	if len(r.cacheImports) != 1 || r.cacheImports[0].Type != "registry" || len(r.warnings) != 1 || !strings.Contains(r.warnings[0], "no cache there yet") {
-		t.Errorf("a missing local cache is skipped with a warning: imports %+v warnings %q", r.cacheImports, r.warnings)
+	if len(r.CacheImports) != 1 || r.CacheImports[0].Type != "registry" || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "no cache there yet") {
+		t.Errorf("a missing local cache is skipped with a warning: imports %+v warnings %q", r.CacheImports, r.Warnings)
 	}
-	if len(r.cacheExports) != 1 || len(r.attachables) != 1 {
-		t.Errorf("cache exports %+v, attachables %d", r.cacheExports, len(r.attachables))
+	if len(r.CacheExports) != 1 || len(r.Attachables) != 1 {
+		t.Errorf("cache exports %+v, attachables %d", r.CacheExports, len(r.Attachables))
 	}
-	entries := r.withExportAttrs([]bkclient.ExportEntry{
+	entries := r.WithExportAttrs([]bkclient.ExportEntry{
 		{Type: bkclient.ExporterImage, Attrs: map[string]string{"compression": "gzip"}},
 		{Type: bkclient.ExporterOCI},
 		{Type: bkclient.ExporterLocal},
@@ -435,12 +436,12 @@ func TestPrepareBuildOptions(t *testing.T) {
 }
 
 func TestPrepareNoCacheWinsOverFilter(t *testing.T) {
-	r, err := (&Options{ContextDir: writeContext(t, "FROM scratch\n"), NoCache: true, NoCacheFilter: []string{"a"}}).prepare()
+	r, err := parse(&Options{ContextDir: writeContext(t, "FROM scratch\n"), NoCache: true, NoCacheFilter: []string{"a"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.frontendAttrs["no-cache"] != "" {
-		t.Errorf("no-cache %q, want every stage", r.frontendAttrs["no-cache"])
+	if r.FrontendAttrs["no-cache"] != "" {
+		t.Errorf("no-cache %q, want every stage", r.FrontendAttrs["no-cache"])
 	}
 }
 
@@ -453,13 +454,36 @@ func TestOptionHint(t *testing.T) {
 		`no SSH key "deploy" forwarded from the client`:        "--ssh deploy=SOCKET|KEYFILE",
 		"something else": "",
 	} {
-		if got := optionHint(msg); (want == "") != (got == "") || !strings.Contains(got, want) {
-			t.Errorf("optionHint(%q) = %q, want %q", msg, got, want)
+		if got := OptionHint(msg); (want == "") != (got == "") || !strings.Contains(got, want) {
+			t.Errorf("OptionHint(%q) = %q, want %q", msg, got, want)
 		}
 	}
-	err := withOptionHint(&BuildError{Message: "step x failed: secret token: not found"})
-	if !strings.Contains(err.Error(), "step x failed: secret token: not found: pass the secret with --secret id=token") {
+	err := WithOptionHint(&stepError{msg: "step x failed: secret token: not found"})
+	if _, ok := err.(*stepError); !ok || !strings.Contains(err.Error(), "step x failed: secret token: not found: pass the secret with --secret id=token") {
 		t.Errorf("hint on a step error: %v", err)
+	}
+	err = WithOptionHint(errors.New("failed to load LLB: network.host is not allowed by the builder"))
+	if want := "network.host is not allowed: RUN --network=host needs it granted: pass --allow network.host"; err.Error() != want {
+		t.Errorf("hint on an entitlement error: %q, want %q", err, want)
+	}
+}
+
+// stepError is a Hintable error, as builder's BuildError.
+type stepError struct{ msg string }
+
+func (e *stepError) Error() string       { return e.msg }
+func (e *stepError) AddHint(hint string) { e.msg += ": " + hint }
+
+// TestParseStdinRemovedOnError checks that a Parse that fails removes the
+// copy of a Dockerfile read from standard input: there is no Request to
+// Close.
+func TestParseStdinRemovedOnError(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	_, err := parse(&Options{ContextDir: t.TempDir(), Dockerfile: "-", Stdin: strings.NewReader("FROM scratch\n"), Progress: "loud"})
+	wantUsage(t, "bad progress", err, "invalid --progress")
+	if left, _ := os.ReadDir(tmp); len(left) > 0 {
+		t.Errorf("a failed Parse left %s", left[0].Name())
 	}
 }
 
@@ -498,17 +522,17 @@ func TestCheckSSHPath(t *testing.T) {
 
 func TestSourceDateEpochFromBuildArg(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "5")
-	r, err := (&Options{ContextDir: writeContext(t, "FROM scratch\n"), BuildArgs: []string{"SOURCE_DATE_EPOCH=7"}}).prepare()
+	r, err := parse(&Options{ContextDir: writeContext(t, "FROM scratch\n"), BuildArgs: []string{"SOURCE_DATE_EPOCH=7"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.frontendAttrs["build-arg:SOURCE_DATE_EPOCH"] != "7" || r.exportAttrs["rewrite-timestamp"] != "true" {
-		t.Errorf("--build-arg SOURCE_DATE_EPOCH wins over the environment and rewrites timestamps: %v %v", r.frontendAttrs, r.exportAttrs)
+	if r.FrontendAttrs["build-arg:SOURCE_DATE_EPOCH"] != "7" || r.ExportAttrs["rewrite-timestamp"] != "true" {
+		t.Errorf("--build-arg SOURCE_DATE_EPOCH wins over the environment and rewrites timestamps: %v %v", r.FrontendAttrs, r.ExportAttrs)
 	}
-	r, err = (&Options{ContextDir: writeContext(t, "FROM scratch\n"), SourceDateEpoch: "9", BuildArgs: []string{"SOURCE_DATE_EPOCH=7"}}).prepare()
-	if err != nil || r.frontendAttrs["build-arg:SOURCE_DATE_EPOCH"] != "9" {
+	r, err = parse(&Options{ContextDir: writeContext(t, "FROM scratch\n"), SourceDateEpoch: "9", BuildArgs: []string{"SOURCE_DATE_EPOCH=7"}})
+	if err != nil || r.FrontendAttrs["build-arg:SOURCE_DATE_EPOCH"] != "9" {
 		t.Errorf("--source-date-epoch wins: %v %v", r, err)
 	}
-	_, err = (&Options{ContextDir: writeContext(t, "FROM scratch\n"), BuildArgs: []string{"SOURCE_DATE_EPOCH=soon"}}).prepare()
+	_, err = parse(&Options{ContextDir: writeContext(t, "FROM scratch\n"), BuildArgs: []string{"SOURCE_DATE_EPOCH=soon"}})
 	wantUsage(t, "bad build arg", err, `invalid SOURCE_DATE_EPOCH "soon"`)
 }

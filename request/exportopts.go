@@ -1,4 +1,4 @@
-package builder
+package request
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 
+	"github.com/kiln-build/kiln/internal/errmsg"
 	"github.com/kiln-build/kiln/usage"
 )
 
@@ -90,7 +91,7 @@ func ParseProvenance(s string) (key, value string, err error) {
 }
 
 // annotationSpec is [TYPE[,TYPE...]][\[PLATFORM\]]:KEY=VALUE, as buildx writes it.
-var annotationSpec = lazyRegexp(`^(?:([a-z-]+(?:,[a-z-]+)*)(?:\[([A-Za-z0-9_/.-]+)\])?:)?(\S+)$`)
+var annotationSpec = errmsg.Pattern(`^(?:([a-z-]+(?:,[a-z-]+)*)(?:\[([A-Za-z0-9_/.-]+)\])?:)?(\S+)$`)
 
 // ParseAnnotation parses an --annotation value into the exporter
 // attributes BuildKit reads: "KEY=VALUE" annotates each image manifest;
@@ -168,11 +169,10 @@ func ParseCompression(kind, level string) (map[string]string, error) {
 
 // setExportAttrs maps the options that shape the exported image:
 // reproducible timestamps, attestations, annotations and compression.
-func (r *request) setExportAttrs() error {
-	o := r.opts
+func (r *Request) setExportAttrs(o *Options) error {
 	sde, set := o.SourceDateEpoch, o.SourceDateEpoch != ""
 	if !set {
-		if v, ok := r.frontendAttrs[sourceDateEpochArg]; ok {
+		if v, ok := r.FrontendAttrs[sourceDateEpochArg]; ok {
 			sde, set = v, true
 		} else if v, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok {
 			sde, set = v, true
@@ -183,24 +183,24 @@ func (r *request) setExportAttrs() error {
 		if err != nil {
 			return err
 		}
-		r.frontendAttrs[sourceDateEpochArg] = strconv.FormatInt(n, 10)
+		r.FrontendAttrs[sourceDateEpochArg] = strconv.FormatInt(n, 10)
 		// Files written by steps get the epoch as their time too, so two
 		// builds of the same inputs give the same digest.
-		r.exportAttrs["rewrite-timestamp"] = "true"
+		r.ExportAttrs["rewrite-timestamp"] = "true"
 	}
 	for _, a := range o.Attest {
 		k, v, err := ParseAttest(a)
 		if err != nil {
 			return err
 		}
-		setOrDelete(r.frontendAttrs, "attest:provenance", k, v)
+		setOrDelete(r.FrontendAttrs, "attest:provenance", k, v)
 	}
 	if o.Provenance != "" {
 		k, v, err := ParseProvenance(o.Provenance)
 		if err != nil {
 			return err
 		}
-		setOrDelete(r.frontendAttrs, "attest:provenance", k, v)
+		setOrDelete(r.FrontendAttrs, "attest:provenance", k, v)
 	}
 	for _, a := range o.Annotations {
 		m, err := ParseAnnotation(a)
@@ -208,7 +208,7 @@ func (r *request) setExportAttrs() error {
 			return err
 		}
 		for k, v := range m {
-			r.exportAttrs[k] = v
+			r.ExportAttrs[k] = v
 		}
 	}
 	c, err := ParseCompression(o.Compression, o.CompressionLevel)
@@ -216,7 +216,7 @@ func (r *request) setExportAttrs() error {
 		return err
 	}
 	for k, v := range c {
-		r.exportAttrs[k] = v
+		r.ExportAttrs[k] = v
 	}
 	return nil
 }
@@ -238,9 +238,9 @@ func joinCSV(fields []string) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-// withExportAttrs adds the image options to every exporter that writes an
-// image; what the user set in -o wins.
-func (r *request) withExportAttrs(entries []bkclient.ExportEntry) []bkclient.ExportEntry {
+// WithExportAttrs adds ExportAttrs to every exporter that writes an image;
+// what the user set in -o wins.
+func (r *Request) WithExportAttrs(entries []bkclient.ExportEntry) []bkclient.ExportEntry {
 	for i, e := range entries {
 		switch e.Type {
 		case bkclient.ExporterImage, bkclient.ExporterOCI, bkclient.ExporterDocker:
@@ -250,7 +250,7 @@ func (r *request) withExportAttrs(entries []bkclient.ExportEntry) []bkclient.Exp
 		if e.Attrs == nil {
 			entries[i].Attrs = map[string]string{}
 		}
-		for k, v := range r.exportAttrs {
+		for k, v := range r.ExportAttrs {
 			if _, set := entries[i].Attrs[k]; !set {
 				entries[i].Attrs[k] = v
 			}

@@ -1,4 +1,4 @@
-package builder
+package request
 
 import (
 	"encoding/csv"
@@ -135,10 +135,10 @@ func ParseSSH(s string) (sshprovider.AgentConfig, error) {
 // resolveSecrets turns --secret and --ssh into the session attachables that
 // hand their values to the build. Values are read only when a step mounts
 // them; nothing here puts them in the build's definition.
-func (r *request) resolveSecrets() error {
+func (r *Request) resolveSecrets(o *Options) error {
 	var sources []secretsprovider.Source
 	seen := map[string]bool{}
-	for _, v := range r.opts.Secrets {
+	for _, v := range o.Secrets {
 		sec, err := ParseSecret(v)
 		if err != nil {
 			return err
@@ -158,15 +158,15 @@ func (r *request) resolveSecrets() error {
 		if err != nil {
 			return usage.Errorf("reading secrets: %w", err)
 		}
-		r.attachables = append(r.attachables, secretsprovider.NewSecretProvider(st))
+		r.Attachables = append(r.Attachables, secretsprovider.NewSecretProvider(st))
 	}
-	return r.resolveSSH()
+	return r.resolveSSH(o)
 }
 
-func (r *request) resolveSSH() error {
+func (r *Request) resolveSSH(o *Options) error {
 	var configs []sshprovider.AgentConfig
 	seen := map[string]bool{}
-	for _, v := range r.opts.SSH {
+	for _, v := range o.SSH {
 		cfg, err := ParseSSH(v)
 		if err != nil {
 			return err
@@ -196,7 +196,7 @@ func (r *request) resolveSSH() error {
 	if err != nil {
 		return usage.Errorf("--ssh: %w: give an ssh-agent socket or an unencrypted private key file", err)
 	}
-	r.attachables = append(r.attachables, sp)
+	r.Attachables = append(r.Attachables, sp)
 	return nil
 }
 

@@ -1,4 +1,4 @@
-package builder
+package request
 
 import (
 	"os"
@@ -8,6 +8,14 @@ import (
 
 	"github.com/kiln-build/kiln/usage"
 )
+
+// parse is Parse without the host's nodes files.
+func parse(o *Options) (*Request, error) {
+	if o.NodesFiles == nil {
+		o.NodesFiles = []string{}
+	}
+	return Parse(o)
+}
 
 func writeContext(t *testing.T, dockerfile string) string {
 	t.Helper()
@@ -33,12 +41,12 @@ func TestPrepareAttrs(t *testing.T) {
 		NoCache:    true,
 		Pull:       true,
 	}
-	r, err := o.prepare()
+	r, err := parse(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.cleanup()
-	if got := strings.Join(r.names, " "); got != "docker.io/library/app:latest docker.io/me/app:1" {
+	defer r.Close()
+	if got := strings.Join(r.Names, " "); got != "docker.io/library/app:latest docker.io/me/app:1" {
 		t.Errorf("names %s", got)
 	}
 	want := map[string]string{
@@ -54,43 +62,46 @@ func TestPrepareAttrs(t *testing.T) {
 		"cmdline":            "",
 	}
 	for k, v := range want {
-		if got, ok := r.frontendAttrs[k]; !ok || got != v {
+		if got, ok := r.FrontendAttrs[k]; !ok || got != v {
 			t.Errorf("attr %s = %q (set %v), want %q", k, got, ok, v)
 		}
 	}
-	if _, ok := r.frontendAttrs["build-arg:UNSET_IN_ENV"]; ok {
+	if _, ok := r.FrontendAttrs["build-arg:UNSET_IN_ENV"]; ok {
 		t.Error("a bare build arg missing from the environment must be dropped, as docker does")
 	}
 }
 
 func TestPrepareDefaultsResolveLocally(t *testing.T) {
-	r, err := (&Options{ContextDir: writeContext(t, "FROM scratch\n")}).prepare()
+	r, err := parse(&Options{ContextDir: writeContext(t, "FROM scratch\n")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.frontendAttrs["image-resolve-mode"] != "local" {
-		t.Errorf("image-resolve-mode %q, want local so local base images need no registry", r.frontendAttrs["image-resolve-mode"])
+	if r.FrontendAttrs["image-resolve-mode"] != "local" {
+		t.Errorf("image-resolve-mode %q, want local so local base images need no registry", r.FrontendAttrs["image-resolve-mode"])
 	}
-	if _, ok := r.frontendAttrs["platform"]; ok {
+	if _, ok := r.FrontendAttrs["platform"]; ok {
 		t.Error("no --platform must leave the platform to the worker's default")
 	}
 }
 
 func TestPrepareStdinDockerfile(t *testing.T) {
-	r, err := (&Options{ContextDir: t.TempDir(), Dockerfile: "-", Stdin: strings.NewReader("# syntax=docker/dockerfile:1\nFROM scratch\n")}).prepare()
+	r, err := parse(&Options{ContextDir: t.TempDir(), Dockerfile: "-", Stdin: strings.NewReader("# syntax=docker/dockerfile:1\nFROM scratch\n")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dt, err := os.ReadFile(filepath.Join(r.dockerfileDir, r.dockerfile))
+	dt, err := os.ReadFile(filepath.Join(r.Dockerfile.Dir, r.Dockerfile.Name))
 	if err != nil || !strings.Contains(string(dt), "FROM scratch") {
 		t.Fatalf("stdin Dockerfile not stored: %v %q", err, dt)
 	}
-	if w := r.syntaxWarning(); !strings.Contains(w, `"docker/dockerfile:1"`) {
-		t.Errorf("syntax warning %q", w)
+	if df := r.Dockerfile; !df.FromStdin || df.Display != "Dockerfile (stdin)" {
+		t.Errorf("stdin Dockerfile %+v", df)
 	}
-	r.cleanup()
-	if _, err := os.Stat(r.tempDir); !os.IsNotExist(err) {
-		t.Errorf("cleanup left %s", r.tempDir)
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], `"docker/dockerfile:1"`) {
+		t.Errorf("syntax warning %q", r.Warnings)
+	}
+	r.Close()
+	if _, err := os.Stat(r.Dockerfile.Dir); !os.IsNotExist(err) {
+		t.Errorf("Close left %s", r.Dockerfile.Dir)
 	}
 }
 
@@ -117,7 +128,7 @@ func TestPrepareErrors(t *testing.T) {
 		{"bad platform", Options{ContextDir: ctx, Platforms: []string{"linux/arm65"}}, "unknown architecture"},
 	}
 	for _, c := range cases {
-		_, err := c.o.prepare()
+		_, err := parse(&c.o)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error containing %q", c.name, err, c.want)
 			continue

@@ -1,4 +1,4 @@
-package builder
+package request
 
 import (
 	"net"
@@ -83,8 +83,8 @@ func ParseAllow(values []string) ([]string, error) {
 
 // setRunAttrs maps the options that shape every RUN step: network, extra
 // hosts, /dev/shm, resource limits, entitlements and cache filters.
-func (r *request) setRunAttrs() error {
-	o, a := r.opts, r.frontendAttrs
+func (r *Request) setRunAttrs(o *Options) error {
+	a := r.FrontendAttrs
 	allowed, err := ParseAllow(o.Allow)
 	if err != nil {
 		return err
@@ -100,7 +100,7 @@ func (r *request) setRunAttrs() error {
 	default:
 		return usage.Errorf("invalid --network %q: use default, none or host", o.Network)
 	}
-	r.entitlements = allowed
+	r.Entitlements = allowed
 	var hosts []string
 	for _, h := range o.AddHosts {
 		kv, err := ParseAddHost(h)
@@ -130,14 +130,14 @@ func (r *request) setRunAttrs() error {
 	if len(limits) > 0 {
 		a["ulimit"] = strings.Join(limits, ",")
 	}
-	return r.setNoCacheFilter()
+	return r.setNoCacheFilter(o)
 }
 
 // setNoCacheFilter rebuilds the named stages; --no-cache (every stage)
 // wins over it.
-func (r *request) setNoCacheFilter() error {
+func (r *Request) setNoCacheFilter(o *Options) error {
 	var stages []string
-	for _, v := range r.opts.NoCacheFilter {
+	for _, v := range o.NoCacheFilter {
 		for _, s := range strings.Split(v, ",") {
 			if s = strings.TrimSpace(s); s == "" {
 				return usage.Errorf("invalid --no-cache-filter %q: name a stage, e.g. --no-cache-filter deps", v)
@@ -145,8 +145,8 @@ func (r *request) setNoCacheFilter() error {
 			stages = appendOnce(stages, s)
 		}
 	}
-	if len(stages) > 0 && !r.opts.NoCache {
-		r.frontendAttrs["no-cache"] = strings.Join(stages, ",")
+	if len(stages) > 0 && !o.NoCache {
+		r.FrontendAttrs["no-cache"] = strings.Join(stages, ",")
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package builder
+package request
 
 import (
 	"encoding/json"
@@ -39,7 +39,7 @@ type BuildContext struct {
 }
 
 // ParseBuildContext parses one --build-context value. It checks the syntax
-// only; directories are looked at when the build is prepared.
+// only; Parse looks at the directories.
 func ParseBuildContext(s string) (BuildContext, error) {
 	name, value, ok := strings.Cut(s, "=")
 	name = strings.TrimSpace(name)
@@ -96,9 +96,9 @@ func (bc *BuildContext) parseLayout(v string) error {
 // resolveContexts checks each --build-context and records what the solve
 // needs: a frontend attribute per name, plus the directories and OCI
 // layouts the session serves.
-func (r *request) resolveContexts() error {
+func (r *Request) resolveContexts(o *Options) error {
 	seen := map[string]bool{}
-	for i, v := range r.opts.BuildContexts {
+	for i, v := range o.BuildContexts {
 		bc, err := ParseBuildContext(v)
 		if err != nil {
 			return err
@@ -112,14 +112,14 @@ func (r *request) resolveContexts() error {
 		key := fmt.Sprintf("kiln-context-%d", i)
 		switch bc.Kind {
 		case ContextImage:
-			r.frontendAttrs["context:"+bc.Name] = "docker-image://" + bc.Ref
+			r.FrontendAttrs["context:"+bc.Name] = "docker-image://" + bc.Ref
 		case ContextDir:
 			abs, err := contextDirectory(bc)
 			if err != nil {
 				return err
 			}
-			r.contextDirs[key] = abs
-			r.frontendAttrs["context:"+bc.Name] = "local:" + key
+			r.ContextDirs[key] = abs
+			r.FrontendAttrs["context:"+bc.Name] = "local:" + key
 		case ContextOCILayout:
 			if err := r.addLayout(key, bc); err != nil {
 				return err
@@ -144,7 +144,7 @@ func contextDirectory(bc BuildContext) (string, error) {
 
 // addLayout opens an OCI layout and pins the image the context names, as
 // buildx does: BuildKit reads it through the session by digest.
-func (r *request) addLayout(key string, bc BuildContext) error {
+func (r *Request) addLayout(key string, bc BuildContext) error {
 	dt, err := os.ReadFile(filepath.Join(bc.Path, ocispecs.ImageIndexFile))
 	if err != nil {
 		return usage.Errorf("--build-context %s: %s is not an OCI layout: reading its index.json: %w; export one with -o type=oci,dest=FILE and unpack it with tar -xf", bc.Name, bc.Path, errors.Unwrap(err))
@@ -164,8 +164,8 @@ func (r *request) addLayout(key string, bc BuildContext) error {
 	if err != nil {
 		return fmt.Errorf("--build-context %s: opening OCI layout %s: %w", bc.Name, bc.Path, err)
 	}
-	r.ociStores[key] = cs
-	r.frontendAttrs["context:"+bc.Name] = "oci-layout://" + key + ":" + bc.Tag + "@" + bc.Digest.String()
+	r.OCIStores[key] = cs
+	r.FrontendAttrs["context:"+bc.Name] = "oci-layout://" + key + ":" + bc.Tag + "@" + bc.Digest.String()
 	return nil
 }
 

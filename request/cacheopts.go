@@ -1,4 +1,4 @@
-package builder
+package request
 
 import (
 	"fmt"
@@ -113,8 +113,8 @@ func normalizeCacheRef(flag string, e bkclient.CacheOptionsEntry) error {
 // resolveCache parses --cache-from and --cache-to. A local cache directory
 // that does not exist yet is worth a warning, not a failure: the first build
 // of a pipeline has nothing to import.
-func (r *request) resolveCache() error {
-	for _, v := range r.opts.CacheFrom {
+func (r *Request) resolveCache(o *Options) error {
+	for _, v := range o.CacheFrom {
 		e, err := ParseCacheFrom(v)
 		if err != nil {
 			return err
@@ -122,18 +122,18 @@ func (r *request) resolveCache() error {
 		if e.Type == "local" {
 			src := e.Attrs["src"]
 			if _, err := os.Stat(filepath.Join(src, "index.json")); err != nil {
-				r.warnings = append(r.warnings, fmt.Sprintf("warning: --cache-from %s: no cache there yet (no index.json); building without it", src))
+				r.Warnings = append(r.Warnings, fmt.Sprintf("warning: --cache-from %s: no cache there yet (no index.json); building without it", src))
 				continue
 			}
 		}
-		r.cacheImports = append(r.cacheImports, e)
+		r.CacheImports = append(r.CacheImports, e)
 	}
-	for _, v := range r.opts.CacheTo {
+	for _, v := range o.CacheTo {
 		e, err := ParseCacheTo(v)
 		if err != nil {
 			return err
 		}
-		r.cacheExports = append(r.cacheExports, e)
+		r.CacheExports = append(r.CacheExports, e)
 	}
 	return r.checkLocalCacheExport()
 }
@@ -143,11 +143,11 @@ func (r *request) resolveCache() error {
 // writes that one into the local directory's index.json: with two exports
 // the index can name the other export's manifest, which the directory does
 // not hold, and a later --cache-from silently finds nothing.
-func (r *request) checkLocalCacheExport() error {
-	if len(r.cacheExports) < 2 {
+func (r *Request) checkLocalCacheExport() error {
+	if len(r.CacheExports) < 2 {
 		return nil
 	}
-	for _, e := range r.cacheExports {
+	for _, e := range r.CacheExports {
 		if e.Type == "local" {
 			return usage.Errorf("--cache-to type=local cannot be combined with another --cache-to in one build: BuildKit records one cache manifest per build; export the other cache in a second, fully cached build")
 		}
