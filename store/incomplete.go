@@ -6,11 +6,15 @@ import (
 )
 
 // IncompleteError reports an image whose content is not all in the content
-// store, for an operation that needs all of it (push, save).
+// store, for an operation that needs all of it: push, save, copy, and
+// every operation that names an image (load, pull, tag, manifest create,
+// a build result).
 type IncompleteError struct {
-	// Name is the image's stored name.
+	// Name is the image's stored name, or the name it was to get.
 	Name string
-	// Action is what could not be done: "push" or "save".
+	// Action is what could not be done: "push", "save", "copy", "load",
+	// "pull", "tag", "add" (to a manifest list) or "store" (a build
+	// result).
 	Action string
 	// Missing maps each platform (or "attestation for P", or "index") to
 	// what it lacks, in the image's order.
@@ -36,13 +40,18 @@ func (e *IncompleteError) Error() string {
 		}
 	}
 	msg := fmt.Sprintf("image %s is missing content for %s", e.Name, strings.Join(parts, ", "))
+	if e.Action == "load" {
+		// The content can only come from the archive.
+		return msg + "; the archive lacks it, or holds a blob whose content does not match its digest: no image was loaded and no name changed"
+	}
 	var next []string
 	if len(pull) > 0 {
 		next = append(next, fmt.Sprintf("pull it with \"kiln pull --platform %s %s\"", strings.Join(pull, ","), familiar(e.Name)))
 	} else {
 		next = append(next, fmt.Sprintf("pull it again with \"kiln pull --all-platforms %s\"", familiar(e.Name)))
 	}
-	if len(e.Complete) > 0 {
+	// Of these commands only push takes --platform.
+	if len(e.Complete) > 0 && e.Action == "push" {
 		next = append(next, fmt.Sprintf("%s with --platform %s", e.Action, strings.Join(e.Complete, ",")))
 	}
 	return msg + "; " + strings.Join(next, " or ")
@@ -85,12 +94,18 @@ func shortBlobDigest(b Blob) string {
 // of the image when chosen is nil) or the attestations going with them
 // lack content, nil otherwise.
 func (sum ImageSummary) incomplete(action string, chosen []PlatformSummary) error {
+	return sum.incompleteIn(action, chosen, chosen == nil)
+}
+
+// incompleteIn is incomplete, with missing index blobs counted when
+// withIndex is set even if only some platforms are chosen.
+func (sum ImageSummary) incompleteIn(action string, chosen []PlatformSummary, withIndex bool) error {
 	all := chosen == nil
 	if all {
 		chosen = sum.Platforms
 	}
 	e := &IncompleteError{Name: sum.Name, Action: action}
-	if all && len(sum.Missing) > 0 {
+	if withIndex && len(sum.Missing) > 0 {
 		e.Missing = append(e.Missing, MissingContent{Platform: "index", Blobs: sum.Missing})
 	}
 	byDigest := map[string]string{}
