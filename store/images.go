@@ -380,6 +380,8 @@ func (s *Store) readBlob(ctx context.Context, desc ocispecs.Descriptor) ([]byte,
 }
 
 // Tag gives the image src the names dsts, replacing images that had them.
+// A source that lacks content is refused (*IncompleteError) and no name
+// changes: a name only ever moves to a whole image.
 func (s *Store) Tag(ctx context.Context, src string, dsts []string) error {
 	if len(dsts) == 0 {
 		return usage.Errorf("give at least one new name for %s", src)
@@ -390,6 +392,9 @@ func (s *Store) Tag(ctx context.Context, src string, dsts []string) error {
 	}
 	img, err := s.getImage(ctx, src)
 	if err != nil {
+		return err
+	}
+	if _, err := s.requireWhole(ctx, img, "tag", nil); err != nil {
 		return err
 	}
 	ctx = s.WithNamespace(ctx)

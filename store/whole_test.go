@@ -205,3 +205,104 @@ func TestLoadRefusesIncompleteArchives(t *testing.T) {
 }
 
 func short(d digest.Digest) string { return "sha256:" + d.Encoded()[:12] }
+
+// loadImage loads a whole image of blobs named name into s.
+func loadImage(t *testing.T, s *Store, blobs blobSet, d ocispecs.Descriptor, name string) {
+	t.Helper()
+	if _, err := s.Load(context.Background(), bytes.NewReader(ociArchive(t, blobs, []ocispecs.Descriptor{named(d, name)}, nil, nil)), LoadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// removeBlob deletes a blob from the store's content store, as a crash or
+// "ctr content rm" would leave an image.
+func removeBlob(t *testing.T, s *Store, d digest.Digest) {
+	t.Helper()
+	if err := s.Client().ContentStore().Delete(s.WithNamespace(context.Background()), d); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTagRefusesPartialImages(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t)
+	blobs := blobSet{}
+	am, alayer := blobs.manifest("linux/amd64", "a")
+	bm, _ := blobs.manifest("linux/arm64", "a")
+	idx := blobs.index(am, bm)
+	loadImage(t, s, blobs, idx, "docker.io/library/partial:1")
+	other := blobSet{}
+	om, _ := other.manifest("linux/amd64", "good")
+	loadImage(t, s, other, om, "docker.io/library/app:1")
+	removeBlob(t, s, alayer.Digest)
+
+	err := s.Tag(ctx, "partial:1", []string{"app:1", "new:1"})
+	var ie *IncompleteError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "linux/amd64 (layer "+short(alayer.Digest)+" not present)") {
+		t.Fatalf("Tag of a partial image = %v, want an *IncompleteError", err)
+	}
+	if strings.Contains(err.Error(), "tag with --platform") {
+		t.Errorf("the error suggests a flag tag does not have: %v", err)
+	}
+	if got := target(t, s, "docker.io/library/app:1"); got != om.Digest {
+		t.Errorf("app:1 moved to %s", got)
+	}
+	if got := target(t, s, "docker.io/library/new:1"); got != "" {
+		t.Errorf("new:1 was created, pointing at %s", got)
+	}
+	// A whole image is tagged.
+	if err := s.Tag(ctx, "app:1", []string{"new:1"}); err != nil || target(t, s, "docker.io/library/new:1") != om.Digest {
+		t.Fatalf("Tag of a whole image = %v", err)
+	}
+}
+
+func TestCreateManifestRefusesAmendingPartialList(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t)
+	blobs := blobSet{}
+	am, alayer := blobs.manifest("linux/amd64", "list")
+	bm, _ := blobs.manifest("linux/arm64", "list")
+	idx := blobs.index(am, bm)
+	loadImage(t, s, blobs, idx, "docker.io/library/list:1")
+	src := blobSet{}
+	sm, _ := src.manifest("linux/s390x", "src")
+	loadImage(t, s, src, sm, "docker.io/library/src:1")
+	removeBlob(t, s, alayer.Digest)
+
+	_, err := s.CreateManifest(ctx, "list:1", []string{"src:1"}, ManifestCreateOptions{Amend: true})
+	var ie *IncompleteError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "linux/amd64 (layer "+short(alayer.Digest)+" not present)") {
+		t.Fatalf("CreateManifest --amend of a partial list = %v, want an *IncompleteError", err)
+	}
+	if got := target(t, s, "docker.io/library/list:1"); got != idx.Digest {
+		t.Errorf("list:1 moved to %s", got)
+	}
+}
+
+func TestNameWholeScope(t *testing.T) {
+	ctx := context.Background()
+	s := openTestStore(t)
+	blobs := blobSet{}
+	am, _ := blobs.manifest("linux/amd64", "scope")
+	bm, blayer := blobs.manifest("linux/arm64", "scope")
+	idx := blobs.index(am, bm)
+	loadImage(t, s, blobs, idx, "docker.io/library/scope:1")
+	removeBlob(t, s, blayer.Digest)
+	img := images.Image{Name: "docker.io/library/scope:2", Target: idx}
+
+	// What pull --platform linux/amd64 promises is whole; all of it is not.
+	if _, err := s.nameWhole(ctx, []images.Image{img}, "pull", platforms.Only(platforms.MustParse("linux/amd64"))); err != nil {
+		t.Fatalf("nameWhole(linux/amd64) = %v", err)
+	}
+	img.Name = "docker.io/library/scope:3"
+	_, err := s.nameWhole(ctx, []images.Image{img}, "pull", platforms.Only(platforms.MustParse("linux/arm64")))
+	if err == nil || !strings.Contains(err.Error(), "linux/arm64") {
+		t.Fatalf("nameWhole(linux/arm64) = %v", err)
+	}
+	if _, err := s.nameWhole(ctx, []images.Image{img}, "pull", nil); err == nil {
+		t.Fatal("nameWhole(all) named a partial image")
+	}
+	if target(t, s, "docker.io/library/scope:3") != "" {
+		t.Fatal("scope:3 was named")
+	}
+}
