@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
@@ -369,7 +368,7 @@ func (s *Store) RawBlob(ctx context.Context, name string, platform *ocispecs.Pla
 }
 
 func (s *Store) readBlob(ctx context.Context, desc ocispecs.Descriptor) ([]byte, error) {
-	b, err := content.ReadBlob(s.WithNamespace(ctx), s.client.ContentStore(), desc)
+	b, err := readBlobBounded(s.WithNamespace(ctx), s.client.ContentStore(), desc, blobKind(desc.MediaType) != "config")
 	if err != nil {
 		if errdefs.IsNotFound(err) {
 			return nil, err

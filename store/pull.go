@@ -84,7 +84,7 @@ func (s *Store) Pull(ctx context.Context, name string, opts PullOptions) (*PullR
 	p := newProgress(opts.Progress)
 	pf := &progressFetcher{Fetcher: fetcher, p: p}
 	cs := s.client.ContentStore()
-	fetch := pf.fetchHandler(cs)
+	fetch := boundManifests(pf.fetchHandler(cs))
 
 	// The index first: it says whether the wanted platforms exist.
 	if _, err := fetch(ctx, desc); err != nil {
@@ -104,7 +104,7 @@ func (s *Store) Pull(ctx context.Context, name string, opts PullOptions) (*PullR
 		return nil, fmt.Errorf("labelling content of %s with its source: %w", full, err)
 	}
 	handler := images.Handlers(
-		images.HandlerFunc(fetch),
+		fetch,
 		images.SetChildrenLabels(cs, images.FilterPlatforms(images.ChildrenHandler(cs), matcher)),
 		distSource,
 	)
