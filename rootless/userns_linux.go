@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -161,10 +162,31 @@ func (h *host) idMaps(uid, gid int) (uidMap, gidMap string, problems []error) {
 // when it executes a program as root: so it executes kiln again, and that
 // kiln makes every mount private to its mount namespace, so that nothing it
 // mounts reaches the host. Elsewhere it does nothing.
+//
+// The marker in the environment is not trusted alone: anyone can set it,
+// and a root kiln that believed it would make every mount of the host
+// private. It counts only in a user and a mount namespace other than those
+// of the parent process, as RunInOwnNamespaces makes them; otherwise it is
+// dropped and kiln runs as it would without it.
 func FinishOwnNamespaces() error {
-	switch os.Getenv(envOwn) {
+	stage := os.Getenv(envOwn)
+	if stage == "" {
+		return nil
+	}
+	os.Unsetenv(envOwn)
+	own, err := inOwnNamespaces(os.Getppid())
+	if err != nil {
+		return fmt.Errorf("%s=%s is set, but kiln cannot tell whether it runs in namespaces it made: %w", envOwn, stage, err)
+	}
+	if !own {
+		return nil
+	}
+	switch stage {
 	case "wait":
 		sync := os.NewFile(syncFD, "kiln-userns-sync")
+		if fi, err := sync.Stat(); err != nil || fi.Mode()&fs.ModeNamedPipe == 0 {
+			return fmt.Errorf("kiln's user namespace has no pipe from its parent on descriptor %d", syncFD)
+		}
 		io.Copy(io.Discard, sync)
 		sync.Close()
 		if os.Geteuid() != 0 {
@@ -180,12 +202,32 @@ func FinishOwnNamespaces() error {
 		}
 		return nil // not reached
 	case "ready":
-		os.Unsetenv(envOwn)
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			return fmt.Errorf("making the mounts of kiln's mount namespace private: %w", err)
 		}
 	}
 	return nil
+}
+
+// inOwnNamespaces reports whether the process runs in a user namespace and
+// a mount namespace both other than those of the process ppid (its
+// parent). A process started by RunInOwnNamespaces does, before and after
+// it executes itself again; one that merely inherited the marker does not.
+func inOwnNamespaces(ppid int) (bool, error) {
+	for _, ns := range []string{"user", "mnt"} {
+		self, err := os.Readlink("/proc/self/ns/" + ns)
+		if err != nil {
+			return false, err
+		}
+		parent, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", ppid, ns))
+		if err != nil {
+			return false, err
+		}
+		if self == parent {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // UserNamespaceMap describes the user namespace kiln runs in, for kiln
