@@ -165,9 +165,9 @@ func (h *host) idMaps(uid, gid int) (uidMap, gidMap string, problems []error) {
 //
 // The marker in the environment is not trusted alone: anyone can set it,
 // and a root kiln that believed it would make every mount of the host
-// private. It counts only in a user and a mount namespace other than those
-// of the parent process, as RunInOwnNamespaces makes them; otherwise it is
-// dropped and kiln runs as it would without it.
+// private. It counts only in namespaces as RunInOwnNamespaces makes them
+// (see inOwnNamespaces); otherwise it is dropped and kiln runs as it would
+// without it.
 func FinishOwnNamespaces() error {
 	stage := os.Getenv(envOwn)
 	if stage == "" {
@@ -209,25 +209,59 @@ func FinishOwnNamespaces() error {
 	return nil
 }
 
-// inOwnNamespaces reports whether the process runs in a user namespace and
-// a mount namespace both other than those of the process ppid (its
-// parent). A process started by RunInOwnNamespaces does, before and after
-// it executes itself again; one that merely inherited the marker does not.
+// inOwnNamespaces reports whether the process runs in namespaces as
+// RunInOwnNamespaces makes them: a user namespace other than the initial
+// one, owning the process's mount namespace, and neither the namespaces of
+// the process ppid (its parent). A process that merely inherited the
+// marker on the host fails the first test. A parent in an ancestor user
+// namespace, as kiln's own is, cannot be looked into (permission denied):
+// that counts as different.
 func inOwnNamespaces(ppid int) (bool, error) {
+	if !InUserNamespace() {
+		return false, nil
+	}
+	if owned, err := mountNamespaceOwned(); err != nil || !owned {
+		return false, err
+	}
 	for _, ns := range []string{"user", "mnt"} {
 		self, err := os.Readlink("/proc/self/ns/" + ns)
 		if err != nil {
 			return false, err
 		}
 		parent, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", ppid, ns))
-		if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			continue
+		case err != nil:
 			return false, err
-		}
-		if self == parent {
+		case self == parent:
 			return false, nil
 		}
 	}
 	return true, nil
+}
+
+// mountNamespaceOwned reports whether the process's user namespace owns
+// its mount namespace: both were made together (CLONE_NEWUSER|CLONE_NEWNS).
+func mountNamespaceOwned() (bool, error) {
+	mnt, err := os.Open("/proc/self/ns/mnt")
+	if err != nil {
+		return false, err
+	}
+	defer mnt.Close()
+	fd, err := unix.IoctlRetInt(int(mnt.Fd()), unix.NS_GET_USERNS)
+	if err != nil {
+		return false, fmt.Errorf("asking for the owner of kiln's mount namespace: %w", err)
+	}
+	defer unix.Close(fd)
+	var owner, self unix.Stat_t
+	if err := unix.Fstat(fd, &owner); err != nil {
+		return false, err
+	}
+	if err := unix.Stat("/proc/self/ns/user", &self); err != nil {
+		return false, err
+	}
+	return owner.Dev == self.Dev && owner.Ino == self.Ino, nil
 }
 
 // UserNamespaceMap describes the user namespace kiln runs in, for kiln
