@@ -37,3 +37,7 @@ func InUserNamespace() bool { return false }
 
 // ReadHandlers is not available outside Linux.
 func ReadHandlers(string) ([]Handler, bool, error) { return nil, false, errNotLinux }
+
+var interpretersMustBeRootOnly = func() bool { return false }
+
+func checkRootOnly(string) error { return nil }

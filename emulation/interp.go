@@ -69,12 +69,45 @@ func Interpreter(qarch string) (string, error) {
 			dynamic = append(dynamic, p)
 			continue
 		}
+		// The first usable emulator is the one meant; an unsafe one is
+		// refused rather than passed over for another.
+		if interpretersMustBeRootOnly() {
+			if err := checkRootOnly(p); err != nil {
+				return "", untrusted(p, qarch, err)
+			}
+		}
 		return p, nil
 	}
 	if len(dynamic) > 0 {
 		return "", fmt.Errorf("%w for %s found: %s is dynamically linked and cannot run inside containers; install the statically linked one with \"apt-get install %s\"", ErrNoInterpreter, qarch, dynamic[0], Package)
 	}
 	return "", fmt.Errorf("%w for %s found; install it with \"apt-get install %s\"", ErrNoInterpreter, qarch, Package)
+}
+
+// ErrUntrustedInterpreter is wrapped by errors refusing a QEMU emulator
+// that someone other than root could change.
+var ErrUntrustedInterpreter = errors.New("untrusted QEMU interpreter")
+
+// untrustedError says what of an interpreter's path someone other than
+// root could change, and the command that fixes it.
+type untrustedError struct {
+	problem, fix string
+}
+
+func (e *untrustedError) Error() string { return e.problem + ": run \"" + e.fix + "\"" }
+
+func (e *untrustedError) Unwrap() error { return ErrUntrustedInterpreter }
+
+// untrusted explains why the emulator at p is refused, in one line.
+func untrusted(p, qarch string, err error) error {
+	var u *untrustedError
+	if errors.As(err, &u) {
+		return &untrustedError{
+			problem: fmt.Sprintf("refusing the QEMU interpreter %s: %s, and as root kiln registers it for every %s program on the host, so it and every directory above it must be root's alone", p, u.problem, qarch),
+			fix:     u.fix,
+		}
+	}
+	return fmt.Errorf("refusing the QEMU interpreter %s: cannot check that only root can change it: %w", p, err)
 }
 
 // isStatic reports whether the ELF program at path needs no program

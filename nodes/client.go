@@ -14,10 +14,6 @@ import (
 	"github.com/moby/buildkit/util/grpcerrors"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
-	// ssh:// addresses go through BuildKit's connection helper, which runs
-	// "ssh HOST buildctl dial-stdio".
-	_ "github.com/moby/buildkit/client/connhelper/ssh"
-
 	"github.com/kiln-build/kiln/platform"
 )
 
@@ -34,6 +30,13 @@ func Connect(ctx context.Context, n Node) (*bkclient.Client, error) {
 		if n.TLS.Cert != "" {
 			opts = append(opts, bkclient.WithCredentials(n.TLS.Cert, n.TLS.Key))
 		}
+	}
+	if strings.HasPrefix(n.Address, "ssh://") {
+		dial, err := sshDialer(n.Address)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, bkclient.WithContextDialer(dial))
 	}
 	c, err := bkclient.New(ctx, n.Address, opts...)
 	if err != nil {

@@ -230,10 +230,14 @@ func checkAddress(addr string) error {
 	case u.Scheme == "ssh" && u.Hostname() == "":
 		return fmt.Errorf("invalid address %q: give the host, e.g. ssh://user@host", addr)
 	case u.Scheme == "ssh" && (u.RawQuery != "" || u.Fragment != "" || u.ForceQuery):
-		// BuildKit's ssh helper takes the socket from the path only.
+		// The socket comes from the path only.
 		return fmt.Errorf("invalid address %q: ssh:// takes no query or fragment; give the node's socket as the path, e.g. ssh://user@host/run/buildkit/buildkitd.sock", addr)
 	case u.Scheme == "ssh" && u.User != nil && hasPassword(u.User):
 		return fmt.Errorf("invalid address %q: ssh:// takes no password; use a key (ssh-agent or ~/.ssh/config)", addr)
+	case u.Scheme == "ssh":
+		if _, err := parseSSH(u); err != nil {
+			return fmt.Errorf("invalid address %q: %w", addr, err)
+		}
 	}
 	return nil
 }

@@ -37,10 +37,15 @@ const (
 // Call it first thing in main, before anything depends on the working
 // directory or on being root.
 func Enter() error {
+	// The marker counts only inside a user namespace, where nsenter put
+	// the re-executed kiln: inherited by a kiln on the host it is dropped.
 	if os.Getenv(envReexec) != "" {
 		wd := os.Getenv(envWorkDir)
 		os.Unsetenv(envReexec)
 		os.Unsetenv(envWorkDir)
+		if !InUserNamespace() {
+			return Enter()
+		}
 		if !Child() {
 			return fmt.Errorf("kiln joined the namespaces of the rootless containerd (state in %s) but is not root there (uid %d): RootlessKit must map your uid to root, as it does by default", StateDir(), os.Geteuid())
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -161,10 +162,31 @@ func (h *host) idMaps(uid, gid int) (uidMap, gidMap string, problems []error) {
 // when it executes a program as root: so it executes kiln again, and that
 // kiln makes every mount private to its mount namespace, so that nothing it
 // mounts reaches the host. Elsewhere it does nothing.
+//
+// The marker in the environment is not trusted alone: anyone can set it,
+// and a root kiln that believed it would make every mount of the host
+// private. It counts only in namespaces as RunInOwnNamespaces makes them
+// (see inOwnNamespaces); otherwise it is dropped and kiln runs as it would
+// without it.
 func FinishOwnNamespaces() error {
-	switch os.Getenv(envOwn) {
+	stage := os.Getenv(envOwn)
+	if stage == "" {
+		return nil
+	}
+	os.Unsetenv(envOwn)
+	own, err := inOwnNamespaces(os.Getppid())
+	if err != nil {
+		return fmt.Errorf("%s=%s is set, but kiln cannot tell whether it runs in namespaces it made: %w", envOwn, stage, err)
+	}
+	if !own {
+		return nil
+	}
+	switch stage {
 	case "wait":
 		sync := os.NewFile(syncFD, "kiln-userns-sync")
+		if fi, err := sync.Stat(); err != nil || fi.Mode()&fs.ModeNamedPipe == 0 {
+			return fmt.Errorf("kiln's user namespace has no pipe from its parent on descriptor %d", syncFD)
+		}
 		io.Copy(io.Discard, sync)
 		sync.Close()
 		if os.Geteuid() != 0 {
@@ -180,12 +202,66 @@ func FinishOwnNamespaces() error {
 		}
 		return nil // not reached
 	case "ready":
-		os.Unsetenv(envOwn)
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			return fmt.Errorf("making the mounts of kiln's mount namespace private: %w", err)
 		}
 	}
 	return nil
+}
+
+// inOwnNamespaces reports whether the process runs in namespaces as
+// RunInOwnNamespaces makes them: a user namespace other than the initial
+// one, owning the process's mount namespace, and neither the namespaces of
+// the process ppid (its parent). A process that merely inherited the
+// marker on the host fails the first test. A parent in an ancestor user
+// namespace, as kiln's own is, cannot be looked into (permission denied):
+// that counts as different.
+func inOwnNamespaces(ppid int) (bool, error) {
+	if !InUserNamespace() {
+		return false, nil
+	}
+	if owned, err := mountNamespaceOwned(); err != nil || !owned {
+		return false, err
+	}
+	for _, ns := range []string{"user", "mnt"} {
+		self, err := os.Readlink("/proc/self/ns/" + ns)
+		if err != nil {
+			return false, err
+		}
+		parent, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", ppid, ns))
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			continue
+		case err != nil:
+			return false, err
+		case self == parent:
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// mountNamespaceOwned reports whether the process's user namespace owns
+// its mount namespace: both were made together (CLONE_NEWUSER|CLONE_NEWNS).
+func mountNamespaceOwned() (bool, error) {
+	mnt, err := os.Open("/proc/self/ns/mnt")
+	if err != nil {
+		return false, err
+	}
+	defer mnt.Close()
+	fd, err := unix.IoctlRetInt(int(mnt.Fd()), unix.NS_GET_USERNS)
+	if err != nil {
+		return false, fmt.Errorf("asking for the owner of kiln's mount namespace: %w", err)
+	}
+	defer unix.Close(fd)
+	var owner, self unix.Stat_t
+	if err := unix.Fstat(fd, &owner); err != nil {
+		return false, err
+	}
+	if err := unix.Stat("/proc/self/ns/user", &self); err != nil {
+		return false, err
+	}
+	return owner.Dev == self.Dev && owner.Ino == self.Ino, nil
 }
 
 // UserNamespaceMap describes the user namespace kiln runs in, for kiln

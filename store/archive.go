@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 
-	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/core/images/archive"
 	"github.com/containerd/platforms"
@@ -93,7 +92,9 @@ const unnamedPrefix = "docker.io/library/import"
 // Load imports every platform of every image in an archive written by
 // "kiln save", "docker save" or another OCI image layout tar, names them as
 // the archive does and unpacks the host's platform of each. Images the
-// archive does not name are stored as import@DIGEST.
+// archive does not name are stored as import@DIGEST. Every blob of every
+// image must be in the archive under its own digest: otherwise Load fails
+// with an *IncompleteError naming what is missing, and no name changes.
 func (s *Store) Load(ctx context.Context, r io.Reader, opts LoadOptions) ([]LoadedImage, error) {
 	ctx, release, err := s.withLease(ctx)
 	if err != nil {
@@ -101,35 +102,62 @@ func (s *Store) Load(ctx context.Context, r io.Reader, opts LoadOptions) ([]Load
 	}
 	defer release()
 
-	imgs, err := s.client.Import(ctx, r,
-		containerd.WithAllPlatforms(true),
-		containerd.WithSkipMissing(),
-		containerd.WithImageRefTranslator(archiveRefName),
-		containerd.WithSkipDigestRef(func(name string) bool { return name != "" }),
-		containerd.WithDigestRef(archive.DigestTranslator(unnamedPrefix)),
-	)
+	// The archive's content goes in under the lease, unnamed; containerd's
+	// client.Import would name each image as it goes, whole or not.
+	cs := s.client.ContentStore()
+	index, err := archive.ImportIndex(ctx, cs, r)
 	if err != nil {
 		return nil, fmt.Errorf("loading the image archive: %w; kiln loads archives written by \"kiln save\", \"docker save\" or as OCI image layout tars", err)
 	}
+	var idx ocispecs.Index
+	if err := newInventory(ctx, cs).readJSON(index, &idx); err != nil {
+		return nil, fmt.Errorf("loading the image archive: %w", err)
+	}
+	imgs := archiveImages(idx)
 	if len(imgs) == 0 {
 		return nil, fmt.Errorf("the archive holds no image")
 	}
+	sums, err := s.nameWhole(ctx, imgs, "load", nil)
+	if err != nil {
+		return nil, err
+	}
 	p := newProgress(opts.Progress)
 	var out []LoadedImage
-	for _, img := range imgs {
+	for i, img := range imgs {
 		li := LoadedImage{Name: img.Name, Digest: img.Target.Digest}
 		if opts.Snapshotter != "" {
-			sum, err := s.summarize(ctx, img, "")
-			if err != nil {
-				return nil, err
-			}
-			if li.Unpacked, err = s.unpackHost(ctx, img, sum, opts.Snapshotter, p); err != nil {
+			if li.Unpacked, err = s.unpackHost(ctx, img, sums[i], opts.Snapshotter, p); err != nil {
 				return nil, err
 			}
 		}
 		out = append(out, li)
 	}
 	return out, nil
+}
+
+// archiveImages names the images of an archive's index as containerd's
+// importer does: by the containerd name annotation, else by the OCI
+// ref.name (see archiveRefName); an entry with neither is named
+// import@DIGEST, unless it is a referrer (it has a subject).
+func archiveImages(idx ocispecs.Index) []images.Image {
+	var imgs []images.Image
+	for _, m := range idx.Manifests {
+		name := m.Annotations[images.AnnotationImageName]
+		if name == "" {
+			if ref := m.Annotations[ocispecs.AnnotationRefName]; ref != "" {
+				name = archiveRefName(ref)
+			}
+		}
+		if name != "" {
+			imgs = append(imgs, images.Image{Name: name, Target: m})
+			continue
+		}
+		if _, ok := m.Annotations[images.AnnotationManifestSubject]; ok {
+			continue
+		}
+		imgs = append(imgs, images.Image{Name: archive.DigestTranslator(unnamedPrefix)(m.Digest), Target: m})
+	}
+	return imgs
 }
 
 // archiveRefName turns an OCI ref.name annotation into an image name: a

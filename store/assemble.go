@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -127,27 +128,20 @@ type NameOptions struct {
 // keeps them as long as a name does, then unpacks the host's platform.
 func (in *Ingest) Name(ctx context.Context, desc ocispecs.Descriptor, names []string, opts NameOptions) error {
 	ctx = in.Context(ctx)
-	cs := in.s.client.ContentStore()
-	if err := images.Dispatch(ctx, images.SetChildrenLabels(cs, images.ChildrenHandler(cs)), nil, desc); err != nil {
-		return fmt.Errorf("recording the blobs of image %s in containerd: %w", desc.Digest, err)
+	imgs := make([]images.Image, len(names))
+	for i, n := range names {
+		imgs[i] = images.Image{Name: n, Target: desc}
 	}
-	img := images.Image{Name: names[0], Target: desc}
-	sum, err := in.s.summarize(ctx, img, "")
+	sums, err := in.s.nameWhole(ctx, imgs, "store", nil)
 	if err != nil {
+		var ie *IncompleteError
+		if errors.As(err, &ie) {
+			return fmt.Errorf("the build result is incomplete, so no name was changed: %w", err)
+		}
 		return err
 	}
-	if err := sum.incomplete("store", nil); err != nil {
-		return fmt.Errorf("the build result is incomplete, so no name was changed: %w", err)
-	}
-	for _, n := range names {
-		img.Name = n
-		if err := in.s.putImage(ctx, img); err != nil {
-			return err
-		}
-	}
 	if opts.Snapshotter != "" {
-		img.Name = names[0]
-		if _, err := in.s.unpackHost(ctx, img, sum, opts.Snapshotter, newProgress(opts.Progress)); err != nil {
+		if _, err := in.s.unpackHost(ctx, imgs[0], sums[0], opts.Snapshotter, newProgress(opts.Progress)); err != nil {
 			return err
 		}
 	}

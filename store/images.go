@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
@@ -362,7 +361,7 @@ func (s *Store) RawBlob(ctx context.Context, name string, platform *ocispecs.Pla
 }
 
 func (s *Store) readBlob(ctx context.Context, desc ocispecs.Descriptor) ([]byte, error) {
-	b, err := content.ReadBlob(s.WithNamespace(ctx), s.client.ContentStore(), desc)
+	b, err := readBlobBounded(s.WithNamespace(ctx), s.client.ContentStore(), desc, blobKind(desc.MediaType) != "config")
 	if err != nil {
 		if errdefs.IsNotFound(err) {
 			return nil, err
@@ -373,6 +372,8 @@ func (s *Store) readBlob(ctx context.Context, desc ocispecs.Descriptor) ([]byte,
 }
 
 // Tag gives the image src the names dsts, replacing images that had them.
+// A source that lacks content is refused (*IncompleteError) and no name
+// changes: a name only ever moves to a whole image.
 func (s *Store) Tag(ctx context.Context, src string, dsts []string) error {
 	if len(dsts) == 0 {
 		return usage.Errorf("give at least one new name for %s", src)
@@ -383,6 +384,9 @@ func (s *Store) Tag(ctx context.Context, src string, dsts []string) error {
 	}
 	img, err := s.getImage(ctx, src)
 	if err != nil {
+		return err
+	}
+	if _, err := s.requireWhole(ctx, img, "tag", nil); err != nil {
 		return err
 	}
 	ctx = s.WithNamespace(ctx)

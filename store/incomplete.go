@@ -6,11 +6,15 @@ import (
 )
 
 // IncompleteError reports an image whose content is not all in the content
-// store, for an operation that needs all of it (push, save).
+// store, for an operation that needs all of it: push, save, copy, and
+// every operation that names an image (load, pull, tag, manifest create,
+// a build result).
 type IncompleteError struct {
-	// Name is the image's stored name.
+	// Name is the image's stored name, or the name it was to get.
 	Name string
-	// Action is what could not be done: "push" or "save".
+	// Action is what could not be done: "push", "save", "copy", "load",
+	// "pull", "tag", "add" (to a manifest list) or "store" (a build
+	// result).
 	Action string
 	// Missing maps each platform (or "attestation for P", or "index") to
 	// what it lacks, in the image's order.
@@ -30,7 +34,12 @@ func (e *IncompleteError) Error() string {
 	for i, m := range e.Missing {
 		parts[i] = fmt.Sprintf("%s (%s)", m.Platform, describeBlobs(m.Blobs))
 	}
-	return fmt.Sprintf("image %s is missing content for %s", e.Name, strings.Join(parts, ", "))
+	msg := fmt.Sprintf("image %s is missing content for %s", e.Name, strings.Join(parts, ", "))
+	if e.Action == "load" {
+		// The content can only come from the archive.
+		msg += "; the archive lacks it, or holds a blob whose content does not match its digest: no image was loaded and no name changed"
+	}
+	return msg
 }
 
 // Refetch lists the platforms whose content a pull of just those platforms
@@ -88,12 +97,18 @@ func shortBlobDigest(b Blob) string {
 // of the image when chosen is nil) or the attestations going with them
 // lack content, nil otherwise.
 func (sum ImageSummary) incomplete(action string, chosen []PlatformSummary) error {
+	return sum.incompleteIn(action, chosen, chosen == nil)
+}
+
+// incompleteIn is incomplete, with missing index blobs counted when
+// withIndex is set even if only some platforms are chosen.
+func (sum ImageSummary) incompleteIn(action string, chosen []PlatformSummary, withIndex bool) error {
 	all := chosen == nil
 	if all {
 		chosen = sum.Platforms
 	}
 	e := &IncompleteError{Name: sum.Name, Action: action}
-	if all && len(sum.Missing) > 0 {
+	if withIndex && len(sum.Missing) > 0 {
 		e.Missing = append(e.Missing, MissingContent{Platform: "index", Blobs: sum.Missing})
 	}
 	byDigest := map[string]string{}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -113,16 +114,18 @@ func (s *Store) CreateManifest(ctx context.Context, name string, sources []strin
 	if err != nil {
 		return nil, fmt.Errorf("storing the manifest list %s: %w", FamiliarName(full), err)
 	}
+	// The sources are whole; an amended index may not be.
 	img := images.Image{Name: full, Target: desc}
-	if err := s.putImage(ctx, img); err != nil {
+	sums, err := s.nameWhole(ctx, []images.Image{img}, "add", nil)
+	if err != nil {
+		var ie *IncompleteError
+		if errors.As(err, &ie) {
+			return nil, fmt.Errorf("cannot store the manifest list %s: %w; a manifest list must hold all of its content to be pushed", FamiliarName(full), err)
+		}
 		return nil, err
 	}
 	if opts.Snapshotter != "" {
-		sum, err := s.summarize(ctx, img, "")
-		if err != nil {
-			return nil, err
-		}
-		if _, err := s.unpackHost(ctx, img, sum, opts.Snapshotter, newProgress(nil)); err != nil {
+		if _, err := s.unpackHost(ctx, img, sums[0], opts.Snapshotter, newProgress(nil)); err != nil {
 			return nil, err
 		}
 	}

@@ -97,25 +97,27 @@ func (s *Store) Pull(ctx context.Context, name string, opts PullOptions) (*PullR
 	p := newProgress(opts.Progress)
 	pf := &progressFetcher{Fetcher: fetcher, p: p}
 	cs := s.client.ContentStore()
-	fetch := pf.fetchHandler(cs)
+	fetch := boundManifests(pf.fetchHandler(cs))
 
 	// The index first: it says whether the wanted platforms exist.
 	if _, err := fetch(ctx, desc); err != nil {
 		return nil, registryError("pull", full, err)
 	}
 	var matcher platforms.Matcher = platforms.All
+	var only platforms.Matcher // what the name promises: all of it, or the wanted platforms
 	if !opts.AllPlatforms {
 		if err := checkRemotePlatforms(ctx, cs, full, desc, want); err != nil {
 			return nil, err
 		}
 		matcher = withAttestations{platforms.Any(want...)}
+		only = matcher
 	}
 	distSource, err := docker.AppendDistributionSourceLabel(cs, resolved)
 	if err != nil {
 		return nil, fmt.Errorf("labelling content of %s with its source: %w", full, err)
 	}
 	handler := images.Handlers(
-		images.HandlerFunc(fetch),
+		fetch,
 		images.SetChildrenLabels(cs, images.FilterPlatforms(images.ChildrenHandler(cs), matcher)),
 		distSource,
 	)
@@ -124,13 +126,11 @@ func (s *Store) Pull(ctx context.Context, name string, opts PullOptions) (*PullR
 	}
 
 	img := images.Image{Name: full, Target: desc}
-	if err := s.putImage(ctx, img); err != nil {
+	sums, err := s.nameWhole(ctx, []images.Image{img}, "pull", only)
+	if err != nil {
 		return nil, err
 	}
-	res := &PullResult{Name: full}
-	if res.Image, err = s.summarize(ctx, img, ""); err != nil {
-		return nil, err
-	}
+	res := &PullResult{Name: full, Image: sums[0]}
 	if opts.Snapshotter != "" {
 		if res.Unpacked, err = s.unpackHost(ctx, img, res.Image, opts.Snapshotter, p); err != nil {
 			return nil, err

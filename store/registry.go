@@ -58,7 +58,7 @@ func (o RegistryOptions) resolver() (remotes.Resolver, error) {
 		transport.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked for --insecure-registry
 		rt = docker.NewHTTPFallback(transport)
 	}
-	client := &http.Client{Transport: rt}
+	client := &http.Client{Transport: manifestLimit{rt}}
 	authorizer := docker.NewDockerAuthorizer(docker.WithAuthClient(client), docker.WithAuthCreds(creds))
 	hosts := docker.ConfigureDefaultRegistries(
 		docker.WithClient(client),
@@ -128,6 +128,10 @@ func registryError(op, name string, err error) error {
 		return err
 	}
 	host := registryHost(name)
+	var large *ManifestTooLargeError
+	if errors.As(err, &large) {
+		return errmsg.New(fmt.Sprintf("registry %s sent a manifest for %s that kiln refuses: %s; the registry or the image is broken", host, name, large.Error()), err)
+	}
 	var status remoteerrors.ErrUnexpectedStatus
 	hasStatus := errors.As(err, &status)
 	switch {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -168,7 +169,13 @@ func (inv *inventory) has(d ocispecs.Descriptor) (bool, error) {
 }
 
 func (inv *inventory) readJSON(d ocispecs.Descriptor, v any) error {
-	b, err := content.ReadBlob(inv.ctx, inv.cs, d)
+	// Whatever is read as an index or a manifest is bounded: an archive
+	// or an index may name a blob of any size as one.
+	b, err := readBlobBounded(inv.ctx, inv.cs, d, blobKind(d.MediaType) != "config")
+	var large *ManifestTooLargeError
+	if errors.As(err, &large) {
+		return err // it names the blob
+	}
 	if err != nil {
 		return fmt.Errorf("reading %s %s: %w", blobKind(d.MediaType), d.Digest, err)
 	}

@@ -134,16 +134,13 @@ func (s *Store) Copy(ctx context.Context, dst *Store, name string, opts CopyOpti
 		return nil, fmt.Errorf("copying %s to %s: %w", img.Name, dst.describe(), err)
 	}
 	copied := images.Image{Name: img.Name, Target: img.Target, Labels: img.Labels}
-	if err := dst.putImage(dctx, copied); err != nil {
+	dsums, err := dst.nameWhole(dctx, []images.Image{copied}, "copy", nil)
+	if err != nil {
 		return nil, fmt.Errorf("in %s: %w", dst.describe(), err)
 	}
 	res := &CopyResult{Name: img.Name, Descriptor: img.Target}
 	if opts.Snapshotter != "" {
-		dsum, err := dst.summarize(dctx, copied, "")
-		if err != nil {
-			return nil, err
-		}
-		if res.Unpacked, err = dst.unpackHost(dctx, copied, dsum, opts.Snapshotter, p); err != nil {
+		if res.Unpacked, err = dst.unpackHost(dctx, copied, dsums[0], opts.Snapshotter, p); err != nil {
 			return nil, err
 		}
 	}

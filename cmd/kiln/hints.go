@@ -47,13 +47,17 @@ func hint(e error) string {
 	case *store.AbsentPlatformsError:
 		return ": pick one of those with --platform, or use --all-platforms"
 	case *store.IncompleteError:
+		if e.Action == "load" {
+			return "" // the content can only come from the archive, as the error says
+		}
 		var next []string
 		if pull := e.Refetch(); len(pull) > 0 {
 			next = append(next, fmt.Sprintf(`pull it with "kiln pull --platform %s %s"`, strings.Join(pull, ","), store.FamiliarName(e.Name)))
 		} else {
 			next = append(next, fmt.Sprintf(`pull it again with "kiln pull --all-platforms %s"`, store.FamiliarName(e.Name)))
 		}
-		if len(e.Complete) > 0 {
+		// Of the commands that check, only push takes --platform.
+		if len(e.Complete) > 0 && e.Action == "push" {
 			next = append(next, fmt.Sprintf("%s with --platform %s", e.Action, strings.Join(e.Complete, ",")))
 		}
 		return "; " + strings.Join(next, " or ")

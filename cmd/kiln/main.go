@@ -6,13 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
-	"github.com/sirupsen/logrus"
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/rootless"
@@ -21,6 +19,8 @@ import (
 )
 
 func main() {
+	// No library logs a line before kiln knows whether --debug asks for it.
+	libraryLogs(false)
 	// In the namespaces kiln made for itself (see ownNamespaces), finish
 	// entering them before anything else.
 	if err := rootless.FinishOwnNamespaces(); err != nil {
@@ -156,15 +156,9 @@ func commands() []*cli.Command {
 	return cmds
 }
 
-// setup configures logging: BuildKit and containerd log through logrus, and
-// their informational lines are noise unless --debug asks for them.
+// setup configures logging: the libraries' logs are noise unless --debug
+// asks for them (see libraryLogs).
 func setup(c *cli.Context) error {
-	logrus.SetOutput(os.Stderr)
-	logrus.SetLevel(logrus.ErrorLevel)
-	if c.Bool("debug") {
-		logrus.SetLevel(logrus.DebugLevel)
-	} else {
-		logrus.SetOutput(io.Discard)
-	}
+	libraryLogs(c.Bool("debug"))
 	return ownNamespaces(c)
 }
