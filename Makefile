@@ -34,6 +34,7 @@ deps:
 	hack/build-containerd.sh $(TOOLS)
 	hack/build-buildkit.sh $(TOOLS)   # buildkitd nodes for integration/nodes_test.go, buildctl
 	hack/fixtures.sh $(FIXTURES)
+	hack/debian-fixtures.sh $(FIXTURES)   # Debian bookworm rootfs tarballs (once per machine, ~5 min)
 
 fmt-check:
 	@out="$$(gofmt -l $$(find . -name '*.go' -not -path './_output/*' -not -path './vendor/*'))"; \
