@@ -204,8 +204,15 @@ func selfCheck(t *testing.T, r *realworldRun, tc realworldCase, vsBuildkitd comp
 // returns its standard output.
 func (r *realworldRun) run(t *testing.T, platform string, args ...string) string {
 	t.Helper()
+	return r.runOpts(t, platform, nil, args...)
+}
+
+// runOpts is run with more ctr run options (e.g. --user).
+func (r *realworldRun) runOpts(t *testing.T, platform string, opts []string, args ...string) string {
+	t.Helper()
 	id := strings.NewReplacer("docker.io/library/", "", ":latest", "", "/", "-").Replace(r.name + "-" + platform)
-	return r.e.ctr(append([]string{"run", "--rm", "--platform", platform, r.name, id}, args...)...).ok(t).Stdout
+	full := append(append([]string{"run", "--rm", "--platform", platform}, opts...), r.name, id)
+	return r.e.ctr(append(full, args...)...).ok(t).Stdout
 }
 
 // sh runs a shell script in kiln's image for platform.
@@ -350,6 +357,12 @@ func checkRealWorldFS(t *testing.T, r *realworldRun) {
 			"/etc/motd: gone", "/usr/share/doc/bash: gone",
 			"README", "/etc/issue.net: directory", "/etc/os-release",
 			r.data["big.sha256"])
+
+		// useradd took the day of the last password change from SOURCE_DATE_EPOCH (the
+		// Dockerfile declares the ARG), not from the day of the build.
+		epoch, _ := strconv.ParseInt(realworldEpoch, 10, 64)
+		wantLines(t, p+" /etc/shadow", r.runOpts(t, p, []string{"--user", "0"}, "awk", "-F:", `$1 == "builder" { print $3 }`, "/etc/shadow"),
+			strconv.FormatInt(epoch/86400, 10))
 
 		// The layers as written: the capability is an xattr of the file, no user.* xattr is in
 		// any layer, deletions are whiteouts, hard links within a layer are tar links, and
