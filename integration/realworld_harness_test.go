@@ -422,7 +422,8 @@ type comparison struct {
 
 // compareImages compares image a with b. Equal digests end it. Otherwise, with deterministic
 // set, every difference is reported; without, the platforms, configs (but for the layers'
-// diff_ids) and layers are compared as file trees, entry by entry, except the ignored paths.
+// diff_ids) and layers are compared as file trees, entry by entry, except the contents of the
+// ignored paths (which must still be in both, with the same type, mode, owner, xattrs and time).
 func compareImages(a, b image, deterministic bool, ignore []ignoredPath) (comparison, error) {
 	c := comparison{Ignored: map[string]bool{}}
 	if a.Digest == b.Digest {
@@ -484,7 +485,8 @@ func compareImages(a, b image, deterministic bool, ignore []ignoredPath) (compar
 				if inA && inB && ea == eb {
 					continue
 				}
-				if pattern, ok := ignored(name, ignore); ok {
+				// An ignored path may differ in content (and so size), nothing else.
+				if pattern, ok := ignored(name, ignore); ok && inA && inB && sameButContent(ea, eb) {
 					c.Ignored[pattern] = true
 					continue
 				}
@@ -506,6 +508,12 @@ func compareImages(a, b image, deterministic bool, ignore []ignoredPath) (compar
 		}
 	}
 	return c, nil
+}
+
+// sameButContent reports whether two entries differ at most in their content and size.
+func sameButContent(a, b layerEntry) bool {
+	a.SHA256, a.Size, b.SHA256, b.Size = "", 0, "", 0
+	return a == b
 }
 
 func unionKeys(a, b map[string]layerEntry) map[string]bool {
