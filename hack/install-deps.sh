@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
 	runc qemu-user-static binfmt-support docker-registry uidmap rootlesskit slirp4netns
 	fuse-overlayfs skopeo ca-certificates make git openssh-client openssh-server
+	mmdebstrap arch-test # hack/debian-fixtures.sh: the Debian bookworm base of the real-world tests
 )
 
 missing=()

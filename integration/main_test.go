@@ -53,6 +53,8 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
+	// Daemons the tests share (buildkitd) stop before containerd.
+	runAtExit()
 	if code != 0 && !daemon.Dead() { // a dead one has printed its log already
 		daemon.printLogTail(os.Stderr, 60)
 	}
