@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/containerd/platforms"
 	"github.com/docker/cli/cli/config"
+	"github.com/docker/go-units"
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
@@ -84,8 +86,22 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Resul
 	if err := writeOutputs(req, res); err != nil {
 		return nil, err
 	}
-	eng.CollectGarbage(ctx, req.Quiet, req.Stderr)
+	collectGarbage(ctx, eng, req)
 	return res, nil
+}
+
+// collectGarbage applies the garbage collection policy after a build and
+// says what it freed (unless quiet) or that it failed: a build that
+// succeeded stays a success.
+func collectGarbage(ctx context.Context, eng *engine.Engine, req *request.Request) {
+	freed, err := eng.CollectGarbage(ctx)
+	if freed.Records > 0 && !req.Quiet {
+		fmt.Fprintf(req.Stderr, "garbage collection freed %d build cache records, %s (set what it keeps with --gc-keep-storage, or turn it off with --gc=false)\n",
+			freed.Records, units.HumanSize(float64(freed.Size)))
+	}
+	if err != nil && ctx.Err() == nil {
+		fmt.Fprintf(req.Stderr, "warning: the build succeeded, but collecting build cache garbage failed: %s (free space with \"kiln prune\")\n", strings.Join(strings.Fields(err.Error()), " "))
+	}
 }
 
 // ensureEmulation checks that every requested platform runs here before any

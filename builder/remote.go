@@ -148,7 +148,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 	}
 	// The nodes collect their own caches; this is the local builder's.
 	if eng != nil {
-		eng.CollectGarbage(ctx, req.Quiet, req.Stderr)
+		collectGarbage(ctx, eng, req)
 	}
 	return res, nil
 }

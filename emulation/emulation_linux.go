@@ -80,7 +80,8 @@ func groupByHandler(archs []Arch) []*group {
 // namespace handlers go to the host's binfmt_misc; in a user namespace kiln
 // owns (Linux >= 6.7) to that namespace's own instance, mounted at
 // /proc/sys/fs/binfmt_misc first. Errors are *PlatformError values (joined
-// on one line when several), each naming what to do.
+// on one line when several), each saying what is wrong; an *InstallError
+// cause carries what the command line needs to say what to run.
 func Install(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 	opMu.Lock()
 	defer opMu.Unlock()
@@ -181,15 +182,10 @@ func inheritedFor(inherited []Action, g *group) bool {
 	return false
 }
 
-// registryError turns openRegistry's error into one that says what to run.
+// registryError says that openRegistry's error leaves ps without
+// handlers, which root on the host can register.
 func registryError(err error, ps []string) error {
-	switch {
-	case errors.Is(err, ErrKernelTooOld):
-		return fmt.Errorf("%w; as root on the host, run %q", err, installCommand(ps, false))
-	case errors.Is(err, ErrNeedsRoot):
-		return fmt.Errorf("%w; run %q (or run kiln inside a user namespace it owns, on Linux 6.7 or newer)", err, installCommand(ps, false))
-	}
-	return fmt.Errorf("%w; as root on the host, run %q", err, installCommand(ps, false))
+	return &InstallError{Err: err, Platforms: ps, NeedsRoot: true}
 }
 
 func alreadyRunsReason(a Arch) string {
@@ -284,7 +280,7 @@ func Uninstall(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 			action.Interpreter, action.Flags = h.Interpreter, h.Flags
 			if err := writeFile(filepath.Join(dir, name), "-1"); err != nil {
 				if errors.Is(err, fs.ErrPermission) {
-					err = fmt.Errorf("removing handler %s needs root: %w; run \"sudo kiln emulation uninstall %s\"", name, err, g.platforms[0])
+					err = &UninstallError{Handler: name, Platform: g.platforms[0], Err: err}
 				} else {
 					err = fmt.Errorf("removing handler %s: %w", name, err)
 				}
@@ -299,20 +295,19 @@ func Uninstall(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 	return actions, errmsg.Join(errs...)
 }
 
-// ErrNoHandler is wrapped by Ensure's errors (auto=false) when a platform
-// does not run but a QEMU interpreter is there to register.
-var ErrNoHandler = errors.New("no binfmt_misc handler runs its programs")
-
 // Ensure checks that every platform can run before a build starts. Platforms
 // that run natively or through a working handler are listed in
 // Report.Runnable. With auto, handlers are registered for the others (as
 // Install does: on the host as root, in kiln's own user namespace
 // otherwise) and listed in Report.Registered. Otherwise, or when that fails,
 // the error (one line, *PlatformError causes) names the platforms and says
-// what to run or install, e.g.
+// what is wrong, e.g.
 //
 //	platform linux/riscv64 cannot run on this host: no QEMU interpreter for riscv64 found; install it with "apt-get install qemu-user-static"
-//	platform linux/arm64 cannot run on this host: no binfmt_misc handler runs its programs; run "kiln emulation install linux/arm64"
+//	platform linux/arm64 cannot run on this host: no binfmt_misc handler runs its programs
+//
+// where the second is an *InstallError, after which the command line says
+// which of its commands registers the handler.
 func Ensure(ctx context.Context, ps []ocispecs.Platform, auto bool) (Report, error) {
 	opMu.Lock()
 	defer opMu.Unlock()
@@ -393,7 +388,7 @@ func explainMissing(missing []ocispecs.Platform, host ocispecs.Platform) []error
 	if len(installable) > 0 {
 		names := platform.Strings(installable)
 		root := os.Geteuid() == 0 && !InUserNamespace()
-		errs = append(errs, &PlatformError{Platforms: names, Err: fmt.Errorf("%w; run %q", ErrNoHandler, installCommand(names, root))})
+		errs = append(errs, &PlatformError{Platforms: names, Err: &InstallError{Err: ErrNoHandler, Platforms: names, NeedsRoot: !root}})
 	}
 	return errs
 }

@@ -113,6 +113,7 @@ func (b containerdBackend) describe(ctx context.Context, info *Info) error {
 	info.ContainerdRevision = v.Revision
 	info.Snapshotter = choice.Name
 	info.SnapshotterReason = choice.Reason
+	info.SnapshotterChosen = choice.Chosen
 	info.Cgroups = stepCgroups(cfg)
 	info.Runtime = stepRuntime(cfg)
 	info.Rootless = rootlessInfo(cfg)

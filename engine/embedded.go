@@ -23,7 +23,7 @@ type embeddedBackend struct{ cfg Config }
 // runnable requires runc, which runs every build step.
 func (embeddedBackend) runnable() error {
 	if _, err := exec.LookPath("runc"); err != nil {
-		return fmt.Errorf("kiln's embedded store runs build steps with runc, which is not installed: install the runc package, or use a containerd with --store containerd: %w", err)
+		return fmt.Errorf("%w: %w", &RuncMissingError{}, err)
 	}
 	return nil
 }
@@ -117,6 +117,7 @@ func (b embeddedBackend) describe(ctx context.Context, info *Info) error {
 	info.Runtime = runtime
 	info.Snapshotter = choice.Name
 	info.SnapshotterReason = choice.Reason
+	info.SnapshotterChosen = choice.Chosen
 	info.State = state
 	info.Cgroups = cgroups
 	info.UserNamespace = rootless.UserNamespaceMap()

@@ -65,7 +65,7 @@ func lockState(ctx context.Context, cfg Config, stderr io.Writer) (func(), error
 // root holds (see lockState).
 func lockRoot(ctx context.Context, root string, stderr io.Writer) (func(), error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, fmt.Errorf("creating kiln's state directory %s: %w (choose another with --root)", root, err)
+		return nil, &StateDirError{Path: root, Err: err}
 	}
 	return lockFile(ctx, filepath.Join(root, "kiln.lock"), root, false, stderr)
 }
@@ -81,7 +81,7 @@ func lockFile(ctx context.Context, path, what string, remove bool, stderr io.Wri
 	for {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
-			return nil, fmt.Errorf("opening kiln's lock file %s: %w (choose another state directory with --root)", path, err)
+			return nil, &StateDirError{Path: path, Lock: true, Err: err}
 		}
 		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 			if !waiting {

@@ -273,7 +273,8 @@ type Assignment struct {
 	Node Node
 }
 
-// ParseAssignment parses a --node value:
+// ParseAssignment parses a node assignment (kiln build's --node value; the
+// caller names the option in its errors):
 // PLATFORM[,PLATFORM...]=TARGET[,tls-ca=FILE,tls-cert=FILE,tls-key=FILE,tls-server-name=NAME]
 // where TARGET is an address (tcp://, unix://, ssh://), the name of a
 // configured node, or "local". An address that a configured node has
@@ -281,15 +282,15 @@ type Assignment struct {
 func ParseAssignment(s string, configured []Node) (Assignment, error) {
 	left, right, ok := strings.Cut(s, "=")
 	if !ok || strings.TrimSpace(left) == "" || strings.TrimSpace(right) == "" {
-		return Assignment{}, usage.Errorf("invalid --node %q: use PLATFORM=ADDRESS, e.g. linux/arm64=tcp://10.0.0.5:1234, or PLATFORM=NAME of a node in nodes.toml", s)
+		return Assignment{}, usage.Errorf("use PLATFORM=ADDRESS, e.g. linux/arm64=tcp://10.0.0.5:1234, or PLATFORM=NAME of a node in nodes.toml")
 	}
 	ps, err := platform.ParseList([]string{left})
 	if err != nil {
-		return Assignment{}, usage.Errorf("invalid --node %q: %w", s, err)
+		return Assignment{}, usage.Wrap(err)
 	}
 	fields, err := csv.NewReader(strings.NewReader(right)).Read()
 	if err != nil || len(fields) == 0 {
-		return Assignment{}, usage.Errorf("invalid --node %q: use PLATFORM=ADDRESS[,tls-ca=FILE,tls-cert=FILE,tls-key=FILE]", s)
+		return Assignment{}, usage.Errorf("use PLATFORM=ADDRESS[,tls-ca=FILE,tls-cert=FILE,tls-key=FILE]")
 	}
 	a := Assignment{Platforms: ps}
 	target := strings.TrimSpace(fields[0])
@@ -298,7 +299,7 @@ func ParseAssignment(s string, configured []Node) (Assignment, error) {
 		k, v, ok := strings.Cut(f, "=")
 		switch k = strings.TrimSpace(k); {
 		case !ok:
-			return Assignment{}, usage.Errorf("invalid --node %q: %q is not KEY=VALUE", s, f)
+			return Assignment{}, usage.Errorf("%q is not KEY=VALUE", f)
 		case k == "tls-ca":
 			tlsSet.CA = v
 		case k == "tls-cert":
@@ -308,12 +309,12 @@ func ParseAssignment(s string, configured []Node) (Assignment, error) {
 		case k == "tls-server-name":
 			tlsSet.ServerName = v
 		default:
-			return Assignment{}, usage.Errorf("invalid --node %q: unknown option %q; use tls-ca, tls-cert, tls-key or tls-server-name", s, k)
+			return Assignment{}, usage.Errorf("unknown option %q; use tls-ca, tls-cert, tls-key or tls-server-name", k)
 		}
 	}
 	if target == Local {
 		if tlsSet.Enabled() {
-			return Assignment{}, usage.Errorf("invalid --node %q: TLS options do not apply to local", s)
+			return Assignment{}, usage.Errorf("TLS options do not apply to local")
 		}
 		a.Local = true
 		return a, nil
@@ -322,19 +323,19 @@ func ParseAssignment(s string, configured []Node) (Assignment, error) {
 		for _, n := range configured {
 			if n.Name == target {
 				if tlsSet.Enabled() {
-					return Assignment{}, usage.Errorf("invalid --node %q: node %s takes its TLS settings from %s", s, n.Name, n.Source)
+					return Assignment{}, usage.Errorf("node %s takes its TLS settings from %s", n.Name, n.Source)
 				}
 				a.Node = n
 				return a, nil
 			}
 		}
 		if len(configured) == 0 {
-			return Assignment{}, usage.Errorf("invalid --node %q: %q is neither an address (tcp://HOST:PORT, unix://PATH, ssh://USER@HOST) nor a node of a nodes file (none is configured: see %s)", s, target, strings.Join(DefaultFiles(), " or "))
+			return Assignment{}, usage.Errorf("%q is neither an address (tcp://HOST:PORT, unix://PATH, ssh://USER@HOST) nor a node of a nodes file (none is configured: see %s)", target, strings.Join(DefaultFiles(), " or "))
 		}
-		return Assignment{}, usage.Errorf("invalid --node %q: %q is neither an address (tcp://HOST:PORT, unix://PATH, ssh://USER@HOST) nor a configured node (%s)", s, target, strings.Join(names(configured), ", "))
+		return Assignment{}, usage.Errorf("%q is neither an address (tcp://HOST:PORT, unix://PATH, ssh://USER@HOST) nor a configured node (%s)", target, strings.Join(names(configured), ", "))
 	}
 	if err := checkAddress(target); err != nil {
-		return Assignment{}, usage.Errorf("invalid --node %q: %w", s, err)
+		return Assignment{}, usage.Wrap(err)
 	}
 	a.Node = Node{Name: target, Address: target, TLS: tlsSet}
 	for _, n := range configured {
@@ -344,7 +345,7 @@ func ParseAssignment(s string, configured []Node) (Assignment, error) {
 		}
 	}
 	if err := checkTLS(a.Node); err != nil {
-		return Assignment{}, usage.Errorf("invalid --node %q: %w", s, err)
+		return Assignment{}, usage.Wrap(err)
 	}
 	return a, nil
 }

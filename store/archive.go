@@ -107,7 +107,7 @@ func (s *Store) Load(ctx context.Context, r io.Reader, opts LoadOptions) ([]Load
 	cs := s.client.ContentStore()
 	index, err := archive.ImportIndex(ctx, cs, r)
 	if err != nil {
-		return nil, fmt.Errorf("loading the image archive: %w; kiln loads archives written by \"kiln save\", \"docker save\" or as OCI image layout tars", err)
+		return nil, &ArchiveError{Err: err}
 	}
 	var idx ocispecs.Index
 	if err := newInventory(ctx, cs).readJSON(index, &idx); err != nil {

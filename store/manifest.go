@@ -57,7 +57,7 @@ func (s *Store) CreateManifest(ctx context.Context, name string, sources []strin
 		return nil, err
 	}
 	if len(sources) == 0 {
-		return nil, usage.Errorf("give the images to put in %s, for example \"kiln manifest create %s app:amd64 app:arm64\"", name, name)
+		return nil, usage.Errorf("give the images to put in %s", name)
 	}
 	ctx, release, err := s.withLease(ctx)
 	if err != nil {
@@ -69,7 +69,7 @@ func (s *Store) CreateManifest(ctx context.Context, name string, sources []strin
 	existing, err := s.client.ImageService().Get(ctx, full)
 	switch {
 	case err == nil && !opts.Amend:
-		return nil, fmt.Errorf("image %s already exists: add to it with \"kiln manifest create --amend\", or remove it first with \"kiln manifest rm %s\"", FamiliarName(full), FamiliarName(full))
+		return nil, &ExistsError{Name: full}
 	case err == nil:
 		sum, err := s.summarize(ctx, existing, "")
 		if err != nil {
@@ -314,17 +314,17 @@ type AnnotateOptions struct {
 // stores the new index under name.
 func (s *Store) AnnotateManifest(ctx context.Context, name string, opts AnnotateOptions) (*ManifestResult, error) {
 	if opts.Platform == nil && (opts.OS != "" || opts.Architecture != "" || opts.Variant != "" || opts.OSVersion != "" || opts.OSFeatures != nil) {
-		return nil, usage.Errorf("--os, --arch, --variant, --os-version and --os-features change one entry: name it with --platform")
+		return nil, usage.Errorf("the OS, architecture, variant, OS version and OS features of an entry change one entry: give its platform")
 	}
 	if opts.Platform == nil && len(opts.Annotations) == 0 {
-		return nil, usage.Errorf("nothing to change: give --annotation KEY=VALUE, or --platform P with --os, --arch, --variant, --os-version, --os-features or --annotation")
+		return nil, usage.Errorf("nothing to change: give annotations, or the platform of an entry and what to change in it")
 	}
 	img, err := s.getImage(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	if !images.IsIndexType(img.Target.MediaType) {
-		return nil, fmt.Errorf("image %s is a single manifest, not a manifest list: make one with \"kiln manifest create\"", FamiliarName(img.Name))
+		return nil, &NotListError{Name: img.Name, Given: name, Action: "annotate"}
 	}
 	ctx, release, err := s.withLease(ctx)
 	if err != nil {
@@ -440,7 +440,7 @@ func (s *Store) RemoveManifests(ctx context.Context, names []string) ([]string, 
 			continue
 		}
 		if !images.IsIndexType(img.Target.MediaType) {
-			errs = append(errs, fmt.Errorf("image %s is a single manifest, not a manifest list: remove it with \"kiln rm %s\"", FamiliarName(img.Name), n))
+			errs = append(errs, &NotListError{Name: img.Name, Given: n, Action: "remove"})
 			continue
 		}
 		ok = append(ok, img.Name)

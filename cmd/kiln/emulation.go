@@ -56,6 +56,11 @@ func runEmulationLs(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	for i, s := range st {
+		if s.State == emulation.StateInstallable {
+			st[i].Note += fmt.Sprintf("; run %q", installCommand([]string{s.Platform}, s.NeedsRoot))
+		}
+	}
 	if asJSON {
 		return writeJSON(c.App.Writer, st)
 	}
