@@ -336,8 +336,8 @@ func assemble(ctx context.Context, ingest *store.Ingest, runs []*builderRun, ord
 	if len(runs) == 1 {
 		return descs[0], nil
 	}
-	var plats, atts []ocispecs.Descriptor
-	var annotations map[string]string
+	// Each builder builds platforms of its own, so Join only appends.
+	var joined store.IndexEntries
 	for i, r := range runs {
 		if !images.IsIndexType(descs[i].MediaType) {
 			return ocispecs.Descriptor{}, fmt.Errorf("the result of %s is a %s, not an index: cannot join it with the other platforms", r.name, descs[i].MediaType)
@@ -346,34 +346,10 @@ func assemble(ctx context.Context, ingest *store.Ingest, runs []*builderRun, ord
 		if err != nil {
 			return ocispecs.Descriptor{}, fmt.Errorf("reading the result of %s: %w", r.name, err)
 		}
-		if annotations == nil {
-			annotations = idx.Annotations
-		}
-		for _, m := range idx.Manifests {
-			if store.IsAttestation(m) {
-				atts = append(atts, m)
-			} else {
-				plats = append(plats, m)
-			}
-		}
+		joined.Join(store.EntriesOf(idx))
 	}
-	sorted := make([]ocispecs.Descriptor, 0, len(plats)+len(atts))
-	used := make([]bool, len(plats))
-	for _, p := range order {
-		for i, m := range plats {
-			if !used[i] && m.Platform != nil && platforms.Format(platforms.Normalize(*m.Platform)) == platforms.Format(p) {
-				used[i] = true
-				sorted = append(sorted, m)
-			}
-		}
-	}
-	for i, m := range plats {
-		if !used[i] {
-			sorted = append(sorted, m)
-		}
-	}
-	sorted = append(sorted, atts...)
-	return ingest.WriteIndex(ctx, ocispecs.Index{MediaType: ocispecs.MediaTypeImageIndex, Manifests: sorted, Annotations: annotations})
+	joined.Order(order)
+	return ingest.WriteIndex(ctx, joined.Index(ocispecs.MediaTypeImageIndex))
 }
 
 // resultDescriptor reads the descriptor of what a builder exported.
