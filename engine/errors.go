@@ -24,22 +24,3 @@ type KeepStorageError struct {
 func (e *KeepStorageError) Error() string {
 	return fmt.Sprintf("invalid garbage collection keep-storage %q: %s; give a size such as 10GB or a percentage of the disk such as 10%%", e.Value, e.Problem)
 }
-
-// StateDirError reports that kiln's state directory, or its lock file,
-// cannot be created or opened.
-type StateDirError struct {
-	Path string
-	// Lock: Path is the lock file in the state directory; otherwise the
-	// state directory itself.
-	Lock bool
-	Err  error
-}
-
-func (e *StateDirError) Error() string {
-	if e.Lock {
-		return fmt.Sprintf("opening kiln's lock file %s: %v", e.Path, e.Err)
-	}
-	return fmt.Sprintf("creating kiln's state directory %s: %v", e.Path, e.Err)
-}
-
-func (e *StateDirError) Unwrap() error { return e.Err }

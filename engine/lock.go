@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kiln-build/kiln/rootless"
+	"github.com/kiln-build/kiln/store"
 )
 
 // lockState takes kiln's two locks: one on the state directory, whose
@@ -65,7 +66,7 @@ func lockState(ctx context.Context, cfg Config, stderr io.Writer) (func(), error
 // root holds (see lockState).
 func lockRoot(ctx context.Context, root string, stderr io.Writer) (func(), error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, &StateDirError{Path: root, Err: err}
+		return nil, &store.StateDirError{Doing: "creating kiln's state directory", Path: root, IsRoot: true, Err: err}
 	}
 	return lockFile(ctx, filepath.Join(root, "kiln.lock"), root, false, stderr)
 }
@@ -81,7 +82,7 @@ func lockFile(ctx context.Context, path, what string, remove bool, stderr io.Wri
 	for {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
-			return nil, &StateDirError{Path: path, Lock: true, Err: err}
+			return nil, &store.StateDirError{Doing: "opening kiln's lock file", Path: path, Err: err}
 		}
 		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 			if !waiting {

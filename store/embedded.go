@@ -81,7 +81,7 @@ func OpenEmbedded(ctx context.Context, opts EmbeddedOptions) (*Store, error) {
 	}
 	dir := EmbeddedDir(opts.Root)
 	if err := os.MkdirAll(filepath.Join(dir, "snapshots"), 0o700); err != nil {
-		return nil, &EmbeddedDirError{Dir: dir, Err: err}
+		return nil, &StateDirError{Doing: "creating kiln's embedded store in", Path: dir, Err: err}
 	}
 	e := &embedded{dir: dir, namespace: opts.Namespace, snapshotter: opts.Snapshotter, snapshotters: map[string]ctdsnapshot.Snapshotter{}}
 	ok := false

@@ -50,18 +50,21 @@ func (e *ArchiveError) Error() string { return fmt.Sprintf("loading the image ar
 
 func (e *ArchiveError) Unwrap() error { return e.Err }
 
-// EmbeddedDirError reports that the embedded store's directory under the
-// state directory cannot be created.
-type EmbeddedDirError struct {
-	Dir string
-	Err error
+// StateDirError reports a file or directory in kiln's state directory
+// that cannot be created or opened (the embedded store's, the engine's):
+// the state directory is the user's choice.
+type StateDirError struct {
+	// Doing says what failed, e.g. "creating kiln's embedded store in".
+	Doing string
+	Path  string
+	// IsRoot: Path is the state directory itself.
+	IsRoot bool
+	Err    error
 }
 
-func (e *EmbeddedDirError) Error() string {
-	return fmt.Sprintf("creating kiln's embedded store in %s: %v", e.Dir, e.Err)
-}
+func (e *StateDirError) Error() string { return fmt.Sprintf("%s %s: %v", e.Doing, e.Path, e.Err) }
 
-func (e *EmbeddedDirError) Unwrap() error { return e.Err }
+func (e *StateDirError) Unwrap() error { return e.Err }
 
 // SnapshotterError reports a snapshotter that fails when asked whether an
 // image's layers are unpacked in it.

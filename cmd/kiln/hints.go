@@ -68,11 +68,6 @@ func hint(e error) string {
 	switch e := e.(type) {
 	case *engine.RuncMissingError:
 		return ", or use a containerd with --store containerd"
-	case *engine.StateDirError:
-		if e.Lock {
-			return " (choose another state directory with --root)"
-		}
-		return " (choose another with --root)"
 	case *snapshot.ChoiceError:
 		return snapshotterHint(e)
 	case *rootless.NoSocketError:
@@ -117,7 +112,10 @@ func storeHint(e error) string {
 		return `: make one with "kiln manifest create"`
 	case *store.ArchiveError:
 		return `; kiln loads archives written by "kiln save", "docker save" or as OCI image layout tars`
-	case *store.EmbeddedDirError:
+	case *store.StateDirError:
+		if e.IsRoot {
+			return " (choose another with --root)"
+		}
 		return " (choose another state directory with --root)"
 	case *store.SnapshotterError:
 		return "; pick another with --snapshotter"
