@@ -69,17 +69,17 @@ func DiskUsage(ctx context.Context, cfg Config, stderr io.Writer) ([]CacheRecord
 	})
 	out := make([]CacheRecord, 0, len(du))
 	for _, u := range du {
-		out = append(out, CacheRecord{
-			ID:          u.ID,
-			Description: u.Description,
-			Size:        u.Size,
-			InUse:       u.InUse,
-			Shared:      u.Shared,
-			Reclaimable: !u.InUse && !u.Shared,
-			LastUsed:    u.LastUsedAt,
-		})
+		out = append(out, cacheRecord(u.ID, u.Description, u.Size, u.InUse, u.Shared, u.LastUsedAt))
 	}
 	return out, nil
+}
+
+// cacheRecord describes one of BuildKit's cache records, as its client
+// (du) or its controller (prune) reports it: reclaimable unless in use
+// or shared with an image.
+func cacheRecord(id, description string, size int64, inUse, shared bool, lastUsed *time.Time) CacheRecord {
+	return CacheRecord{ID: id, Description: description, Size: size, InUse: inUse, Shared: shared,
+		Reclaimable: !inUse && !shared, LastUsed: lastUsed}
 }
 
 // prune asks the controller to apply one prune rule and returns the records
@@ -113,18 +113,11 @@ type pruneStream struct {
 func (s *pruneStream) Context() context.Context { return s.ctx }
 
 func (s *pruneStream) Send(u *controlapi.UsageRecord) error {
-	r := CacheRecord{
-		ID:          u.ID,
-		Description: u.Description,
-		Size:        u.Size,
-		InUse:       u.InUse,
-		Shared:      u.Shared,
-		Reclaimable: !u.InUse && !u.Shared,
-	}
+	var lastUsed *time.Time
 	if u.LastUsedAt != nil {
 		t := u.LastUsedAt.AsTime()
-		r.LastUsed = &t
+		lastUsed = &t
 	}
-	s.freed = append(s.freed, r)
+	s.freed = append(s.freed, cacheRecord(u.ID, u.Description, u.Size, u.InUse, u.Shared, lastUsed))
 	return nil
 }
