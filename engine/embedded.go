@@ -84,11 +84,7 @@ func (b embeddedBackend) workerOpt(st *store.Store, state, snapshotter string) (
 	if !b.cfg.Rootless && !rootless.InUserNamespace() {
 		cgroup = cgroupParent(b.cfg.Root)
 	}
-	opt, err := embeddedWorkerOpt(st, b.cfg.Namespace, workerDir(state, embeddedWorkerPrefix, snapshotter), snapshotter, b.cfg.Rootless, cgroup)
-	if err != nil {
-		return opt, fmt.Errorf("starting %s: %w", b.workerName(), err)
-	}
-	return opt, nil
+	return embeddedWorkerOpt(st, b.cfg.Namespace, workerDir(state, embeddedWorkerPrefix, snapshotter), snapshotter, b.cfg.Rootless, cgroup)
 }
 
 func (embeddedBackend) workerName() string { return "the embedded store's worker" }

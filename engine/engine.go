@@ -173,7 +173,7 @@ func open(ctx context.Context, cfg Config, platforms []ocispecs.Platform, stderr
 	}
 	opt, err := b.workerOpt(st, e.state, e.snapshotter)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("starting %s: %w", b.workerName(), err)
 	}
 	if e.worker, err = startWorker(bg, opt, platforms, b.workerName()); err != nil {
 		return nil, err
