@@ -91,14 +91,9 @@ func Install(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 func install(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 	host := HostPlatform()
 	var actions []Action
-	var errs []error
 	var pending []Arch
-	for _, p := range ps {
-		a, err := LookupArch(p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	archs, errs := lookupArchs(ps)
+	for _, a := range archs {
 		if runsNatively(host, a.Platform) {
 			actions = append(actions, Action{Result: Skipped, Platforms: []string{a.String()}, Reason: "native platform"})
 			continue
@@ -244,16 +239,7 @@ func (r *registry) registerArch(ctx context.Context, g *group, interpreter strin
 func Uninstall(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 	opMu.Lock()
 	defer opMu.Unlock()
-	var archs []Arch
-	var errs []error
-	for _, p := range ps {
-		a, err := LookupArch(p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		archs = append(archs, a)
-	}
+	archs, errs := lookupArchs(ps)
 	dir := BinfmtDir()
 	_, mounted, _ := ReadHandlers(dir)
 	userNS := InUserNamespace()
@@ -374,7 +360,8 @@ func explainMissing(missing []ocispecs.Platform, host ocispecs.Platform) []error
 		return []error{&PlatformError{Platforms: platform.Strings(missing), Err: errors.New(armHostNote)}}
 	}
 	var installable []ocispecs.Platform
-	for _, g := range groupByHandler(archsOf(missing)) {
+	archs, _ := lookupArchs(missing) // Ensure looked them up already
+	for _, g := range groupByHandler(archs) {
 		if _, err := Interpreter(g.arch.QEMUArch); err != nil {
 			errs = append(errs, &PlatformError{Platforms: g.platforms, Err: err})
 			continue
@@ -393,12 +380,18 @@ func explainMissing(missing []ocispecs.Platform, host ocispecs.Platform) []error
 	return errs
 }
 
-func archsOf(ps []ocispecs.Platform) []Arch {
-	var out []Arch
+// lookupArchs looks up the Arch of each platform; the errors name those
+// kiln does not emulate.
+func lookupArchs(ps []ocispecs.Platform) ([]Arch, []error) {
+	var archs []Arch
+	var errs []error
 	for _, p := range ps {
-		if a, err := LookupArch(p); err == nil {
-			out = append(out, a)
+		a, err := LookupArch(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
 		}
+		archs = append(archs, a)
 	}
-	return out
+	return archs, errs
 }
