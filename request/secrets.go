@@ -136,17 +136,14 @@ func ParseSSH(s string) (sshprovider.AgentConfig, error) {
 // hand their values to the build. Values are read only when a step mounts
 // them; nothing here puts them in the build's definition.
 func (r *Request) resolveSecrets(o *Options) error {
+	secrets, err := parseUnique(o.Secrets, ParseSecret, func(s Secret) string { return s.ID }, func(id string) error {
+		return usage.Errorf("secret %q is given twice: give each --secret id once", id)
+	})
+	if err != nil {
+		return err
+	}
 	var sources []secretsprovider.Source
-	seen := map[string]bool{}
-	for _, v := range o.Secrets {
-		sec, err := ParseSecret(v)
-		if err != nil {
-			return err
-		}
-		if seen[sec.ID] {
-			return usage.Errorf("secret %q is given twice: give each --secret id once", sec.ID)
-		}
-		seen[sec.ID] = true
+	for _, sec := range secrets {
 		src, err := sec.source()
 		if err != nil {
 			return err
@@ -164,17 +161,14 @@ func (r *Request) resolveSecrets(o *Options) error {
 }
 
 func (r *Request) resolveSSH(o *Options) error {
-	var configs []sshprovider.AgentConfig
-	seen := map[string]bool{}
-	for _, v := range o.SSH {
-		cfg, err := ParseSSH(v)
-		if err != nil {
-			return err
-		}
-		if seen[cfg.ID] {
-			return usage.Errorf("--ssh %s is given twice: give each ID once", cfg.ID)
-		}
-		seen[cfg.ID] = true
+	configs, err := parseUnique(o.SSH, ParseSSH, func(c sshprovider.AgentConfig) string { return c.ID }, func(id string) error {
+		return usage.Errorf("--ssh %s is given twice: give each ID once", id)
+	})
+	if err != nil {
+		return err
+	}
+	for i := range configs {
+		cfg := &configs[i]
 		if len(cfg.Paths) == 0 {
 			sock := os.Getenv("SSH_AUTH_SOCK")
 			if sock == "" {
@@ -187,7 +181,6 @@ func (r *Request) resolveSSH(o *Options) error {
 				return err
 			}
 		}
-		configs = append(configs, cfg)
 	}
 	if len(configs) == 0 {
 		return nil
