@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -141,11 +142,7 @@ func ParseCompression(kind, level string) (map[string]string, error) {
 	if kind == "" {
 		kind = "gzip"
 	}
-	valid := false
-	for _, c := range compressions {
-		valid = valid || c == kind
-	}
-	if !valid {
+	if !slices.Contains(compressions, kind) {
 		return nil, usage.Errorf("invalid --compression %q: use %s", kind, strings.Join(compressions, ", "))
 	}
 	attrs := map[string]string{"compression": kind, "force-compression": "true"}

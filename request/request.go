@@ -14,6 +14,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -250,11 +251,7 @@ func (r *Request) resolveProgress(o *Options) error {
 	if mode == "" {
 		mode = "auto"
 	}
-	valid := false
-	for _, m := range progressModes {
-		valid = valid || m == mode
-	}
-	if !valid {
+	if !slices.Contains(progressModes, mode) {
 		return usage.Errorf("invalid --progress %q: use one of %s", mode, strings.Join(progressModes, ", "))
 	}
 	if o.Quiet {
