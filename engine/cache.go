@@ -29,9 +29,31 @@ type CacheRecord struct {
 	Description string
 	Size        int64
 	InUse       bool
-	Shared      bool
+	// Shared records hold layers an image in the store also holds.
+	Shared bool
+	// Reclaimable records are what kiln prune frees: not in use, not
+	// shared with an image, and neither BuildKit's internal records nor
+	// its frontends', as BuildKit's prune without "all" chooses them.
 	Reclaimable bool
-	LastUsed    *time.Time
+	// ReclaimableAll records are what kiln prune --all frees: every
+	// record not in use (buildctl du's "Reclaimable").
+	ReclaimableAll bool
+	LastUsed       *time.Time
+}
+
+// newCacheRecord describes one of BuildKit's usage records.
+func newCacheRecord(id, description, recordType string, size int64, inUse, shared bool, lastUsed *time.Time) CacheRecord {
+	internal := recordType == string(bkclient.UsageRecordTypeInternal) || recordType == string(bkclient.UsageRecordTypeFrontend)
+	return CacheRecord{
+		ID:             id,
+		Description:    description,
+		Size:           size,
+		InUse:          inUse,
+		Shared:         shared,
+		Reclaimable:    !inUse && !shared && !internal,
+		ReclaimableAll: !inUse,
+		LastUsed:       lastUsed,
+	}
 }
 
 // Prune frees build cache. A kiln process lives too briefly for BuildKit's
@@ -69,17 +91,9 @@ func DiskUsage(ctx context.Context, cfg Config, stderr io.Writer) ([]CacheRecord
 	})
 	out := make([]CacheRecord, 0, len(du))
 	for _, u := range du {
-		out = append(out, cacheRecord(u.ID, u.Description, u.Size, u.InUse, u.Shared, u.LastUsedAt))
+		out = append(out, newCacheRecord(u.ID, u.Description, string(u.RecordType), u.Size, u.InUse, u.Shared, u.LastUsedAt))
 	}
 	return out, nil
-}
-
-// cacheRecord describes one of BuildKit's cache records, as its client
-// (du) or its controller (prune) reports it: reclaimable unless in use
-// or shared with an image.
-func cacheRecord(id, description string, size int64, inUse, shared bool, lastUsed *time.Time) CacheRecord {
-	return CacheRecord{ID: id, Description: description, Size: size, InUse: inUse, Shared: shared,
-		Reclaimable: !inUse && !shared, LastUsed: lastUsed}
 }
 
 // prune asks the controller to apply one prune rule and returns the records
@@ -118,6 +132,6 @@ func (s *pruneStream) Send(u *controlapi.UsageRecord) error {
 		t := u.LastUsedAt.AsTime()
 		lastUsed = &t
 	}
-	s.freed = append(s.freed, cacheRecord(u.ID, u.Description, u.Size, u.InUse, u.Shared, lastUsed))
+	s.freed = append(s.freed, newCacheRecord(u.ID, u.Description, u.RecordType, u.Size, u.InUse, u.Shared, lastUsed))
 	return nil
 }
