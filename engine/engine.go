@@ -141,6 +141,10 @@ func open(ctx context.Context, cfg Config, platforms []ocispecs.Platform, stderr
 	if err := b.runnable(); err != nil {
 		return nil, err
 	}
+	if cfg, err = cfg.withClaimedRoot(); err != nil {
+		return nil, err
+	}
+	b, _, _ = cfg.backend() // the same choice, on the root's real path
 	st, err := b.open(ctx, stderr)
 	if err != nil {
 		return nil, err
