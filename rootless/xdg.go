@@ -7,7 +7,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/kiln-build/kiln/internal/owned"
 )
@@ -62,14 +61,7 @@ func userName() string {
 
 // InUserNamespace reports whether the process runs in a user namespace other
 // than the initial one.
-func InUserNamespace() bool {
-	b, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b))
-	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
-}
+func InUserNamespace() bool { return owned.InUserNamespace() }
 
 // RuntimeDir is $XDG_RUNTIME_DIR, or /run/user/UID where no login manager set
 // it.

@@ -132,7 +132,7 @@ func checkOwner(path string, fi fs.FileInfo) error {
 // cannot be told apart.
 func Above(path string) error {
 	overflow := -1
-	if inUserNamespace() {
+	if InUserNamespace() {
 		overflow = overflowUID()
 	}
 	euid := os.Geteuid()
@@ -157,9 +157,9 @@ func Above(path string) error {
 	}
 }
 
-// inUserNamespace reports whether the process runs in a user namespace
+// InUserNamespace reports whether the process runs in a user namespace
 // other than the initial one, whose uid map is the identity of every uid.
-func inUserNamespace() bool {
+func InUserNamespace() bool {
 	b, err := os.ReadFile("/proc/self/uid_map")
 	if err != nil {
 		return false
