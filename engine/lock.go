@@ -131,7 +131,7 @@ func lockFileError(path string, err error) error {
 	if !errors.As(err, &oe) {
 		return fmt.Errorf("opening kiln's lock file %s: %w (choose another state directory with --root)", path, err)
 	}
-	if oe.Problem == "is a symbolic link" {
+	if oe.Kind == owned.Symlink {
 		return fmt.Errorf("kiln's lock file %s is a symbolic link, which kiln never makes (one may have been planted to make kiln overwrite the file it leads to): remove it and retry", path)
 	}
 	return fmt.Errorf("kiln's lock file %s %s: kiln only uses a lock file it made; remove it and retry", path, oe.Problem)

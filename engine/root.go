@@ -116,7 +116,7 @@ func rootRefused(root, real string, err error) error {
 	if real != root {
 		what = fmt.Sprintf("%s (%s)", root, real)
 	}
-	if strings.HasPrefix(oe.Problem, "is writable") {
+	if oe.Kind == owned.Writable {
 		return fmt.Errorf("kiln's state directory %s %s: another user could change what kiln removes and runs there; run \"chmod go-w %s\" or choose a new directory with --root (kiln creates it)", what, oe.Problem, real)
 	}
 	return fmt.Errorf("kiln's state directory %s %s: kiln only uses a state directory of its own user; choose a new directory with --root (kiln creates it)", what, oe.Problem)

@@ -18,10 +18,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Kind is what is wrong with a path, for callers that say what to do.
+type Kind int
+
+// The kinds of Error.
+const (
+	// Symlink: the path is a symbolic link.
+	Symlink Kind = iota + 1
+	// WrongType: not a directory, or not a regular file.
+	WrongType
+	// HardLinks: the file has other names.
+	HardLinks
+	// Owner: another user owns it.
+	Owner
+	// Writable: group or others may write it.
+	Writable
+)
+
 // Error says why path is not the user's own: Problem completes a sentence
 // that starts with the path ("is a symbolic link").
 type Error struct {
 	Path    string
+	Kind    Kind
 	Problem string
 }
 
@@ -38,9 +56,9 @@ func Dir(path string) error {
 	}
 	switch {
 	case fi.Mode()&fs.ModeSymlink != 0:
-		return &Error{path, "is a symbolic link"}
+		return &Error{path, Symlink, "is a symbolic link"}
 	case !fi.IsDir():
-		return &Error{path, "is not a directory"}
+		return &Error{path, WrongType, "is not a directory"}
 	}
 	return checkOwner(path, fi)
 }
@@ -67,7 +85,7 @@ func MkdirPrivate(path string) (created bool, err error) {
 func OpenFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0o600)
 	if errors.Is(err, unix.ELOOP) {
-		return nil, &Error{path, "is a symbolic link"}
+		return nil, &Error{path, Symlink, "is a symbolic link"}
 	}
 	if err != nil {
 		return nil, err
@@ -95,12 +113,12 @@ func File(path string) error {
 func checkFile(path string, fi fs.FileInfo) error {
 	switch {
 	case fi.Mode()&fs.ModeSymlink != 0:
-		return &Error{path, "is a symbolic link"}
+		return &Error{path, Symlink, "is a symbolic link"}
 	case !fi.Mode().IsRegular():
-		return &Error{path, "is not a regular file"}
+		return &Error{path, WrongType, "is not a regular file"}
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
-		return &Error{path, fmt.Sprintf("has %d names (hard links)", st.Nlink)}
+		return &Error{path, HardLinks, fmt.Sprintf("has %d names (hard links)", st.Nlink)}
 	}
 	return checkOwner(path, fi)
 }
@@ -108,13 +126,13 @@ func checkFile(path string, fi fs.FileInfo) error {
 func checkOwner(path string, fi fs.FileInfo) error {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
-		return &Error{path, "has no owner kiln can read"}
+		return &Error{path, Owner, "has no owner kiln can read"}
 	}
 	if euid := os.Geteuid(); int(st.Uid) != euid {
-		return &Error{path, fmt.Sprintf("belongs to uid %d, not to uid %d that kiln runs as", st.Uid, euid)}
+		return &Error{path, Owner, fmt.Sprintf("belongs to uid %d, not to uid %d that kiln runs as", st.Uid, euid)}
 	}
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return &Error{path, fmt.Sprintf("is writable by group or others (mode %04o)", perm)}
+		return &Error{path, Writable, fmt.Sprintf("is writable by group or others (mode %04o)", perm)}
 	}
 	return nil
 }
@@ -143,13 +161,13 @@ func Above(path string) error {
 		}
 		st, ok := fi.Sys().(*syscall.Stat_t)
 		if !ok {
-			return &Error{d, "has no owner kiln can read"}
+			return &Error{d, Owner, "has no owner kiln can read"}
 		}
 		if uid := int(st.Uid); uid != 0 && uid != euid && uid != overflow {
-			return &Error{d, fmt.Sprintf("belongs to uid %d, neither root nor uid %d that kiln runs as", uid, euid)}
+			return &Error{d, Owner, fmt.Sprintf("belongs to uid %d, neither root nor uid %d that kiln runs as", uid, euid)}
 		}
 		if fi.Mode().Perm()&0o002 != 0 && fi.Mode()&fs.ModeSticky == 0 {
-			return &Error{d, fmt.Sprintf("is writable by others and not sticky (mode %04o)", fi.Mode().Perm())}
+			return &Error{d, Writable, fmt.Sprintf("is writable by others and not sticky (mode %04o)", fi.Mode().Perm())}
 		}
 		if d == filepath.Dir(d) {
 			return nil
