@@ -78,6 +78,14 @@ func Describe(ctx context.Context, cfg Config) (*Info, error) {
 		Root:         cfg.Root,
 		HostPlatform: platforms.Format(platforms.DefaultSpec()),
 	}
+	if sel.Embedded() {
+		// The embedded store's snapshotter is chosen by mounting in the
+		// root, which must be kiln's before anything is made there.
+		if cfg, err = cfg.withClaimedRoot(); err != nil {
+			return nil, err
+		}
+		b, _, _ = cfg.backend()
+	}
 	if err := b.describe(ctx, info); err != nil {
 		return nil, err
 	}

@@ -90,6 +90,8 @@ func hint(e error) string {
 // storeHint is hint for the store's errors.
 func storeHint(e error) string {
 	switch e := e.(type) {
+	case *engine.RootError:
+		return rootFixes[e.Fix]
 	case *store.NotFoundError:
 		return `: list images with "kiln images"`
 	case *store.InUseError:
@@ -212,4 +214,14 @@ func walkErrors(err error, fn func(error)) {
 	default:
 		walkErrors(errors.Unwrap(err), fn)
 	}
+}
+
+// rootFixes word engine.RootFix.
+var rootFixes = map[engine.RootFix]string{
+	engine.RootFixAnother:    " (choose another with --root)",
+	engine.RootFixNew:        "; choose a new directory with --root (kiln creates it)",
+	engine.RootFixNewOrEmpty: "; choose a new or empty directory with --root (kiln creates it)",
+	engine.RootFixOrNew:      " or choose a new directory with --root (kiln creates it)",
+	engine.RootFixElseNew:    ", else choose a new directory with --root (kiln creates it)",
+	engine.RootFixAbove:      "; choose a --root inside directories only root and you can change",
 }
