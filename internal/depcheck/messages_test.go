@@ -32,6 +32,9 @@ var allowed = map[string]string{
 	`rootless/rootlesskit.go:kiln runs as %s outside the namespaces of the rootless containerd (state in %s): run it again, or join them with "nsenter -U --preserve-credentials -m -t $(cat %s/child_pid) kiln ..."`: "nsenter's flags",
 	// RootlessKit's network mode, which kiln reports.
 	"rootless/rootlesskit.go:the host's (RootlessKit runs with --net=host)": "RootlessKit's flag",
+	// The first line of the state directory's marker file, for a person
+	// who finds it: a comment, not an error.
+	"engine/root.go:# kiln's state directory (--root): kiln creates, clears and removes files in it. See SECURITY.md.\n": "a comment in kiln's marker file",
 	// usermod's flags: the root-only fix for missing subordinate IDs.
 	`rootless/check_linux.go:as root, run "usermod --add-subuids %d-%d --add-subgids %d-%d %s"`: "usermod's flags",
 }
