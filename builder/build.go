@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/containerd/platforms"
 	"github.com/docker/cli/cli/config"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/kiln-build/kiln/emulation"
 	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/internal/safeio"
 	"github.com/kiln-build/kiln/request"
 )
 
@@ -137,6 +137,9 @@ func solve(ctx context.Context, c *bkclient.Client, req *request.Request) (*bkcl
 		return err
 	})
 	err = eg.Wait()
+	if err == nil {
+		err = commitOutputs(closers)
+	}
 	return resp, rec, err
 }
 
@@ -207,7 +210,7 @@ func decodeMetadata(resp map[string]string) map[string]any {
 // standard output with -q), the metadata to --metadata-file.
 func writeOutputs(req *request.Request, res *Result) error {
 	if req.IIDFile != "" {
-		if err := os.WriteFile(req.IIDFile, []byte(res.Digest), 0o644); err != nil {
+		if err := safeio.WriteFile(req.IIDFile, []byte(res.Digest), 0o644); err != nil {
 			return fmt.Errorf("writing the image digest to --iidfile %s: %w", req.IIDFile, err)
 		}
 	}
@@ -216,7 +219,7 @@ func writeOutputs(req *request.Request, res *Result) error {
 		if err != nil {
 			return fmt.Errorf("encoding build metadata: %w", err)
 		}
-		if err := os.WriteFile(req.MetadataFile, dt, 0o644); err != nil {
+		if err := safeio.WriteFile(req.MetadataFile, dt, 0o644); err != nil {
 			return fmt.Errorf("writing build metadata to --metadata-file %s: %w", req.MetadataFile, err)
 		}
 	}

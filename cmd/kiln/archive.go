@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/internal/safeio"
 	"github.com/kiln-build/kiln/store"
 )
 
@@ -31,36 +31,23 @@ func saveCommand() *cli.Command {
 				if out == "" || out == "-" {
 					return st.Save(c.Context, c.App.Writer, c.Args().Slice())
 				}
-				return writeFileAtomic(out, func(w io.Writer) error {
-					return st.Save(c.Context, w, c.Args().Slice())
-				})
+				// The archive replaces FILE only when whole: a failed or
+				// interrupted save leaves FILE as it was.
+				f, err := safeio.Create(out, 0o644)
+				if err != nil {
+					return usageErrorf("cannot write %s: %w", out, err)
+				}
+				defer f.Close()
+				if err := st.Save(c.Context, f, c.Args().Slice()); err != nil {
+					return err
+				}
+				if err := f.Commit(); err != nil {
+					return fmt.Errorf("writing %s: %w", out, err)
+				}
+				return nil
 			})
 		},
 	}
-}
-
-// writeFileAtomic writes path through a temporary file in its directory,
-// so a failed save leaves no truncated archive behind.
-func writeFileAtomic(path string, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return usageErrorf("cannot write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }
 
 func loadCommand() *cli.Command {
