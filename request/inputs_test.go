@@ -80,7 +80,7 @@ func TestUntrustedInputsAreRefused(t *testing.T) {
 		{"a FIFO named Dockerfile in the context", Options{ContextDir: fifoContext},
 			"is a named pipe (FIFO), not a regular file"},
 		{"a Dockerfile over the limit", Options{ContextDir: ctxDir, Dockerfile: big},
-			"Dockerfile " + big + " is larger than 16MiB, the most BuildKit's Dockerfile frontend reads: check the file given with -f"},
+			"Dockerfile " + big + " is larger than 16MiB, the most BuildKit's Dockerfile frontend reads: check what -f names"},
 		{"-f - with endless input", Options{ContextDir: ctxDir, Dockerfile: "-", Stdin: zeroReader{}},
 			"the Dockerfile from standard input is larger than 16MiB, the most BuildKit's Dockerfile frontend reads"},
 		{"--secret src=FIFO", Options{ContextDir: ctxDir, Secrets: []string{"id=tok,src=" + fifo}},

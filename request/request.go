@@ -252,7 +252,7 @@ func dockerfileReadError(name string, err error) error {
 	case errors.As(err, &notRegular):
 		return usage.Errorf("%s is %s, not a regular file: name a regular file with -f, or pass -f - to read the Dockerfile from standard input", name, safeio.Kind(notRegular.Mode))
 	case errors.As(err, &tooLarge):
-		return usage.Errorf("%s is larger than %s, the most BuildKit's Dockerfile frontend reads: check the file given with -f", name, safeio.FormatSize(MaxDockerfileSize))
+		return usage.Errorf("%s is larger than %s, the most BuildKit's Dockerfile frontend reads: check what -f names", name, safeio.FormatSize(MaxDockerfileSize))
 	}
 	return usage.Errorf("cannot read %s: %w", name, err)
 }
