@@ -30,8 +30,9 @@ func oneLine(t *testing.T, r result) {
 
 // TestSecurityUnboundedInputs: inputs that could block kiln forever or
 // fill its memory (a named pipe, a device, an endless standard input) are
-// one usage error each, at once; a Dockerfile awaited on standard input is
-// interrupted by SIGINT and SIGTERM promptly (#15 item 8).
+// one usage error each, at once; a Dockerfile or an archive awaited on
+// standard input or a named pipe is interrupted by SIGINT and SIGTERM
+// promptly (#15 item 8).
 func TestSecurityUnboundedInputs(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -72,30 +73,38 @@ func TestSecurityUnboundedInputs(t *testing.T) {
 		t.Errorf("-f - < /dev/zero: exit %d (%v), want 2 and the limit:\n%s", code, err, stderr.String())
 	}
 
-	// A Dockerfile that never comes on standard input: the signal ends the
-	// wait with one line and 128+N.
+	// Input that never comes: a Dockerfile or an archive on a silent
+	// standard input, an archive from a named pipe nobody writes to. The
+	// signal ends the wait with one line and 128+N.
 	for _, c := range []struct {
 		sig  syscall.Signal
 		code int
-	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		args []string
+		want string
+	}{
+		{syscall.SIGINT, 130, []string{"build", "-f", "-", dir}, "error: interrupted while reading the Dockerfile from standard input"},
+		{syscall.SIGTERM, 143, []string{"build", "-f", "-", dir}, "error: interrupted while reading the Dockerfile from standard input"},
+		{syscall.SIGINT, 130, []string{"load"}, "error: loading the image archive: interrupted while reading the archive from standard input"},
+		{syscall.SIGTERM, 143, []string{"load", "-i", fifo}, "error: interrupted while opening " + fifo},
+	} {
 		pr, pw, err := os.Pipe()
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(kilnBinary, "--address", e.Address, "--namespace", e.Namespace, "--root", e.Root, "build", "-f", "-", dir)
+		cmd := exec.Command(kilnBinary, append([]string{"--address", e.Address, "--namespace", e.Namespace, "--root", e.Root}, c.args...)...)
 		cmd.Stdin = pr
 		r := startRunning(t, cmd)
 		pr.Close()
-		time.Sleep(time.Second) // kiln is reading standard input
+		time.Sleep(2 * time.Second) // kiln is waiting for its input
 		sent := time.Now()
 		cmd.Process.Signal(c.sig)
 		code, out := r.wait(t)
 		pw.Close()
-		if code != c.code || strings.TrimSpace(out) != "error: interrupted while reading the Dockerfile from standard input" {
-			t.Errorf("%v while reading the Dockerfile: exit %d, want %d with one line:\n%s", c.sig, code, c.code, out)
+		if code != c.code || strings.TrimSpace(out) != c.want {
+			t.Errorf("kiln %s, %v while it waits: exit %d, want %d with the one line %q:\n%s", strings.Join(c.args, " "), c.sig, code, c.code, c.want, out)
 		}
 		if d := time.Since(sent); d > 5*time.Second {
-			t.Errorf("%v took %v to end kiln", c.sig, d)
+			t.Errorf("kiln %s: %v took %v to end kiln", strings.Join(c.args, " "), c.sig, d)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -67,17 +68,26 @@ func loadCommand() *cli.Command {
 			if r == nil {
 				r = os.Stdin
 			}
-			in := c.String("input")
+			in, name := c.String("input"), "the archive from standard input"
 			if in != "" && in != "-" {
-				f, err := os.Open(in)
+				// A named pipe is a fine archive; waiting for its writer
+				// must not outlast SIGINT.
+				f, err := safeio.Open(c.Context, in)
+				if errors.Is(err, safeio.ErrInterrupted) {
+					return err
+				}
 				if err != nil {
 					return usageErrorf("cannot read the archive: %w", err)
 				}
 				defer f.Close()
-				r = f
+				r, name = f, "the archive "+in
 			} else if isTerminal(r) {
 				return usageErrorf("\"kiln load\" reads an archive from -i FILE or standard input, which is a terminal")
 			}
+			// A pipe that stays silent must not outlast SIGINT either.
+			ir := safeio.Interruptible(c.Context, r, name)
+			defer ir.Close()
+			r = ir
 			return withStore(c, func(st *store.Store) error {
 				loaded, err := st.Load(c.Context, r, store.LoadOptions{Snapshotter: engineConfig(c).Snapshotter, Progress: c.App.ErrWriter})
 				if err != nil {

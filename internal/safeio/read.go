@@ -157,3 +157,67 @@ func ReadAll(ctx context.Context, r io.Reader, name string, limit int64) ([]byte
 		return nil, fmt.Errorf("%w while reading %s", ErrInterrupted, name)
 	}
 }
+
+// Open opens path for reading as os.Open does, waiting as long as it must
+// for a named pipe's writer, but returning when ctx ends first (with an
+// error wrapping ErrInterrupted). For inputs that may rightly be a pipe,
+// such as an archive to load.
+func Open(ctx context.Context, path string) (*os.File, error) {
+	type result struct {
+		f   *os.File
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		f, err := os.Open(path)
+		done <- result{f, err}
+	}()
+	select {
+	case res := <-done:
+		return res.f, res.err
+	case <-ctx.Done():
+		go func() {
+			// The open may still succeed once a writer comes.
+			if res := <-done; res.f != nil {
+				res.f.Close()
+			}
+		}()
+		return nil, fmt.Errorf("%w while opening %s", ErrInterrupted, path)
+	}
+}
+
+// Interruptible returns a reader of r whose reads end when ctx does, with
+// an error wrapping ErrInterrupted; name says what r is in that error. A
+// read blocked in r itself (a silent pipe, a terminal) cannot be cancelled
+// and is left behind, so use it where kiln exits soon after. Close it when
+// done.
+func Interruptible(ctx context.Context, r io.Reader, name string) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := io.Copy(pw, r)
+		pw.CloseWithError(err)
+	}()
+	// Closing the pipe's read end unblocks a Read waiting for data.
+	stop := context.AfterFunc(ctx, func() { pr.Close() })
+	return &interruptible{pr: pr, stop: stop, ctx: ctx, name: name}
+}
+
+type interruptible struct {
+	pr   *io.PipeReader
+	stop func() bool
+	ctx  context.Context
+	name string
+}
+
+func (i *interruptible) Read(p []byte) (int, error) {
+	n, err := i.pr.Read(p)
+	if err != nil && i.ctx.Err() != nil {
+		err = fmt.Errorf("%w while reading %s", ErrInterrupted, i.name)
+	}
+	return n, err
+}
+
+func (i *interruptible) Close() error {
+	i.stop()
+	return i.pr.Close()
+}

@@ -209,3 +209,37 @@ func assertOnly(t *testing.T, dir string, names ...string) {
 		t.Errorf("%s holds %v, want %v", dir, got, names)
 	}
 }
+
+// TestOpenAndInterruptible: opening a named pipe no one writes to, and
+// reading one that stays silent, both end with the context.
+func TestOpenAndInterruptible(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	syscall.Mkfifo(fifo, 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if _, err := Open(ctx, fifo); !errors.Is(err, ErrInterrupted) {
+		t.Errorf("Open(FIFO without a writer) = %v, want an interruption", err)
+	}
+
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel = context.WithCancel(context.Background())
+	r := Interruptible(ctx, pr, "the archive")
+	defer r.Close()
+	go pw.Write([]byte("some"))
+	buf := make([]byte, 4)
+	if n, err := io.ReadFull(r, buf); err != nil || string(buf[:n]) != "some" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	time.AfterFunc(50*time.Millisecond, cancel)
+	_, err := r.Read(buf)
+	if !errors.Is(err, ErrInterrupted) || err.Error() != "interrupted while reading the archive" {
+		t.Errorf("Read after the context ended = %v", err)
+	}
+	// Without interruption, the data and its end come through.
+	r2 := Interruptible(context.Background(), strings.NewReader("whole"), "x")
+	if b, err := io.ReadAll(r2); err != nil || string(b) != "whole" {
+		t.Errorf("ReadAll = %q, %v", b, err)
+	}
+	r2.Close()
+}
