@@ -28,6 +28,13 @@ func Parse(s string) (ocispecs.Platform, error) {
 		return ocispecs.Platform{}, usage.Errorf("invalid platform %q: give one like linux/amd64, linux/arm64 or linux/arm/v7", s)
 	}
 	p = platforms.Normalize(p)
+	for _, part := range []string{p.OS, p.Architecture, p.Variant} {
+		// containerd takes "." and ".." as names, but formatting them
+		// (a path join) drops them: "0/." would print as "0".
+		if part == "." || part == ".." {
+			return ocispecs.Platform{}, usage.Errorf("invalid platform %q: give one like linux/amd64, linux/arm64 or linux/arm/v7", s)
+		}
+	}
 	if err := checkVariant(p); err != nil {
 		return ocispecs.Platform{}, usage.Errorf("invalid platform %q: %w", s, err)
 	}

@@ -38,7 +38,7 @@ func TestParseList(t *testing.T) {
 }
 
 func TestParseListRejects(t *testing.T) {
-	for _, bad := range []string{"", "linux/amd64,", ",", "linux/", "not a platform!", "linux/nope!"} {
+	for _, bad := range []string{"", "linux/amd64,", ",", "linux/", "not a platform!", "linux/nope!", "0/.", "linux/..", "linux/arm64/."} {
 		_, err := ParseList([]string{bad})
 		if !usage.Is(err) || !strings.HasPrefix(err.Error(), "invalid platform ") {
 			t.Errorf("ParseList(%q) = %v, want a usage error starting \"invalid platform\"", bad, err)
