@@ -45,8 +45,8 @@ func TestSecurityUnboundedInputs(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-f", fifo}, "Dockerfile " + fifo + " is a named pipe (FIFO), not a regular file: name a regular file with -f, or pass -f - to read the Dockerfile from standard input"},
-		{[]string{"-f", "/dev/zero"}, "Dockerfile /dev/zero is a character device, not a regular file"},
+		{[]string{"-f", fifo}, "Dockerfile " + fifo + " is a named pipe (FIFO): name a regular file with -f, or pass -f - to read the Dockerfile from standard input"},
+		{[]string{"-f", "/dev/zero"}, "Dockerfile /dev/zero is a character device: name a regular file with -f"},
 		{[]string{"--ssh", "x=" + fifo}, "--ssh x: " + fifo + " is a named pipe (FIFO): give an ssh-agent socket or a private key file"},
 		{[]string{"--secret", "id=tok,src=" + fifo}, `secret "tok": ` + fifo + " is a named pipe (FIFO): src= must name a regular file"},
 		{[]string{"--secret", "id=tok,src=/dev/zero"}, `secret "tok": /dev/zero is a character device`},
@@ -109,8 +109,8 @@ func TestSecurityUnboundedInputs(t *testing.T) {
 	}
 }
 
-// besides lists the files of dir but name.
-func besides(t *testing.T, dir, name string) []string {
+// namesIn lists the names in dir that keep accepts.
+func namesIn(t *testing.T, dir string, keep func(string) bool) []string {
 	t.Helper()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -118,27 +118,23 @@ func besides(t *testing.T, dir, name string) []string {
 	}
 	var out []string
 	for _, e := range entries {
-		if e.Name() != name {
+		if keep(e.Name()) {
 			out = append(out, e.Name())
 		}
 	}
 	return out
 }
 
+// besides lists the files of dir but name.
+func besides(t *testing.T, dir, name string) []string {
+	t.Helper()
+	return namesIn(t, dir, func(n string) bool { return n != name })
+}
+
 // kilnTemps lists kiln's temporary files in dir.
 func kilnTemps(t *testing.T, dir string) []string {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".kiln-tmp-") {
-			out = append(out, e.Name())
-		}
-	}
-	return out
+	return namesIn(t, dir, func(n string) bool { return strings.HasPrefix(n, ".kiln-tmp-") })
 }
 
 // TestSecurityOutputsAreAtomic: -o type=oci|docker|tar, --iidfile and
@@ -404,50 +400,48 @@ func ociImageLayers(t *testing.T, path string) [][]byte {
 	return out
 }
 
+// walkOCIImage calls fn with each entry of the layers of an OCI
+// archive's image, bottom layer first.
+func walkOCIImage(t *testing.T, path string, fn func(name string, h *tar.Header, r io.Reader)) {
+	t.Helper()
+	for _, layer := range ociImageLayers(t, path) {
+		tr := tar.NewReader(bytes.NewReader(layer))
+		for {
+			h, err := tr.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			fn(strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/"), h, tr)
+		}
+	}
+}
+
 // ociLayerEntries lists the entries of an OCI archive's image, the upper
 // layers over the lower: "file", "dir", "symlink", "char", "block" or
 // "fifo" by path.
 func ociLayerEntries(t *testing.T, path string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, layer := range ociImageLayers(t, path) {
-		tr := tar.NewReader(bytes.NewReader(layer))
-		for {
-			h, err := tr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			name := strings.TrimSuffix(strings.TrimPrefix(h.Name, "./"), "/")
-			out[name] = map[byte]string{tar.TypeReg: "file", tar.TypeDir: "dir", tar.TypeSymlink: "symlink",
-				tar.TypeChar: "char", tar.TypeBlock: "block", tar.TypeFifo: "fifo", tar.TypeLink: "hardlink"}[h.Typeflag]
-		}
-	}
+	walkOCIImage(t, path, func(name string, h *tar.Header, _ io.Reader) {
+		out[name] = map[byte]string{tar.TypeReg: "file", tar.TypeDir: "dir", tar.TypeSymlink: "symlink",
+			tar.TypeChar: "char", tar.TypeBlock: "block", tar.TypeFifo: "fifo", tar.TypeLink: "hardlink"}[h.Typeflag]
+	})
 	return out
 }
 
 // readOCIFile returns the content of a regular file of an OCI archive's
 // image (the uppermost layer that has it).
-func readOCIFile(t *testing.T, path, name string) string {
+func readOCIFile(t *testing.T, path, file string) string {
 	t.Helper()
 	content := ""
-	for _, layer := range ociImageLayers(t, path) {
-		tr := tar.NewReader(bytes.NewReader(layer))
-		for {
-			h, err := tr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if strings.TrimPrefix(h.Name, "./") == name {
-				b, _ := io.ReadAll(tr)
-				content = string(b)
-			}
+	walkOCIImage(t, path, func(name string, _ *tar.Header, r io.Reader) {
+		if name == file {
+			b, _ := io.ReadAll(r)
+			content = string(b)
 		}
-	}
+	})
 	return content
 }

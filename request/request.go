@@ -244,17 +244,27 @@ func (r *Request) resolveDockerfile(ctx context.Context, file string, stdin io.R
 // dockerfileReadError says what to do when the Dockerfile named name could
 // not be read: it is not a file, too large, or kiln was interrupted.
 func dockerfileReadError(name string, err error) error {
+	return inputError(name, err,
+		"name a regular file with -f, or pass -f - to read the Dockerfile from standard input",
+		"BuildKit's Dockerfile frontend reads no more; check what -f names")
+}
+
+// inputError is the usage error for an input named what that safeio
+// refused: notFile says what to give instead of something that is not a
+// regular file, tooLarge what to do about one over its limit. An
+// interruption stays as it is.
+func inputError(what string, err error, notFile, tooLarge string) error {
 	var notRegular *safeio.NotRegularError
-	var tooLarge *safeio.TooLargeError
+	var large *safeio.TooLargeError
 	switch {
 	case errors.Is(err, safeio.ErrInterrupted):
 		return err
 	case errors.As(err, &notRegular):
-		return usage.Errorf("%s is %s, not a regular file: name a regular file with -f, or pass -f - to read the Dockerfile from standard input", name, safeio.Kind(notRegular.Mode))
-	case errors.As(err, &tooLarge):
-		return usage.Errorf("%s is larger than %s, the most BuildKit's Dockerfile frontend reads: check what -f names", name, safeio.FormatSize(MaxDockerfileSize))
+		return usage.Errorf("%s is %s: %s", what, safeio.Kind(notRegular.Mode), notFile)
+	case errors.As(err, &large):
+		return usage.Errorf("%s is larger than %s: %s", what, safeio.FormatSize(large.Limit), tooLarge)
 	}
-	return usage.Errorf("cannot read %s: %w", name, err)
+	return usage.Errorf("cannot read %s: %w", what, err)
 }
 
 // displayPath is the path the user knows a file by: relative to the

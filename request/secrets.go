@@ -241,17 +241,12 @@ func checkSSHPath(ctx context.Context, id, p string) error {
 		return nil
 	}
 	dt, err := safeio.ReadFile(ctx, p, maxSSHKeySize)
-	var notRegular *safeio.NotRegularError
-	var tooLarge *safeio.TooLargeError
-	switch {
-	case errors.Is(err, safeio.ErrInterrupted):
+	if err != nil {
+		err = inputError(p, err, "give an ssh-agent socket or a private key file", "more than a private key; give an ssh-agent socket or a private key file")
+		if usage.Is(err) {
+			return usage.Errorf("--ssh %s: %w", id, err)
+		}
 		return err
-	case errors.As(err, &notRegular):
-		return usage.Errorf("--ssh %s: %s is %s: give an ssh-agent socket or a private key file", id, p, safeio.Kind(notRegular.Mode))
-	case errors.As(err, &tooLarge):
-		return usage.Errorf("--ssh %s: %s is larger than %s, more than a private key: give an ssh-agent socket or a private key file", id, p, safeio.FormatSize(maxSSHKeySize))
-	case err != nil:
-		return usage.Errorf("--ssh %s: cannot read %s: %w", id, p, err)
 	}
 	_, err = ssh.ParseRawPrivateKey(dt)
 	var missing *ssh.PassphraseMissingError
