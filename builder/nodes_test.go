@@ -44,7 +44,7 @@ func plan(t *testing.T, o *request.Options) (*nodePlan, string, error) {
 	if o.NodesFiles == nil {
 		o.NodesFiles = []string{}
 	}
-	r, err := request.Parse(o)
+	r, err := request.Parse(context.Background(), o)
 	if err != nil {
 		return nil, stderr.String(), err
 	}

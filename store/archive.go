@@ -106,6 +106,10 @@ func (s *Store) Load(ctx context.Context, r io.Reader, opts LoadOptions) ([]Load
 	// client.Import would name each image as it goes, whole or not.
 	cs := s.client.ContentStore()
 	index, err := archive.ImportIndex(ctx, cs, r)
+	if err != nil && ctx.Err() != nil {
+		// Interrupted: the archive is not to blame.
+		return nil, fmt.Errorf("loading the image archive: %w", err)
+	}
 	if err != nil {
 		return nil, &ArchiveError{Err: err}
 	}

@@ -97,7 +97,7 @@ func runBuild(c *cli.Context) error {
 		Stdout:           c.App.Writer,
 		Stderr:           c.App.ErrWriter,
 	}
-	req, err := request.Parse(opts)
+	req, err := request.Parse(c.Context, opts)
 	if err != nil {
 		return err
 	}
