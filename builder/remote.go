@@ -276,18 +276,15 @@ func scopeSession(opt *bkclient.SolveOpt, r *builderRun, registries []string) er
 	return nil
 }
 
-// refusedNote says which credentials a node asked for and did not get,
-// when a build on it failed: a registry the Dockerfile reaches only
-// indirectly (a mirror, a base image's ONBUILD) then answers unauthorized.
-func refusedNote(r *builderRun) string {
+// refusedHosts are the registries a node asked credentials for and did
+// not get, when a build on it failed: a registry the build reaches only
+// indirectly (a mirror the node uses, a base image's ONBUILD) then
+// answers unauthorized.
+func refusedHosts(r *builderRun) string {
 	if r.auth == nil {
 		return ""
 	}
-	hosts := r.auth.Refused()
-	if len(hosts) == 0 {
-		return ""
-	}
-	return fmt.Sprintf(" (kiln gave the node no credentials for %s: only registries the build names get them, see docs/nodes.md)", strings.Join(hosts, ", "))
+	return strings.Join(r.auth.Refused(), ", ")
 }
 
 // runError is the failure of one builder's solve.
@@ -348,10 +345,13 @@ func explainRuns(ctx context.Context, st *store.Store, runs []*builderRun, err e
 			n, platform.FormatList(r.platforms), nodes.Explain(re.err), platform.FormatList(r.platforms))
 	}
 	if m := resolveImage().FindStringSubmatch(clean(re.err)); m != nil && ctx.Err() == nil {
-		return fmt.Errorf("node %s cannot fetch base image %s (%s)%s: a node has no access to this host's images; push the base to a registry the node reaches, or build it there", n, m[1], lastCause(clean(re.err)), refusedNote(r))
+		if hosts := refusedHosts(r); hosts != "" {
+			return fmt.Errorf("node %s cannot fetch base image %s (%s): kiln gave the node no credentials for %s, a registry the build names no image of (a mirror of the node's, or a base image's ONBUILD); let the node pull from it without credentials, or name that registry's image in the Dockerfile (see docs/nodes.md)", n, m[1], lastCause(clean(re.err)), hosts)
+		}
+		return fmt.Errorf("node %s cannot fetch base image %s (%s): a node has no access to this host's images; push the base to a registry the node reaches, or build it there", n, m[1], lastCause(clean(re.err)))
 	}
-	if note := refusedNote(r); note != "" {
-		return fmt.Errorf("on node %s%s: %w", n, note, request.WithOptionHint(explain(ctx, st, r.req, r.rec, re.err)))
+	if hosts := refusedHosts(r); hosts != "" {
+		return fmt.Errorf("on node %s (kiln gave it no credentials for %s, which the build names no image of; see docs/nodes.md): %w", n, hosts, request.WithOptionHint(explain(ctx, st, r.req, r.rec, re.err)))
 	}
 	return fmt.Errorf("on node %s: %w", n, request.WithOptionHint(explain(ctx, st, r.req, r.rec, re.err)))
 }
