@@ -35,6 +35,9 @@ var allowed = map[string]string{
 	// The first line of the state directory's marker file, for a person
 	// who finds it: a comment, not an error.
 	"engine/root.go:# kiln's state directory (--root): kiln creates, clears and removes files in it. See SECURITY.md.\n": "a comment in kiln's marker file",
+	// The refusal of a plain-text node: the --node option syntax is the
+	// nodes package's own (it parses it), like nodes.toml's keys.
+	"nodes/config.go:node %s %s; give its TLS settings in --node (,tls-ca=FILE,tls-cert=FILE,tls-key=FILE), or accept the risk by adding ,insecure-plaintext=true to it": "the --node syntax nodes parses",
 	// usermod's flags: the root-only fix for missing subordinate IDs.
 	`rootless/check_linux.go:as root, run "usermod --add-subuids %d-%d --add-subgids %d-%d %s"`: "usermod's flags",
 }
