@@ -101,16 +101,13 @@ func (bc *BuildContext) parseLayout(v string) error {
 // needs: a frontend attribute per name, plus the directories and OCI
 // layouts the session serves.
 func (r *Request) resolveContexts(ctx context.Context, o *Options) error {
-	seen := map[string]bool{}
-	for i, v := range o.BuildContexts {
-		bc, err := ParseBuildContext(v)
-		if err != nil {
-			return err
-		}
-		if seen[bc.Name] {
-			return usage.Errorf("--build-context %s is given twice: give each name once", bc.Name)
-		}
-		seen[bc.Name] = true
+	contexts, err := parseUnique(o.BuildContexts, ParseBuildContext, func(bc BuildContext) string { return bc.Name }, func(name string) error {
+		return usage.Errorf("--build-context %s is given twice: give each name once", name)
+	})
+	if err != nil {
+		return err
+	}
+	for i, bc := range contexts {
 		// Names may be image references (to replace a FROM), so the
 		// session's keys are made up rather than derived from them.
 		key := fmt.Sprintf("kiln-context-%d", i)

@@ -170,15 +170,14 @@ func ParseSSH(s string) (sshprovider.AgentConfig, error) {
 // hand their values to the build. Values are read only when a step mounts
 // them; nothing here puts them in the build's definition.
 func (r *Request) resolveSecrets(ctx context.Context, o *Options) error {
+	secrets, err := parseUnique(o.Secrets, ParseSecret, func(s Secret) string { return s.ID }, func(id string) error {
+		return usage.Errorf("secret %q is given twice: give each --secret id once", id)
+	})
+	if err != nil {
+		return err
+	}
 	store := secretStore{}
-	for _, v := range o.Secrets {
-		sec, err := ParseSecret(v)
-		if err != nil {
-			return err
-		}
-		if _, dup := store[sec.ID]; dup {
-			return usage.Errorf("secret %q is given twice: give each --secret id once", sec.ID)
-		}
+	for _, sec := range secrets {
 		src, err := sec.source()
 		if err != nil {
 			return err
@@ -192,17 +191,14 @@ func (r *Request) resolveSecrets(ctx context.Context, o *Options) error {
 }
 
 func (r *Request) resolveSSH(ctx context.Context, o *Options) error {
-	var configs []sshprovider.AgentConfig
-	seen := map[string]bool{}
-	for _, v := range o.SSH {
-		cfg, err := ParseSSH(v)
-		if err != nil {
-			return err
-		}
-		if seen[cfg.ID] {
-			return usage.Errorf("--ssh %s is given twice: give each ID once", cfg.ID)
-		}
-		seen[cfg.ID] = true
+	configs, err := parseUnique(o.SSH, ParseSSH, func(c sshprovider.AgentConfig) string { return c.ID }, func(id string) error {
+		return usage.Errorf("--ssh %s is given twice: give each ID once", id)
+	})
+	if err != nil {
+		return err
+	}
+	for i := range configs {
+		cfg := &configs[i]
 		if len(cfg.Paths) == 0 {
 			sock := os.Getenv("SSH_AUTH_SOCK")
 			if sock == "" {
