@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/pkg/labels"
 	"github.com/moby/buildkit/cache"
 	cacheconfig "github.com/moby/buildkit/cache/config"
 	"github.com/moby/buildkit/client"
@@ -22,6 +23,7 @@ import (
 	"github.com/moby/buildkit/worker/base"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -147,10 +149,18 @@ func (i *instance) Export(ctx context.Context, src *exporter.Source, info export
 }
 
 // wrap returns r as the reference BuildKit's image writer gets for
-// platform p (nil for a single reference): with the epoch and base image
-// BuildKit's writer will rewrite it for, found as its Commit finds them.
+// platform p (nil for a single reference): with its base image's layers
+// and the epoch BuildKit's writer will rewrite it for, found as its Commit
+// finds them.
 func (i *instance) wrap(src *exporter.Source, r cache.ImmutableRef, p *exptypes.Platform) (cache.ImmutableRef, error) {
 	w := &ref{ImmutableRef: r, mode: i.mode, cs: i.exp.cs, lm: i.exp.lm}
+	if cfg := exptypes.ParseKey(src.Metadata, exptypes.ExporterImageBaseConfigKey, p); len(cfg) > 0 {
+		var img dockerspec.DockerOCIImage
+		if err := json.Unmarshal(cfg, &img); err != nil {
+			return nil, fmt.Errorf("failed to unmarshal base image config: %w", err)
+		}
+		w.baseDiffIDs = img.RootFS.DiffIDs
+	}
 	if !i.rewrite.enabled {
 		return w, nil
 	}
@@ -170,13 +180,6 @@ func (i *instance) wrap(src *exporter.Source, r cache.ImmutableRef, p *exptypes.
 		return w, nil // BuildKit warns that there is no epoch
 	}
 	w.epoch = tm
-	if cfg := exptypes.ParseKey(src.Metadata, exptypes.ExporterImageBaseConfigKey, p); len(cfg) > 0 {
-		var img dockerspec.DockerOCIImage
-		if err := json.Unmarshal(cfg, &img); err != nil {
-			return nil, fmt.Errorf("failed to unmarshal base image config: %w", err)
-		}
-		w.baseDiffIDs = img.RootFS.DiffIDs
-	}
 	return w, nil
 }
 
@@ -194,9 +197,10 @@ type ref struct {
 	baseDiffIDs []digest.Digest
 }
 
-// GetRemotes is BuildKit's, with kiln's compression. A layer kiln
-// compressed in the other mode is compressed again (as BuildKit's
-// force-compression does, for that export only); with an epoch, the layers
+// GetRemotes is BuildKit's, with kiln's compression. A layer above the
+// base image's that kiln compressed in the other mode is compressed again
+// (as BuildKit's force-compression does, for that export only); the base
+// image's layers are kept as BuildKit keeps them. With an epoch, the layers
 // come back rewritten.
 func (r *ref) GetRemotes(ctx context.Context, createIfNeeded bool, cfg cacheconfig.RefConfig, all bool, s session.Group) ([]*solver.Remote, error) {
 	cfg.Compression = withMode(cfg.Compression, r.mode)
@@ -205,11 +209,22 @@ func (r *ref) GetRemotes(ctx context.Context, createIfNeeded bool, cfg cacheconf
 		return remotes, err
 	}
 	if gz, ok := cfg.Compression.Type.(gzipType); ok && !cfg.Compression.Force {
-		other, err := r.otherMode(ctx, remotes[0], gz)
+		descs := remotes[0].Descriptors
+		base := &baseLayers{diffIDs: map[digest.Digest]bool{}}
+		for k, d := range descs {
+			id := digest.Digest(d.Annotations[labels.LabelUncompressed])
+			if k >= len(r.baseDiffIDs) || id == "" || id != r.baseDiffIDs[k] {
+				break
+			}
+			base.diffIDs[id] = true
+		}
+		other, err := r.otherMode(ctx, descs[len(base.diffIDs):], gz)
 		if err != nil {
 			return nil, err
 		}
 		if other {
+			gz.base = base
+			cfg.Compression.Type = gz
 			cfg.Compression.Force = true
 			if remotes, err = r.ImmutableRef.GetRemotes(ctx, createIfNeeded, cfg, all, s); err != nil {
 				return nil, err
@@ -227,12 +242,12 @@ func (r *ref) GetRemotes(ctx context.Context, createIfNeeded bool, cfg cacheconf
 	return out, nil
 }
 
-// otherMode reports whether a layer of remote was compressed by kiln in
-// the mode other than gz's.
-func (r *ref) otherMode(ctx context.Context, remote *solver.Remote, gz gzipType) (bool, error) {
-	found := make([]bool, len(remote.Descriptors))
+// otherMode reports whether one of descs was compressed by kiln in the
+// mode other than gz's.
+func (r *ref) otherMode(ctx context.Context, descs []ocispecs.Descriptor, gz gzipType) (bool, error) {
+	found := make([]bool, len(descs))
 	var eg errgroup.Group
-	for k, desc := range remote.Descriptors {
+	for k, desc := range descs {
 		if !compression.IsMediaType(compression.Gzip, desc.MediaType) {
 			continue
 		}

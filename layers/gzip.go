@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
+	"github.com/containerd/containerd/v2/pkg/labels"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/klauspost/pgzip"
 	"github.com/moby/buildkit/util/compression"
@@ -75,7 +76,14 @@ type gzipType struct {
 	// force is the export's force-compression: every layer, the base
 	// image's too, must then be gzip as BuildKit defines it as well.
 	force bool
+	// base holds the diff IDs of the base image's layers, which are kept
+	// as they are whoever compressed them (as buildkitd keeps them); nil
+	// when no layer was found compressed the other way (see ref).
+	base *baseLayers
 }
+
+// baseLayers are the diff IDs of the layers an image was built on.
+type baseLayers struct{ diffIDs map[digest.Digest]bool }
 
 // withMode returns comp with kiln's gzip type in mode when comp asks for
 // gzip; other compressions are BuildKit's own in either mode.
@@ -184,7 +192,8 @@ func (gzipType) Decompress(ctx context.Context, cs content.Store, desc ocispecs.
 }
 
 // NeedsConversion reports whether desc must be compressed again for an
-// export in t's mode: when kiln compressed it the other way. BuildKit asks
+// export in t's mode: when kiln compressed it the other way, unless it is a
+// layer of the base image. BuildKit asks
 // only for exports with force-compression (and when rewriting layers for an
 // epoch, which compresses anyway); with t.force, BuildKit's own rules for
 // gzip apply as well (a zstd or eStargz layer is converted).
@@ -195,6 +204,9 @@ func (t gzipType) NeedsConversion(ctx context.Context, cs content.Store, desc oc
 		}
 	}
 	if !images.IsLayerType(desc.MediaType) || !compression.IsMediaType(compression.Gzip, desc.MediaType) {
+		return false, nil
+	}
+	if t.base != nil && t.base.diffIDs[digest.Digest(desc.Annotations[labels.LabelUncompressed])] {
 		return false, nil
 	}
 	return otherCompressor(ctx, cs, desc.Digest, t.compressor())
