@@ -21,6 +21,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/kiln-build/kiln/request"
 )
 
 // layerData is a few MB like a layer: incompressible bytes, then text, so
@@ -171,7 +173,8 @@ func writeLayer(t *testing.T, ctx context.Context, cs content.Store, typ compres
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ocispecs.Descriptor{MediaType: ocispecs.MediaTypeImageLayerGzip, Digest: dgst, Size: info.Size}
+	return ocispecs.Descriptor{MediaType: ocispecs.MediaTypeImageLayerGzip, Digest: dgst, Size: info.Size,
+		Annotations: map[string]string{"containerd.io/uncompressed": digest.FromBytes(data).String()}}
 }
 
 // A layer kiln compressed one way is converted for an export that asks for
@@ -202,6 +205,9 @@ func TestNeedsConversionByCompressor(t *testing.T) {
 		{gzipType{mode: GzipParallel, force: true}, zst, true},
 		{gzipType{mode: GzipParallel, force: true}, base, false},
 		{gzipType{mode: GzipBuildkitd, force: true}, par, true},
+		// A layer of the base image is kept, whoever compressed it.
+		{gzipType{mode: GzipBuildkitd, base: &baseLayers{diffIDs: map[digest.Digest]bool{digest.FromBytes(data): true}}}, par, false},
+		{gzipType{mode: GzipBuildkitd, base: &baseLayers{diffIDs: map[digest.Digest]bool{"sha256:other": true}}}, par, true},
 	} {
 		got, err := c.typ.NeedsConversion(ctx, cs, c.desc)
 		if err != nil {
@@ -230,6 +236,10 @@ func TestParseGzipMode(t *testing.T) {
 		if got, err := ParseGzipMode(in); err != nil || got != want {
 			t.Errorf("ParseGzipMode(%q) = %q, %v; want %q", in, got, err, want)
 		}
+	}
+	// The build option's attribute is the one the exporters read.
+	if request.GzipAttr != GzipAttr || request.GzipBuildkitd != string(GzipBuildkitd) {
+		t.Errorf("request sets %s=%s, the exporters read %s=%s", request.GzipAttr, request.GzipBuildkitd, GzipAttr, GzipBuildkitd)
 	}
 	if _, err := ParseGzipMode("pigz"); err == nil {
 		t.Error("ParseGzipMode(pigz) accepted")
