@@ -31,6 +31,7 @@ var rules = []rule{
 	{"snapshot", []string{"builder", "engine", "request", "cmd/kiln", "store"}, "snapshot is host policy"},
 	{"request", []string{"engine", "builder", "cmd/kiln"}, "a build request is data, parsed before any engine starts"},
 	{"engine", []string{"builder", "request", "cmd/kiln"}, "the engine knows nothing of flags or one build's options"},
+	{"layers", []string{"..."}, "layers is how the engine's exporters write layers: BuildKit and containerd, nothing of kiln"},
 	{"builder", []string{"cmd/kiln"}, "builder orchestrates; presentation is cmd/kiln's"},
 }
 
