@@ -58,6 +58,8 @@ type build struct {
 	epoch string
 	// kilnFlags are more options of kiln build (--buildkitd-gzip).
 	kilnFlags []string
+	// noCacheStage rebuilds that stage without cache (--no-cache-filter).
+	noCacheStage string
 }
 
 // kilnBuild runs a whole kiln process for b.
@@ -85,6 +87,9 @@ func (e *env) kilnBuildWith(bin, root string, b build) (sample, error) {
 	if b.epoch != "" {
 		args = append(args, "--source-date-epoch", b.epoch)
 	}
+	if b.noCacheStage != "" {
+		args = append(args, "--no-cache-filter", b.noCacheStage)
+	}
 	args = append(args, b.kilnFlags...)
 	return e.measure(nil, bin, append(args, b.context)...)
 }
@@ -110,6 +115,9 @@ func (e *env) buildctlBuild(b build) (sample, error) {
 	}
 	if b.epoch != "" {
 		args = append(args, "--opt", "build-arg:SOURCE_DATE_EPOCH="+b.epoch)
+	}
+	if b.noCacheStage != "" {
+		args = append(args, "--opt", "no-cache="+b.noCacheStage)
 	}
 	return e.measure(e.buildkitd, e.tool("buildctl"), args...)
 }
