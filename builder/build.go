@@ -18,7 +18,6 @@ import (
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
-	"github.com/moby/buildkit/util/progress/progressui"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
 	"golang.org/x/sync/errgroup"
@@ -100,12 +99,9 @@ func ensureEmulation(ctx context.Context, req *request.Request) ([]ocispecs.Plat
 	return out, err
 }
 
-// solve runs the build and the progress display side by side.
+// solve runs the build and the progress display side by side, and prints
+// the warnings the build reported once the display is done.
 func solve(ctx context.Context, c *bkclient.Client, req *request.Request) (*bkclient.SolveResponse, *recorder, error) {
-	display, err := progressui.NewDisplay(req.Stderr, progressui.DisplayMode(req.Progress))
-	if err != nil {
-		return nil, nil, fmt.Errorf("starting the progress display: %w", err)
-	}
 	solveOpt, closers, err := solveOpt(req)
 	defer func() {
 		for _, c := range closers {
@@ -115,9 +111,11 @@ func solve(ctx context.Context, c *bkclient.Client, req *request.Request) (*bkcl
 	if err != nil {
 		return nil, nil, err
 	}
-
+	disp, err := startDisplay(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
 	statusCh := make(chan *bkclient.SolveStatus)
-	displayCh := make(chan *bkclient.SolveStatus)
 	rec := newRecorder()
 	var resp *bkclient.SolveResponse
 	eg, gctx := errgroup.WithContext(ctx)
@@ -127,16 +125,15 @@ func solve(ctx context.Context, c *bkclient.Client, req *request.Request) (*bkcl
 		return err
 	})
 	eg.Go(func() error {
-		rec.forward(statusCh, displayCh)
+		// BuildKit's client closes statusCh when the solve ends.
+		for st := range statusCh {
+			rec.record(st)
+			disp.send(st)
+		}
 		return nil
 	})
-	eg.Go(func() error {
-		// The display must drain every status even when the build fails,
-		// so it runs on a context the failure does not cancel.
-		_, err := display.UpdateFrom(context.WithoutCancel(ctx), displayCh)
-		return err
-	})
 	err = eg.Wait()
+	printWarnings(req.Stderr, req, disp.close())
 	return resp, rec, err
 }
 
@@ -145,22 +142,36 @@ func solve(ctx context.Context, c *bkclient.Client, req *request.Request) (*bkcl
 // and entitlements. The closers close the outputs' files, also on error.
 // Builds that send platforms to nodes (remote.go) start from it too.
 func solveOpt(r *request.Request) (bkclient.SolveOpt, []io.Closer, error) {
-	contextFS, err := fsutil.NewFS(r.ContextDir)
+	opt, err := sessionOpt(r)
 	if err != nil {
-		return bkclient.SolveOpt{}, nil, fmt.Errorf("reading build context %s: %w", r.ContextDir, err)
-	}
-	dockerfileFS, err := fsutil.NewFS(r.Dockerfile.Dir)
-	if err != nil {
-		return bkclient.SolveOpt{}, nil, fmt.Errorf("reading the Dockerfile's directory %s: %w", r.Dockerfile.Dir, err)
+		return opt, nil, err
 	}
 	entries, closers, err := exports(r)
 	if err != nil {
 		return bkclient.SolveOpt{}, closers, err
 	}
+	opt.Exports = r.WithExportAttrs(entries)
+	opt.CacheExports = r.CacheExports
+	return opt, closers, nil
+}
+
+// sessionOpt is what every solve of the request takes, whether it builds
+// or only asks the frontend (--call): the frontend and its attributes, the
+// directories, secrets and agents the session serves, the cache to import
+// and the entitlements. It writes nothing.
+func sessionOpt(r *request.Request) (bkclient.SolveOpt, error) {
+	contextFS, err := fsutil.NewFS(r.ContextDir)
+	if err != nil {
+		return bkclient.SolveOpt{}, fmt.Errorf("reading build context %s: %w", r.ContextDir, err)
+	}
+	dockerfileFS, err := fsutil.NewFS(r.Dockerfile.Dir)
+	if err != nil {
+		return bkclient.SolveOpt{}, fmt.Errorf("reading the Dockerfile's directory %s: %w", r.Dockerfile.Dir, err)
+	}
 	mounts := map[string]fsutil.FS{"context": contextFS, "dockerfile": dockerfileFS}
 	for key, dir := range r.ContextDirs {
 		if mounts[key], err = fsutil.NewFS(dir); err != nil {
-			return bkclient.SolveOpt{}, closers, fmt.Errorf("reading build context %s: %w", dir, err)
+			return bkclient.SolveOpt{}, fmt.Errorf("reading build context %s: %w", dir, err)
 		}
 	}
 	return bkclient.SolveOpt{
@@ -168,12 +179,10 @@ func solveOpt(r *request.Request) (bkclient.SolveOpt, []io.Closer, error) {
 		FrontendAttrs:       r.FrontendAttrs,
 		LocalMounts:         mounts,
 		OCIStores:           r.OCIStores,
-		Exports:             r.WithExportAttrs(entries),
 		CacheImports:        r.CacheImports,
-		CacheExports:        r.CacheExports,
 		AllowedEntitlements: r.Entitlements,
 		Session:             append([]session.Attachable{authProvider(r.Stderr)}, r.Attachables...),
-	}, closers, nil
+	}, nil
 }
 
 // authProvider hands registry credentials to BuildKit from the docker config

@@ -16,7 +16,6 @@ import (
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	solvererrdefs "github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/util/grpcerrors"
-	"github.com/moby/buildkit/util/progress/progressui"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
@@ -208,17 +207,10 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 		}
 		opts[i] = opt
 	}
-	display, err := progressui.NewDisplay(req.Stderr, progressui.DisplayMode(req.Progress))
+	disp, err := startDisplay(ctx, req)
 	if err != nil {
-		return fmt.Errorf("starting the progress display: %w", err)
+		return err
 	}
-	displayCh := make(chan *bkclient.SolveStatus)
-	displayDone := make(chan struct{})
-	go func() {
-		defer close(displayDone)
-		// The display drains every status even when a build fails.
-		display.UpdateFrom(context.WithoutCancel(ctx), displayCh) //nolint:errcheck // only a broken terminal fails it
-	}()
 	var forwarders sync.WaitGroup
 	eg, gctx := errgroup.WithContext(ctx)
 	for i, r := range runs {
@@ -229,7 +221,7 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 			defer forwarders.Done()
 			for s := range statusCh {
 				r.rec.record(s)
-				displayCh <- relabel(s, r.name)
+				disp.send(relabel(s, r.name))
 			}
 		}()
 		eg.Go(func() error {
@@ -243,8 +235,7 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 	}
 	err = eg.Wait()
 	forwarders.Wait()
-	close(displayCh)
-	<-displayDone
+	printWarnings(req.Stderr, req, disp.close())
 	return err
 }
 

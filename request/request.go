@@ -87,6 +87,11 @@ type Request struct {
 	// Stdout and Stderr are the streams the build writes: the digest with
 	// Quiet and outputs to "-" on Stdout, progress and notices on Stderr.
 	Stdout, Stderr io.Writer
+	// Call, when set, asks the Dockerfile frontend for a method's answer
+	// (check, outline, targets) instead of a build.
+	Call *Call
+	// Debug prints the details of the check warnings a build found.
+	Debug bool
 
 	// tempDir holds a Dockerfile read from standard input.
 	tempDir string
@@ -115,7 +120,7 @@ func Parse(o *Options) (*Request, error) {
 		FrontendAttrs: map[string]string{}, ExportAttrs: map[string]string{},
 		ContextDirs: map[string]string{}, OCIStores: map[string]content.Store{},
 		Quiet: o.Quiet, Pull: o.Pull, Push: o.Push, NoCache: o.NoCache, NoAutoEmulation: o.NoAutoEmulation,
-		IIDFile: o.IIDFile, MetadataFile: o.MetadataFile, Stdout: o.Stdout, Stderr: o.Stderr,
+		IIDFile: o.IIDFile, MetadataFile: o.MetadataFile, Stdout: o.Stdout, Stderr: o.Stderr, Debug: o.Debug,
 	}
 	if r.Stdout == nil {
 		r.Stdout = os.Stdout
@@ -145,7 +150,7 @@ func (r *Request) parse(o *Options) error {
 	if r.Platforms, err = ParseBuildable(o.Platforms); err != nil {
 		return err
 	}
-	for _, step := range []func(*Options) error{r.resolveOutputs, r.resolveProgress, r.setAttrs, r.setRunAttrs, r.setExportAttrs, r.resolveContexts, r.resolveCache, r.resolveSecrets} {
+	for _, step := range []func(*Options) error{r.resolveOutputs, r.resolveProgress, r.setAttrs, r.setRunAttrs, r.setExportAttrs, r.resolveContexts, r.resolveCache, r.resolveSecrets, r.resolveCall} {
 		if err := step(o); err != nil {
 			return err
 		}

@@ -48,6 +48,9 @@ func buildCommand() *cli.Command {
 			&cli.StringFlag{Name: "compression-level", Usage: "compression level: 0-9 for gzip and estargz, 1-22 for zstd"},
 			&cli.StringSliceFlag{Name: "node", Usage: "build platforms on a remote BuildKit node: PLATFORM=ADDRESS (tcp://HOST:PORT, unix://, ssh://), PLATFORM=NAME from nodes.toml, or PLATFORM=local (repeatable)"},
 			&cli.StringFlag{Name: "node-fallback", Value: "fail", Usage: "when a node does not answer: fail, or emulate (build its platforms here)"},
+			&cli.StringFlag{Name: "call", Usage: "evaluate a frontend method instead of building: check (the Dockerfile's checks), outline (the build arguments and secrets of the target), targets (the stages), subrequests.describe; add ,format=json or ,ignorestatus=true", DefaultText: "build"},
+			&cli.BoolFlag{Name: "check", Usage: "run the Dockerfile's checks without building (shorthand for --call check); exit 1 when one warns"},
+			&cli.StringFlag{Name: "format", Usage: "print the answer of --call as text (default) or json"},
 		},
 		Action: runBuild,
 	}
@@ -93,6 +96,10 @@ func runBuild(c *cli.Context) error {
 		CompressionLevel: c.String("compression-level"),
 		Nodes:            c.StringSlice("node"),
 		NodeFallback:     c.String("node-fallback"),
+		Call:             c.String("call"),
+		Check:            c.Bool("check"),
+		CallFormat:       c.String("format"),
+		Debug:            c.Bool("debug"),
 		Stdin:            c.App.Reader,
 		Stdout:           c.App.Writer,
 		Stderr:           c.App.ErrWriter,
@@ -102,6 +109,20 @@ func runBuild(c *cli.Context) error {
 		return err
 	}
 	defer req.Close()
+	if req.Call != nil {
+		res, err := builder.Call(c.Context, engineConfig(c), req)
+		if err != nil {
+			return err
+		}
+		code, err := printCall(c.App.Writer, res, req.Dockerfile)
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			return exitStatus(code)
+		}
+		return nil
+	}
 	_, err = builder.Build(c.Context, engineConfig(c), req)
 	return err
 }
