@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/containerd/platforms"
 	"github.com/docker/cli/cli/config"
@@ -46,8 +47,14 @@ type Result struct {
 // Build builds req with the embedded BuildKit and stores the result in
 // containerd. request.Parse has checked everything in req the user can get
 // wrong; Build checks cfg's garbage collection options before any
-// connection is made.
-func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Result, error) {
+// connection is made. With WithHistory, the build leaves a record in the
+// build history from the moment BuildKit runs.
+func Build(ctx context.Context, cfg engine.Config, req *request.Request, opts ...Option) (*Result, error) {
+	started := time.Now()
+	var o buildOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := cfg.GC.Validate(); err != nil {
 		return nil, err
 	}
@@ -56,7 +63,7 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Resul
 	}
 	// Platforms that --node or the nodes files send to remote BuildKit
 	// nodes take their own path (remote.go).
-	if res, ok, err := buildOnNodes(ctx, cfg, req); ok {
+	if res, ok, err := buildOnNodes(ctx, cfg, req, o, started); ok {
 		return res, err
 	}
 	runnable, err := ensureEmulation(ctx, req)
@@ -70,7 +77,19 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Resul
 	}
 	defer eng.Close()
 
-	resp, rec, err := solve(ctx, eng.Client(), req)
+	rec := o.beginRecord(eng.HistoryDir(), req, started)
+	res, err := buildHere(ctx, eng, req, rec)
+	rec.finish(ctx, res, err)
+	if err != nil {
+		return nil, err
+	}
+	eng.CollectGarbage(ctx, req.Quiet, req.Stderr)
+	return res, nil
+}
+
+// buildHere solves req on the engine and writes its outputs.
+func buildHere(ctx context.Context, eng *engine.Engine, req *request.Request, hist *recording) (*Result, error) {
+	resp, rec, err := solve(ctx, eng.Client(), req, hist)
 	if err != nil {
 		return nil, request.WithOptionHint(explain(ctx, eng.Store(), req, rec, err))
 	}
@@ -83,7 +102,6 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Resul
 	if err := writeOutputs(req, res); err != nil {
 		return nil, err
 	}
-	eng.CollectGarbage(ctx, req.Quiet, req.Stderr)
 	return res, nil
 }
 
@@ -101,7 +119,7 @@ func ensureEmulation(ctx context.Context, req *request.Request) ([]ocispecs.Plat
 
 // solve runs the build and the progress display side by side, and prints
 // the warnings the build reported once the display is done.
-func solve(ctx context.Context, c *bkclient.Client, req *request.Request) (*bkclient.SolveResponse, *recorder, error) {
+func solve(ctx context.Context, c *bkclient.Client, req *request.Request, hist *recording) (*bkclient.SolveResponse, *recorder, error) {
 	solveOpt, closers, err := solveOpt(req)
 	defer func() {
 		for _, c := range closers {
@@ -128,6 +146,7 @@ func solve(ctx context.Context, c *bkclient.Client, req *request.Request) (*bkcl
 		// BuildKit's client closes statusCh when the solve ends.
 		for st := range statusCh {
 			rec.record(st)
+			hist.update(st)
 			disp.send(st)
 		}
 		return nil

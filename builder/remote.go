@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/platforms"
@@ -44,13 +45,13 @@ const localName = "local"
 // through the session, not through a registry), under a lease. kiln then
 // joins the per-builder indexes into one index, names it only once every
 // blob is present, and unpacks the host's platform.
-func buildOnNodes(ctx context.Context, cfg engine.Config, req *request.Request) (res *Result, ok bool, err error) {
+func buildOnNodes(ctx context.Context, cfg engine.Config, req *request.Request, o buildOptions, started time.Time) (res *Result, ok bool, err error) {
 	plan, err := planNodes(ctx, req)
 	if err != nil || plan == nil {
 		return nil, err != nil, err
 	}
 	defer plan.close()
-	res, err = runPlan(ctx, cfg, req, plan)
+	res, err = runPlan(ctx, cfg, req, plan, o, started)
 	return res, true, err
 }
 
@@ -65,7 +66,7 @@ type builderRun struct {
 	platforms []ocispecs.Platform
 }
 
-func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan *nodePlan) (*Result, error) {
+func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan *nodePlan, o buildOptions, started time.Time) (_ *Result, err error) {
 	if req.Progress != "quiet" && req.Progress != "rawjson" {
 		fmt.Fprintln(req.Stderr, plan.describe())
 	}
@@ -92,6 +93,18 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 		}
 		defer st.Close()
 	}
+	var hist *recording
+	if eng != nil {
+		hist = o.beginRecord(eng.HistoryDir(), req, started)
+	} else if o.record && o.recordLimits.Enabled() {
+		if dir, err := engine.HistoryDir(ctx, cfg); err != nil {
+			fmt.Fprintf(req.Stderr, "warning: this build is not recorded in kiln's build history: %s\n", oneLine(err.Error()))
+		} else {
+			hist = o.beginRecord(dir, req, started)
+		}
+	}
+	var res *Result
+	defer func() { hist.finish(ctx, res, err) }()
 	snapshotter := engine.UnpackSnapshotter(ctx, cfg, st)
 	for _, g := range plan.remote {
 		runs = append(runs, &builderRun{name: g.node.Name, node: g, client: g.client, req: req.WithPlatforms(g.platforms), platforms: g.platforms})
@@ -104,7 +117,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 	defer ingest.Release()
 
 	multi := len(plan.order) > 1
-	if err := solveAll(ctx, runs, ingest, multi, req); err != nil {
+	if err := solveAll(ctx, runs, ingest, multi, req, hist); err != nil {
 		return nil, explainRuns(ctx, st, runs, err)
 	}
 
@@ -141,10 +154,13 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 	if len(req.Names) > 0 {
 		meta[exptypes.ExporterImageNameKey] = strings.Join(names, ",")
 	}
-	res := &Result{Digest: desc.Digest.String(), Names: req.Names, Platforms: req.Platforms, Metadata: meta}
-	if err := writeOutputs(req, res); err != nil {
+	built := &Result{Digest: desc.Digest.String(), Names: req.Names, Platforms: req.Platforms, Metadata: meta}
+	if err := writeOutputs(req, built); err != nil {
 		return nil, err
 	}
+	res = built
+	hist.finish(ctx, res, nil)
+	hist = nil
 	// The nodes collect their own caches; this is the local builder's.
 	if eng != nil {
 		eng.CollectGarbage(ctx, req.Quiet, req.Stderr)
@@ -181,7 +197,7 @@ func nodeExport(r *request.Request, ingest *store.Ingest) bkclient.ExportEntry {
 
 // solveAll runs every builder's solve side by side with one progress
 // display; the first failure cancels the others.
-func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, multi bool, req *request.Request) error {
+func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, multi bool, req *request.Request, hist *recording) error {
 	opts := make([]bkclient.SolveOpt, len(runs))
 	for i, r := range runs {
 		opt, closers, err := solveOpt(r.req)
@@ -221,7 +237,9 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 			defer forwarders.Done()
 			for s := range statusCh {
 				r.rec.record(s)
-				disp.send(relabel(s, r.name))
+				s = relabel(s, r.name)
+				hist.update(s)
+				disp.send(s)
 			}
 		}()
 		eg.Go(func() error {

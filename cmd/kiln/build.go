@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/builder"
@@ -104,6 +106,10 @@ func runBuild(c *cli.Context) error {
 		Stdout:           c.App.Writer,
 		Stderr:           c.App.ErrWriter,
 	}
+	limits, err := historyLimits(c)
+	if err != nil {
+		return err
+	}
 	req, err := request.Parse(opts)
 	if err != nil {
 		return err
@@ -123,6 +129,6 @@ func runBuild(c *cli.Context) error {
 		}
 		return nil
 	}
-	_, err = builder.Build(c.Context, engineConfig(c), req)
+	_, err = builder.Build(c.Context, engineConfig(c), req, builder.WithHistory(limits, os.Args[1:]))
 	return err
 }

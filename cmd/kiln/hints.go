@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/kiln-build/kiln/history"
 	"github.com/kiln-build/kiln/internal/errmsg"
 	"github.com/kiln-build/kiln/store"
 )
@@ -40,6 +41,8 @@ func hint(e error) string {
 	switch e := e.(type) {
 	case *store.NotFoundError:
 		return `: list images with "kiln images"`
+	case *history.NotFoundError:
+		return `: list the recorded builds with "kiln history ls"`
 	case *store.InUseError:
 		return fmt.Sprintf("; remove the container first (ctr containers rm %s) or remove the image anyway with --force", strings.Join(e.Containers, " "))
 	case *store.MissingManifestError:
