@@ -135,11 +135,19 @@ func solve(ctx context.Context, c *bkclient.Client, req *request.Request, hist *
 	}
 	statusCh := make(chan *bkclient.SolveStatus)
 	rec := newRecorder()
+	var inv *invoker
+	if req.Invoke != nil {
+		inv = &invoker{req: req, disp: disp, rec: rec}
+	}
 	var resp *bkclient.SolveResponse
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.Go(func() error {
 		var err error
-		resp, err = c.Solve(gctx, nil, solveOpt, statusCh)
+		if inv != nil {
+			resp, err = buildInvoking(gctx, c, solveOpt, statusCh, inv)
+		} else {
+			resp, err = c.Solve(gctx, nil, solveOpt, statusCh)
+		}
 		return err
 	})
 	eg.Go(func() error {
@@ -153,6 +161,7 @@ func solve(ctx context.Context, c *bkclient.Client, req *request.Request, hist *
 	})
 	err = eg.Wait()
 	printWarnings(req.Stderr, req, disp.close())
+	inv.printNotes()
 	return resp, rec, err
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/request"
 	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/usage"
 )
 
 // localName labels the platforms built in this process in the progress
@@ -51,6 +52,9 @@ func buildOnNodes(ctx context.Context, cfg engine.Config, req *request.Request, 
 		return nil, err != nil, err
 	}
 	defer plan.close()
+	if req.Invoke != nil {
+		return nil, true, usage.Errorf("--on-error and --invoke start their command in a container here, and this build sends platforms to nodes: build those platforms here (--node PLATFORM=local) to use them")
+	}
 	res, err = runPlan(ctx, cfg, req, plan, o, started)
 	return res, true, err
 }

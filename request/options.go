@@ -105,6 +105,12 @@ type Options struct {
 	// Debug prints the details of the check warnings a build found (the
 	// global --debug).
 	Debug bool
+	// OnError is --on-error: fail (the default) or shell, which starts a
+	// shell in the container of a RUN step that failed.
+	OnError string
+	// Invoke is --invoke: a command started in the build's result, or in
+	// the failed step's container.
+	Invoke string
 
 	// Stdin, Stdout and Stderr are the streams the build reads and writes.
 	Stdin          io.Reader

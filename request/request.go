@@ -92,6 +92,12 @@ type Request struct {
 	Call *Call
 	// Debug prints the details of the check warnings a build found.
 	Debug bool
+	// Invoke, when set, starts a command on the terminal in the failed
+	// step's container, or in the result (--on-error shell, --invoke).
+	Invoke *Invoke
+	// Stdin is the build's standard input: the terminal Invoke's command
+	// reads.
+	Stdin io.Reader
 
 	// tempDir holds a Dockerfile read from standard input.
 	tempDir string
@@ -125,6 +131,9 @@ func Parse(o *Options) (*Request, error) {
 	if r.Stdout == nil {
 		r.Stdout = os.Stdout
 	}
+	if r.Stdin = o.Stdin; r.Stdin == nil {
+		r.Stdin = os.Stdin
+	}
 	if r.Stderr == nil {
 		r.Stderr = os.Stderr
 	}
@@ -150,7 +159,7 @@ func (r *Request) parse(o *Options) error {
 	if r.Platforms, err = ParseBuildable(o.Platforms); err != nil {
 		return err
 	}
-	for _, step := range []func(*Options) error{r.resolveOutputs, r.resolveProgress, r.setAttrs, r.setRunAttrs, r.setExportAttrs, r.resolveContexts, r.resolveCache, r.resolveSecrets, r.resolveCall} {
+	for _, step := range []func(*Options) error{r.resolveOutputs, r.resolveProgress, r.setAttrs, r.setRunAttrs, r.setExportAttrs, r.resolveContexts, r.resolveCache, r.resolveSecrets, r.resolveCall, r.resolveInvoke} {
 		if err := step(o); err != nil {
 			return err
 		}

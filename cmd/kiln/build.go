@@ -53,6 +53,8 @@ func buildCommand() *cli.Command {
 			&cli.StringFlag{Name: "call", Usage: "evaluate a frontend method instead of building: check (the Dockerfile's checks), outline (the build arguments and secrets of the target), targets (the stages), subrequests.describe; add ,format=json or ,ignorestatus=true", DefaultText: "build"},
 			&cli.BoolFlag{Name: "check", Usage: "run the Dockerfile's checks without building (shorthand for --call check); exit 1 when one warns"},
 			&cli.StringFlag{Name: "format", Usage: "print the answer of --call as text (default) or json"},
+			&cli.StringFlag{Name: "on-error", Value: "fail", Usage: "when a RUN step fails: fail, or shell (start /bin/sh on this terminal in the step's container, as the step left it; the build fails when it exits)"},
+			&cli.StringFlag{Name: "invoke", Usage: "start this command on this terminal when the build ends: in the result, or in the failed RUN step's container (with --on-error shell only there), e.g. --invoke sh or '[\"sh\", \"-l\"]'"},
 		},
 		Action: runBuild,
 	}
@@ -102,6 +104,8 @@ func runBuild(c *cli.Context) error {
 		Check:            c.Bool("check"),
 		CallFormat:       c.String("format"),
 		Debug:            c.Bool("debug"),
+		OnError:          c.String("on-error"),
+		Invoke:           c.String("invoke"),
 		Stdin:            c.App.Reader,
 		Stdout:           c.App.Writer,
 		Stderr:           c.App.ErrWriter,
