@@ -78,7 +78,7 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request, opts ..
 	defer eng.Close()
 
 	rec := o.beginRecord(eng.HistoryDir(), req, started)
-	res, err := buildHere(ctx, eng, req, rec)
+	res, err := buildHere(ctx, cfg, eng, req, rec)
 	rec.finish(ctx, res, err)
 	if err != nil {
 		return nil, err
@@ -88,10 +88,10 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request, opts ..
 }
 
 // buildHere solves req on the engine and writes its outputs.
-func buildHere(ctx context.Context, eng *engine.Engine, req *request.Request, hist *recording) (*Result, error) {
+func buildHere(ctx context.Context, cfg engine.Config, eng *engine.Engine, req *request.Request, hist *recording) (*Result, error) {
 	resp, rec, err := solve(ctx, eng.Client(), req, hist)
 	if err != nil {
-		return nil, request.WithOptionHint(explain(ctx, eng.Store(), req, rec, err))
+		return nil, request.WithOptionHint(explain(ctx, cfg, eng.Store(), req, rec, err))
 	}
 	res := &Result{
 		Digest:    resp.ExporterResponse["containerimage.digest"],

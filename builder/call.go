@@ -85,7 +85,7 @@ func Call(ctx context.Context, cfg engine.Config, req *request.Request) (*CallRe
 	err = eg.Wait()
 	disp.close()
 	if err != nil {
-		return nil, explain(ctx, eng.Store(), req, rec, err)
+		return nil, explain(ctx, cfg, eng.Store(), req, rec, err)
 	}
 	if meta == nil {
 		return nil, fmt.Errorf("the Dockerfile frontend gave no answer to --call %s", req.Call.Name)
