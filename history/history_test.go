@@ -313,38 +313,9 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 }
 
-// BenchmarkRecordBusy is what recording costs a build on a busy CI runner:
-// the history holds 1000 records under two days old (and b.N more), which
-// buildkitd's default limits keep; pruning lists them all.
-func BenchmarkRecordBusy(b *testing.B) {
-	dir := b.TempDir()
+// benchRecord records a short build in dir for each round of b.
+func benchRecord(b *testing.B, dir string, limits Limits) {
 	sts := statuses()
-	for range 1000 {
-		w, _ := Begin(dir, Record{}, DefaultLimits)
-		w.Finish(Outcome{Status: StatusCompleted})
-	}
-	for b.Loop() {
-		w, err := Begin(dir, Record{Command: []string{"build", "."}}, DefaultLimits)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, st := range sts {
-			w.Update(st)
-		}
-		if err := w.Finish(Outcome{Status: StatusCompleted}); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkRecord is what recording costs a build: the record written twice,
-// the log of a short build, and the pruning of a history of 50 records (one
-// removed each time, as the default limits do once the oldest is two days
-// old).
-func BenchmarkRecord(b *testing.B) {
-	dir := b.TempDir()
-	sts := statuses()
-	limits := Limits{MaxEntries: 50}
 	for b.Loop() {
 		w, err := Begin(dir, Record{Command: []string{"build", "."}}, limits)
 		if err != nil {
@@ -357,4 +328,24 @@ func BenchmarkRecord(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkRecordBusy is what recording costs a build on a busy CI runner:
+// the history holds 1000 records under two days old (and b.N more), which
+// buildkitd's default limits keep; pruning lists them all.
+func BenchmarkRecordBusy(b *testing.B) {
+	dir := b.TempDir()
+	for range 1000 {
+		w, _ := Begin(dir, Record{}, DefaultLimits)
+		w.Finish(Outcome{Status: StatusCompleted})
+	}
+	benchRecord(b, dir, DefaultLimits)
+}
+
+// BenchmarkRecord is what recording costs a build: the record written twice,
+// the log of a short build, and the pruning of a history of 50 records (one
+// removed each time, as the default limits do once the oldest is two days
+// old).
+func BenchmarkRecord(b *testing.B) {
+	benchRecord(b, b.TempDir(), Limits{MaxEntries: 50})
 }
