@@ -11,11 +11,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
+	"strings"
 	"time"
 
 	"github.com/containerd/platforms"
 	"github.com/docker/cli/cli/config"
+	"github.com/docker/go-units"
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/kiln-build/kiln/emulation"
 	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/internal/safeio"
 	"github.com/kiln-build/kiln/request"
 )
 
@@ -83,7 +85,7 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request, opts ..
 	if err != nil {
 		return nil, err
 	}
-	eng.CollectGarbage(ctx, req.Quiet, req.Stderr)
+	collectGarbage(ctx, eng, req)
 	return res, nil
 }
 
@@ -103,6 +105,20 @@ func buildHere(ctx context.Context, cfg engine.Config, eng *engine.Engine, req *
 		return nil, err
 	}
 	return res, nil
+}
+
+// collectGarbage applies the garbage collection policy after a build and
+// says what it freed (unless quiet) or that it failed: a build that
+// succeeded stays a success.
+func collectGarbage(ctx context.Context, eng *engine.Engine, req *request.Request) {
+	freed, err := eng.CollectGarbage(ctx)
+	if freed.Records > 0 && !req.Quiet {
+		fmt.Fprintf(req.Stderr, "garbage collection freed %d build cache records, %s (set what it keeps with --gc-keep-storage, or turn it off with --gc=false)\n",
+			freed.Records, units.HumanSize(float64(freed.Size)))
+	}
+	if err != nil && ctx.Err() == nil {
+		fmt.Fprintf(req.Stderr, "warning: the build succeeded, but collecting build cache garbage failed: %s (free space with \"kiln prune\")\n", strings.Join(strings.Fields(err.Error()), " "))
+	}
 }
 
 // ensureEmulation checks that every requested platform runs here before any
@@ -162,19 +178,24 @@ func solve(ctx context.Context, c *bkclient.Client, req *request.Request, hist *
 	err = eg.Wait()
 	printWarnings(req.Stderr, req, disp.close())
 	inv.printNotes()
+	if err == nil {
+		err = commitOutputs(closers)
+	}
 	return resp, rec, err
 }
 
 // solveOpt maps the request to BuildKit's solve options: the frontend and
 // its attributes, the directories the session serves, the exports, cache
-// and entitlements. The closers close the outputs' files, also on error.
-// Builds that send platforms to nodes (remote.go) start from it too.
+// and entitlements. The closers close the contexts and the outputs' files,
+// also on error. Builds that send platforms to nodes (remote.go) start
+// from it too.
 func solveOpt(r *request.Request) (bkclient.SolveOpt, []io.Closer, error) {
-	opt, err := sessionOpt(r)
+	opt, closers, err := sessionOpt(r)
 	if err != nil {
-		return opt, nil, err
+		return opt, closers, err
 	}
-	entries, closers, err := exports(r)
+	entries, outputs, err := exports(r)
+	closers = append(closers, outputs...)
 	if err != nil {
 		return bkclient.SolveOpt{}, closers, err
 	}
@@ -186,21 +207,29 @@ func solveOpt(r *request.Request) (bkclient.SolveOpt, []io.Closer, error) {
 // sessionOpt is what every solve of the request takes, whether it builds
 // or only asks the frontend (--call): the frontend and its attributes, the
 // directories, secrets and agents the session serves, the cache to import
-// and the entitlements. It writes nothing.
-func sessionOpt(r *request.Request) (bkclient.SolveOpt, error) {
-	contextFS, err := fsutil.NewFS(r.ContextDir)
+// and the entitlements. It writes nothing; the closers close the contexts,
+// which prints their warnings (contextFS), also on error.
+func sessionOpt(r *request.Request) (bkclient.SolveOpt, []io.Closer, error) {
+	// Closing the contexts prints their warnings: they come first among
+	// the closers, before the outputs are committed or removed.
+	var closers []io.Closer
+	contextFS, err := newContextFS(r.ContextDir, dockerignore(context.Background(), r), r.Stderr)
 	if err != nil {
-		return bkclient.SolveOpt{}, fmt.Errorf("reading build context %s: %w", r.ContextDir, err)
+		return bkclient.SolveOpt{}, nil, fmt.Errorf("reading build context %s: %w", r.ContextDir, err)
 	}
-	dockerfileFS, err := fsutil.NewFS(r.Dockerfile.Dir)
+	closers = append(closers, contextFS)
+	dockerfileFS, err := newContextFS(r.Dockerfile.Dir, nil, nil)
 	if err != nil {
-		return bkclient.SolveOpt{}, fmt.Errorf("reading the Dockerfile's directory %s: %w", r.Dockerfile.Dir, err)
+		return bkclient.SolveOpt{}, closers, fmt.Errorf("reading the Dockerfile's directory %s: %w", r.Dockerfile.Dir, err)
 	}
 	mounts := map[string]fsutil.FS{"context": contextFS, "dockerfile": dockerfileFS}
 	for key, dir := range r.ContextDirs {
-		if mounts[key], err = fsutil.NewFS(dir); err != nil {
-			return bkclient.SolveOpt{}, fmt.Errorf("reading build context %s: %w", dir, err)
+		named, err := newContextFS(dir, nil, r.Stderr)
+		if err != nil {
+			return bkclient.SolveOpt{}, closers, fmt.Errorf("reading build context %s: %w", dir, err)
 		}
+		mounts[key] = named
+		closers = append(closers, named)
 	}
 	return bkclient.SolveOpt{
 		Frontend:            "dockerfile.v0",
@@ -210,7 +239,7 @@ func sessionOpt(r *request.Request) (bkclient.SolveOpt, error) {
 		CacheImports:        r.CacheImports,
 		AllowedEntitlements: r.Entitlements,
 		Session:             append([]session.Attachable{authProvider(r.Stderr)}, r.Attachables...),
-	}, nil
+	}, closers, nil
 }
 
 // authProvider hands registry credentials to BuildKit from the docker config
@@ -244,7 +273,7 @@ func decodeMetadata(resp map[string]string) map[string]any {
 // standard output with -q), the metadata to --metadata-file.
 func writeOutputs(req *request.Request, res *Result) error {
 	if req.IIDFile != "" {
-		if err := os.WriteFile(req.IIDFile, []byte(res.Digest), 0o644); err != nil {
+		if err := safeio.WriteFile(req.IIDFile, []byte(res.Digest), 0o644); err != nil {
 			return fmt.Errorf("writing the image digest to --iidfile %s: %w", req.IIDFile, err)
 		}
 	}
@@ -253,7 +282,7 @@ func writeOutputs(req *request.Request, res *Result) error {
 		if err != nil {
 			return fmt.Errorf("encoding build metadata: %w", err)
 		}
-		if err := os.WriteFile(req.MetadataFile, dt, 0o644); err != nil {
+		if err := safeio.WriteFile(req.MetadataFile, dt, 0o644); err != nil {
 			return fmt.Errorf("writing build metadata to --metadata-file %s: %w", req.MetadataFile, err)
 		}
 	}

@@ -46,7 +46,12 @@ func Call(ctx context.Context, cfg engine.Config, req *request.Request) (*CallRe
 	}
 	defer eng.Close()
 
-	opt, err := sessionOpt(req)
+	opt, closers, err := sessionOpt(req)
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
 	if err != nil {
 		return nil, err
 	}
