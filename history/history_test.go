@@ -13,6 +13,9 @@ import (
 
 	bkclient "github.com/moby/buildkit/client"
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/kiln-build/kiln/internal/owned"
+	"github.com/kiln-build/kiln/internal/safeio"
 )
 
 // statuses is what BuildKit reports for a build of two steps, one cached,
@@ -201,8 +204,14 @@ func TestPrune(t *testing.T) {
 	old := now.Add(-2 * time.Minute)
 	os.WriteFile(logPath(dir, "orphan"), nil, 0o600)
 	os.Chtimes(logPath(dir, "orphan"), old, old)
-	os.WriteFile(filepath.Join(dir, tempPrefix+"x-1"), nil, 0o600)
-	os.Chtimes(filepath.Join(dir, tempPrefix+"x-1"), old, old)
+	temp := safeio.TempPrefix + "x" + recordSuffix + "-1"
+	os.WriteFile(filepath.Join(dir, temp), nil, 0o600)
+	os.Chtimes(filepath.Join(dir, temp), old, old)
+	// Names kiln does not write stay, however old.
+	for _, name := range []string{"notes.txt", safeio.TempPrefix + "other-1", "x-1" + logSuffix} {
+		os.WriteFile(filepath.Join(dir, name), nil, 0o600)
+		os.Chtimes(filepath.Join(dir, name), old, old)
+	}
 	live, _ := os.Create(logPath(dir, "live"))
 	lockLog(live)
 	defer live.Close()
@@ -227,7 +236,7 @@ func TestPrune(t *testing.T) {
 			t.Errorf("log %d: %v", i, err)
 		}
 	}
-	for name, want := range map[string]bool{"orphan" + logSuffix: false, tempPrefix + "x-1": false, "live" + logSuffix: true} {
+	for name, want := range map[string]bool{"orphan" + logSuffix: false, temp: false, "live" + logSuffix: true, "notes.txt": true, safeio.TempPrefix + "other-1": true, "x-1" + logSuffix: true} {
 		if _, err := os.Stat(filepath.Join(dir, name)); (err == nil) != want {
 			t.Errorf("%s exists: %v, want %v", name, err == nil, want)
 		}
@@ -236,6 +245,38 @@ func TestPrune(t *testing.T) {
 	Prune(dir, Limits{MaxEntries: 1}, now)
 	if recs, _ := List(dir); len(recs) != 1 || recs[0].Ref != refs[5] {
 		t.Errorf("after pruning to one: %v", recs)
+	}
+}
+
+// TestOwnDirOnly: records are written and removed only in a directory of
+// the user's, closed to others; a link in its place is not followed.
+func TestOwnDirOnly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "history")
+	rec := record(t, dir, DefaultLimits, Outcome{Status: StatusCompleted})
+	if err := os.Chmod(dir, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	var oe *owned.Error
+	if _, err := Remove(dir, rec.Ref); !errors.As(err, &oe) || oe.Kind != owned.Writable {
+		t.Errorf("removing in a group-writable directory: %v", err)
+	}
+	if err := Prune(dir, Limits{}, time.Now().Add(time.Hour)); !errors.As(err, &oe) {
+		t.Errorf("pruning a group-writable directory: %v", err)
+	}
+	if _, err := os.Stat(recordPath(dir, rec.Ref)); err != nil {
+		t.Errorf("the record went: %v", err)
+	}
+	if _, err := Begin(dir, Record{}, DefaultLimits); !errors.As(err, &oe) {
+		t.Errorf("recording in a group-writable directory: %v", err)
+	}
+
+	link := filepath.Join(t.TempDir(), "history")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o700)
+	if _, err := Begin(link, Record{}, DefaultLimits); !errors.As(err, &oe) || oe.Kind != owned.Symlink {
+		t.Errorf("recording through a link: %v", err)
 	}
 }
 

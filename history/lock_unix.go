@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/kiln-build/kiln/internal/safeio"
 )
 
 // lockLog takes the lock a writer holds on its log file while its build
@@ -17,7 +19,8 @@ func lockLog(f *os.File) error {
 
 // lockHeld reports whether a writer holds the lock of the log file at path.
 func lockHeld(path string) bool {
-	f, err := os.Open(path)
+	// Not os.Open: a named pipe put in the log's place would block it.
+	f, err := safeio.OpenRegular(path)
 	if err != nil {
 		return false
 	}

@@ -2,6 +2,7 @@ package history
 
 import (
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,13 +16,17 @@ import (
 	"time"
 
 	"github.com/moby/buildkit/identity"
+
+	"github.com/kiln-build/kiln/internal/owned"
+	"github.com/kiln-build/kiln/internal/safeio"
 )
 
 const (
 	recordSuffix = ".json"
 	logSuffix    = ".log.gz"
-	// tempPrefix starts the names of records being written.
-	tempPrefix = ".tmp-"
+	// maxRecordSize bounds the record files read: kiln writes a few
+	// kilobytes (the command line, the error), never this much.
+	maxRecordSize = 4 << 20
 )
 
 // validRef reports whether ref can be a record's reference: the names of
@@ -40,6 +45,17 @@ func validRef(ref string) bool {
 
 func recordPath(dir, ref string) string { return filepath.Join(dir, ref+recordSuffix) }
 func logPath(dir, ref string) string    { return filepath.Join(dir, ref+logSuffix) }
+
+// isTempRecord reports whether name is a record's temporary file, as
+// safeio names the file it writes before the rename.
+func isTempRecord(name string) bool {
+	rest, ok := strings.CutPrefix(name, safeio.TempPrefix)
+	if !ok {
+		return false
+	}
+	ref, _, ok := strings.Cut(rest, recordSuffix+"-")
+	return ok && validRef(ref)
+}
 
 // List returns the records in dir, the latest first (by start). A record
 // left running by a kiln process that no longer holds its lock reads as
@@ -72,7 +88,7 @@ func List(dir string) ([]Record, error) {
 
 // read reads one record.
 func read(dir, ref string) (Record, error) {
-	dt, err := os.ReadFile(recordPath(dir, ref))
+	dt, err := safeio.ReadFile(context.Background(), recordPath(dir, ref), maxRecordSize)
 	if err != nil {
 		return Record{}, err
 	}
@@ -144,7 +160,7 @@ func OpenLog(dir string, rec Record) (io.ReadCloser, error) {
 	if !validRef(rec.Ref) {
 		return nil, &InvalidRefError{Ref: rec.Ref}
 	}
-	f, err := os.Open(logPath(dir, rec.Ref))
+	f, err := safeio.OpenRegular(logPath(dir, rec.Ref))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("the progress log of build %s is gone: %w", rec.Ref, err)
 	}
@@ -190,7 +206,20 @@ func Remove(dir, ref string) (Record, error) {
 	if rec.Status == StatusRunning {
 		return Record{}, fmt.Errorf("build %s is still running (kiln pid %d): remove it once it ended", rec.Ref, rec.PID)
 	}
+	if err := checkDir(dir); err != nil {
+		return Record{}, err
+	}
 	return rec, remove(dir, rec.Ref)
+}
+
+// checkDir refuses to remove anything in dir unless it is the user's own
+// directory, closed to others (see owned.Dir): in any other, a name could
+// be a link or a file someone else put there.
+func checkDir(dir string) error {
+	if err := owned.Dir(dir); err != nil {
+		return fmt.Errorf("removing build records in %s: %w", dir, err)
+	}
+	return nil
 }
 
 // remove deletes a record's files, the record first so that no record is
@@ -211,10 +240,14 @@ func remove(dir, ref string) error {
 // record it keeps, so that it costs a build little however many records a
 // busy MaxAge holds.
 func Prune(dir string, limits Limits, now time.Time) error {
-	d, err := os.Open(dir)
+	err := checkDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
+	if err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("reading the build history in %s: %w", dir, err)
 	}
@@ -236,7 +269,7 @@ func Prune(dir string, limits Limits, now time.Time) error {
 	for _, name := range names {
 		ref, isLog := strings.CutSuffix(name, logSuffix)
 		orphan := isLog && validRef(ref) && !hasRecord[ref]
-		temp := strings.HasPrefix(name, tempPrefix)
+		temp := isTempRecord(name)
 		if !orphan && !temp {
 			continue
 		}

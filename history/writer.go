@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -14,6 +15,9 @@ import (
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/util/progress/progressui"
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/kiln-build/kiln/internal/owned"
+	"github.com/kiln-build/kiln/internal/safeio"
 )
 
 // Writer records one build while it runs: its record, marked running
@@ -46,8 +50,8 @@ func Begin(dir string, rec Record, limits Limits) (*Writer, error) {
 	if !limits.Enabled() {
 		return nil, nil
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("creating the build history directory %s: %w", dir, err)
+	if err := makeDir(dir); err != nil {
+		return nil, err
 	}
 	if rec.Started.IsZero() {
 		rec.Started = time.Now()
@@ -77,9 +81,7 @@ func Begin(dir string, rec Record, limits Limits) (*Writer, error) {
 		ch: make(chan *bkclient.SolveStatus), done: make(chan struct{}),
 		rec: rec, vertices: map[digest.Digest]vertexState{}, warnings: map[string]bool{},
 	}
-	// A new file needs no rename: a reader that comes upon it half
-	// written skips it, as a record that does not exist yet.
-	if err := writeNew(recordPath(dir, rec.Ref), rec); err != nil {
+	if err := writeRecord(dir, rec); err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return nil, err
@@ -176,52 +178,34 @@ func (w *Writer) Finish(o Outcome) error {
 		}
 	}
 	// The record is final before the log's lock goes with the file.
-	err = errors.Join(err, w.write(rec), w.log.Close())
+	err = errors.Join(err, writeRecord(w.dir, rec), w.log.Close())
 	return errors.Join(err, Prune(w.dir, w.limits, rec.Ended))
 }
 
-// write replaces the record file with rec, by rename, so that a reader sees
-// the old record or the new one, never a part.
-func (w *Writer) write(rec Record) error {
+// writeRecord writes rec to its file in dir through a temporary file and
+// a rename (safeio), so that a reader sees no record or the old one or the
+// new one, never a part.
+func writeRecord(dir string, rec Record) error {
 	dt, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encoding build record %s: %w", rec.Ref, err)
 	}
-	f, err := os.CreateTemp(w.dir, tempPrefix+rec.Ref+"-*")
-	if err != nil {
-		return fmt.Errorf("writing build record %s: %w", rec.Ref, err)
-	}
-	_, err = f.Write(dt)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), recordPath(w.dir, rec.Ref))
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := safeio.WriteFile(recordPath(dir, rec.Ref), dt, 0o600); err != nil {
 		return fmt.Errorf("writing build record %s: %w", rec.Ref, err)
 	}
 	return nil
 }
 
-// writeNew writes rec to a new file at path.
-func writeNew(path string, rec Record) error {
-	dt, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encoding build record %s: %w", rec.Ref, err)
+// makeDir creates the history directory dir, and the state directory
+// above it when no engine has made it yet, and checks that dir is the
+// user's own and closed to others: kiln writes and removes records only
+// there.
+func makeDir(dir string) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		return fmt.Errorf("creating the build history directory %s: %w", dir, err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("writing build record %s: %w", rec.Ref, err)
-	}
-	_, err = f.Write(dt)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return fmt.Errorf("writing build record %s: %w", rec.Ref, err)
+	if _, err := owned.MkdirPrivate(dir); err != nil {
+		return fmt.Errorf("creating the build history directory %s: %w", dir, err)
 	}
 	return nil
 }
