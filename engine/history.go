@@ -18,11 +18,16 @@ func (e *Engine) HistoryDir() string { return filepath.Join(e.state, historySubd
 
 // HistoryDir returns the directory of the build records of cfg's store and
 // namespace without starting BuildKit or taking a lock, so that the records
-// can be read during a build. With containerd it asks containerd for the
-// ID that names the state directory.
+// can be read during a build. Records are written and removed there, so
+// cfg.Root must be kiln's own first (see claimRoot): it is claimed, created
+// when missing, and the directory returned is under its real path. With
+// containerd it asks containerd for the ID that names the state directory.
 func HistoryDir(ctx context.Context, cfg Config) (string, error) {
 	sel, err := cfg.Selection()
 	if err != nil {
+		return "", err
+	}
+	if cfg, err = cfg.withClaimedRoot(); err != nil {
 		return "", err
 	}
 	id := store.EmbeddedID
