@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/containerd/platforms"
@@ -117,7 +116,7 @@ func collectGarbage(ctx context.Context, eng *engine.Engine, req *request.Reques
 			freed.Records, units.HumanSize(float64(freed.Size)))
 	}
 	if err != nil && ctx.Err() == nil {
-		fmt.Fprintf(req.Stderr, "warning: the build succeeded, but collecting build cache garbage failed: %s (free space with \"kiln prune\")\n", strings.Join(strings.Fields(err.Error()), " "))
+		fmt.Fprintf(req.Stderr, "warning: the build succeeded, but collecting build cache garbage failed: %s (free space with \"kiln prune\")\n", oneLine(err.Error()))
 	}
 }
 

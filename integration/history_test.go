@@ -123,6 +123,8 @@ func TestHistoryRecordsBuilds(t *testing.T) {
 	e.kiln("history", "logs", "zzzz").fails(t, 1, `no build zzzz recorded: list the recorded builds with "kiln history ls"`)
 	e.kiln("history", "inspect", "../x").fails(t, 2, `invalid build reference "../x"`)
 	e.kiln("history", "rm").fails(t, 2, "needs build references, or --all")
+	// Every reference rm cannot remove is said, on one line.
+	e.kiln("history", "rm", "zzzz", "yyyy").fails(t, 1, `no build zzzz recorded: list the recorded builds with "kiln history ls"; no build yyyy recorded`)
 	e.kiln("history", "inspect", "a", "b").fails(t, 2, "takes one build reference")
 
 	// rm removes the record and its log.

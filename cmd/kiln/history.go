@@ -14,6 +14,7 @@ import (
 
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/history"
+	"github.com/kiln-build/kiln/internal/errmsg"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/usage"
 )
@@ -309,5 +310,6 @@ func historyRemove(c *cli.Context) error {
 		}
 		fmt.Fprintln(c.App.Writer, rec.Ref)
 	}
-	return errors.Join(errs...)
+	// One line, however many records failed.
+	return errmsg.Join(errs...)
 }
