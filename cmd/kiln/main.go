@@ -147,6 +147,7 @@ func commands() []*cli.Command {
 		nodeCommand(),
 		saveCommand(),
 		loadCommand(),
+		historyCommand(),
 		infoCommand(),
 		versionCommand(),
 	}

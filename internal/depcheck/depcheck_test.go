@@ -33,6 +33,7 @@ var rules = []rule{
 	{"engine", []string{"builder", "request", "cmd/kiln"}, "the engine knows nothing of flags or one build's options"},
 	{"layers", []string{"..."}, "layers is how the engine's exporters write layers: BuildKit and containerd, nothing of kiln"},
 	{"builder", []string{"cmd/kiln"}, "builder orchestrates; presentation is cmd/kiln's"},
+	{"history", []string{"builder", "engine", "request", "cmd/kiln", "store", "nodes", "emulation", "rootless", "snapshot"}, "history keeps build records as data; the engine names their directory, cmd/kiln shows them"},
 }
 
 // The engine's BuildKit: a request must not pull it in.
