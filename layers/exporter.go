@@ -10,7 +10,6 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/leases"
-	"github.com/containerd/containerd/v2/pkg/labels"
 	"github.com/moby/buildkit/cache"
 	cacheconfig "github.com/moby/buildkit/cache/config"
 	"github.com/moby/buildkit/client"
@@ -115,18 +114,23 @@ type instance struct {
 // (see ref).
 func (i *instance) Export(ctx context.Context, src *exporter.Source, info exporter.ExportBuildInfo) (map[string]string, exporter.FinalizeFunc, exporter.DescriptorReference, error) {
 	src = src.Clone()
+	ps, err := exptypes.ParsePlatforms(src.Metadata)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	if src.Ref != nil {
-		r, err := i.wrap(src, src.Ref, nil)
+		// As BuildKit's writer: a single reference is its only platform's.
+		var p *exptypes.Platform
+		if len(src.Refs) == 0 && len(ps.Platforms) == 1 {
+			p = &ps.Platforms[0]
+		}
+		r, err := i.wrap(src, src.Ref, p)
 		if err != nil {
 			return nil, nil, nil, err
 		}
 		src.Ref = r
 	}
 	if len(src.Refs) > 0 {
-		ps, err := exptypes.ParsePlatforms(src.Metadata)
-		if err != nil {
-			return nil, nil, nil, err
-		}
 		byID := map[string]*exptypes.Platform{}
 		for k := range ps.Platforms {
 			byID[ps.Platforms[k].ID] = &ps.Platforms[k]
@@ -204,27 +208,24 @@ type ref struct {
 // come back rewritten.
 func (r *ref) GetRemotes(ctx context.Context, createIfNeeded bool, cfg cacheconfig.RefConfig, all bool, s session.Group) ([]*solver.Remote, error) {
 	cfg.Compression = withMode(cfg.Compression, r.mode)
+	gz, isGzip := cfg.Compression.Type.(gzipType)
+	if isGzip && len(r.baseDiffIDs) > 0 {
+		gz.base = &baseLayers{diffIDs: map[digest.Digest]bool{}}
+		for _, id := range r.baseDiffIDs {
+			gz.base.diffIDs[id] = true
+		}
+		cfg.Compression.Type = gz
+	}
 	remotes, err := r.ImmutableRef.GetRemotes(ctx, createIfNeeded, cfg, all, s)
 	if err != nil || !createIfNeeded || len(remotes) == 0 {
 		return remotes, err
 	}
-	if gz, ok := cfg.Compression.Type.(gzipType); ok && !cfg.Compression.Force {
-		descs := remotes[0].Descriptors
-		base := &baseLayers{diffIDs: map[digest.Digest]bool{}}
-		for k, d := range descs {
-			id := digest.Digest(d.Annotations[labels.LabelUncompressed])
-			if k >= len(r.baseDiffIDs) || id == "" || id != r.baseDiffIDs[k] {
-				break
-			}
-			base.diffIDs[id] = true
-		}
-		other, err := r.otherMode(ctx, descs[len(base.diffIDs):], gz)
+	if isGzip && !cfg.Compression.Force {
+		other, err := r.otherMode(ctx, remotes[0].Descriptors, gz)
 		if err != nil {
 			return nil, err
 		}
 		if other {
-			gz.base = base
-			cfg.Compression.Type = gz
 			cfg.Compression.Force = true
 			if remotes, err = r.ImmutableRef.GetRemotes(ctx, createIfNeeded, cfg, all, s); err != nil {
 				return nil, err
@@ -242,13 +243,13 @@ func (r *ref) GetRemotes(ctx context.Context, createIfNeeded bool, cfg cacheconf
 	return out, nil
 }
 
-// otherMode reports whether one of descs was compressed by kiln in the
-// mode other than gz's.
+// otherMode reports whether one of descs above the base image's layers was
+// compressed by kiln in the mode other than gz's.
 func (r *ref) otherMode(ctx context.Context, descs []ocispecs.Descriptor, gz gzipType) (bool, error) {
 	found := make([]bool, len(descs))
 	var eg errgroup.Group
 	for k, desc := range descs {
-		if !compression.IsMediaType(compression.Gzip, desc.MediaType) {
+		if !compression.IsMediaType(compression.Gzip, desc.MediaType) || gz.isBase(desc) {
 			continue
 		}
 		eg.Go(func() (err error) {

@@ -77,13 +77,18 @@ type gzipType struct {
 	// image's too, must then be gzip as BuildKit defines it as well.
 	force bool
 	// base holds the diff IDs of the base image's layers, which are kept
-	// as they are whoever compressed them (as buildkitd keeps them); nil
-	// when no layer was found compressed the other way (see ref).
+	// as they are whoever compressed them, as buildkitd keeps them (see
+	// ref); nil without a base image.
 	base *baseLayers
 }
 
 // baseLayers are the diff IDs of the layers an image was built on.
 type baseLayers struct{ diffIDs map[digest.Digest]bool }
+
+// isBase reports whether desc is a layer of the base image.
+func (t gzipType) isBase(desc ocispecs.Descriptor) bool {
+	return t.base != nil && t.base.diffIDs[digest.Digest(desc.Annotations[labels.LabelUncompressed])]
+}
 
 // withMode returns comp with kiln's gzip type in mode when comp asks for
 // gzip; other compressions are BuildKit's own in either mode.
@@ -206,7 +211,7 @@ func (t gzipType) NeedsConversion(ctx context.Context, cs content.Store, desc oc
 	if !images.IsLayerType(desc.MediaType) || !compression.IsMediaType(compression.Gzip, desc.MediaType) {
 		return false, nil
 	}
-	if t.base != nil && t.base.diffIDs[digest.Digest(desc.Annotations[labels.LabelUncompressed])] {
+	if t.isBase(desc) {
 		return false, nil
 	}
 	return otherCompressor(ctx, cs, desc.Digest, t.compressor())
