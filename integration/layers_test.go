@@ -24,7 +24,7 @@ import (
 // with --source-date-epoch reuses the layers it rewrote before.
 
 // gzipDockerfile adds two layers to the busybox base: a file of the context (incompressible
-// bytes, then text: several of the parallel compressor's 1 MiB blocks) and one a step writes.
+// bytes, then text: several of the parallel compressor's 256 KiB blocks) and one a step writes.
 const gzipDockerfile = `FROM gzbase
 COPY data.bin /data/data.bin
 RUN seq 1 200000 > /data/seq.txt && chmod 600 /data/seq.txt
@@ -138,8 +138,8 @@ func TestGzipLayers(t *testing.T) {
 	par := e.layerDigests(t, "gz:parallel")
 	labels := e.contentLabels(t)
 	for _, l := range par[1:] {
-		if got := labels[l]["kiln.io/gzip"]; got != "pgzip/1MiB" {
-			t.Errorf("new layer %s: kiln.io/gzip=%q, want pgzip/1MiB", l, got)
+		if got := labels[l]["kiln.io/gzip"]; got != "pgzip/256KiB" {
+			t.Errorf("new layer %s: kiln.io/gzip=%q, want pgzip/256KiB", l, got)
 		}
 		gunzip(t, readBlob(t, l))
 	}
@@ -243,12 +243,12 @@ func TestEpochRewriteReuse(t *testing.T) {
 	layers := e.layerDigests(t, "ep:2")
 	targets := map[string]bool{}
 	for blob, l := range e.contentLabels(t) {
-		if v, ok := l["kiln.io/rewritten.gzip.pgzip-1MiB"]; ok {
+		if v, ok := l["kiln.io/rewritten.gzip.pgzip-256KiB"]; ok {
 			at, target, _ := strings.Cut(v, "=")
 			if at == "100" {
 				targets[target] = true
 			}
-			if l["kiln.io/gzip"] != "pgzip/1MiB" {
+			if l["kiln.io/gzip"] != "pgzip/256KiB" {
 				t.Errorf("source blob %s of a rewrite is not labelled as kiln's parallel gzip: %v", blob, l)
 			}
 		}
@@ -281,7 +281,7 @@ func TestEpochRewriteReuse(t *testing.T) {
 	// A remembered blob that does not say it is that rewrite is not used.
 	layers = e.layerDigests(t, "ep:200-again")
 	for blob, l := range e.contentLabels(t) {
-		if v := l["kiln.io/rewritten.gzip.pgzip-1MiB"]; strings.HasSuffix(v, "="+layers[2]) {
+		if v := l["kiln.io/rewritten.gzip.pgzip-256KiB"]; strings.HasSuffix(v, "="+layers[2]) {
 			e.ctr("content", "label", layers[2], "kiln.io/rewrite-of."+blob+"=something-else").ok(t)
 		}
 	}

@@ -59,11 +59,13 @@ const compressorLabel = "kiln.io/gzip"
 // blockSize is the parallel compressor's block: each block is compressed
 // on its own, with the 32 KiB before it as dictionary, so block boundaries
 // (and the bytes written) depend only on the input. Changing it changes
-// every digest: parallelCompressor names it.
-const blockSize = 1 << 20
+// every digest: parallelCompressor names it. 256 KiB rather than pgzip's
+// 1 MiB: as fast on two cores, and each block in flight holds a quarter of
+// the memory (BENCHMARKS.md).
+const blockSize = 256 << 10
 
 const (
-	parallelCompressor  = "pgzip/1MiB"
+	parallelCompressor  = "pgzip/256KiB"
 	buildkitdCompressor = "compress/gzip"
 )
 
