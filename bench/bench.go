@@ -115,10 +115,8 @@ func (r *results) keep(name string, s []sample) { r.Samples[name] = s }
 func (e *env) benchCached(r *results, ctxDir string, n int) error {
 	b := build{context: ctxDir, tag: "bench-app", platforms: "linux/amd64,linux/arm64"}
 	// The first build of each fills its cache; it is not measured.
-	for _, f := range e.builders() {
-		if _, err := f(b); err != nil {
-			return err
-		}
+	if err := e.warm(b); err != nil {
+		return err
 	}
 	s, err := e.alternateBuilders(n, "cached rebuild", b)
 	if err != nil {
@@ -183,6 +181,17 @@ func (e *env) builders() []func(build) (sample, error) {
 		fs = append(fs, e.baselineBuild)
 	}
 	return fs
+}
+
+// warm runs b once with every builder, unmeasured: caches filled, first-time
+// costs paid.
+func (e *env) warm(b build) error {
+	for _, f := range e.builders() {
+		if _, err := f(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // alternateBuilders runs b n times with every builder, alternating.

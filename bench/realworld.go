@@ -175,10 +175,8 @@ func (e *env) benchRealWorld(r *results, runs, cached int) error {
 			// QEMU, the same for both. It is built once, unmeasured; the measured build
 			// rebuilds the image's own stage (users, links, whiteouts, the 100 MB layer).
 			b.noCache, b.noCacheStage, cold = false, "final", "final stage without cache"
-			for _, f := range e.builders() {
-				if _, err := f(build{context: dir, tag: b.tag, platforms: b.platforms}); err != nil {
-					return err
-				}
+			if err := e.warm(build{context: dir, tag: b.tag, platforms: b.platforms}); err != nil {
+				return err
 			}
 		}
 		s, err := e.alternateBuilders(runs, "real world "+c+", "+cold, b)
@@ -211,10 +209,8 @@ func (e *env) benchRealWorld(r *results, runs, cached int) error {
 		// first: kiln rewrites the layers once for the epoch and remembers them.
 		be := b
 		be.epoch = debianEpoch
-		for _, f := range e.builders() {
-			if _, err := f(be); err != nil {
-				return err
-			}
+		if err := e.warm(be); err != nil {
+			return err
 		}
 		se, err := e.alternateBuilders(cached, "real world fs, cached, --source-date-epoch", be)
 		if err != nil {

@@ -73,12 +73,7 @@ func (e *env) contentLabels(t *testing.T) map[string]map[string]string {
 // readBlob reads a blob of the package's containerd.
 func readBlob(t *testing.T, dgst string) []byte {
 	t.Helper()
-	f, err := openBlob(dgst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(f)
+	b, err := readBlobBytes(dgst)
 	if err != nil {
 		t.Fatal(err)
 	}
