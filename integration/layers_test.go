@@ -243,6 +243,10 @@ func TestEpochRewriteReuse(t *testing.T) {
 			if at == "100" {
 				targets[target] = true
 			}
+			// The source layer keeps its last rewrite alive, as a compression variant.
+			if ref := l["containerd.io/gc.ref.content.kiln.rewritten.gzip.pgzip-256KiB"]; ref != target {
+				t.Errorf("source blob %s: garbage collection reference %q, want %s", blob, ref, target)
+			}
 			if l["kiln.io/gzip"] != "pgzip/256KiB" {
 				t.Errorf("source blob %s of a rewrite is not labelled as kiln's parallel gzip: %v", blob, l)
 			}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/pkg/labels"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/buildkit/cache"
@@ -28,17 +27,19 @@ import (
 // image writer does not rewrite a layer whose descriptor carries it.
 const rewrittenTimestampLabel = "buildkit/rewritten-timestamp"
 
-// The memo of rewrites, in content store labels (not garbage collection
-// references: a rewritten blob lives as long as an image uses it, as
-// without kiln):
+// The memo of rewrites, in content store labels:
 //
 //   - memoLabel+KEY on the source blob, one per compression KEY (see
 //     memoKey), says "EPOCH=DIGEST": the last rewrite of this blob for that
-//     compression;
+//     compression; memoRefLabel+KEY beside it names DIGEST for containerd's
+//     garbage collector, so that the last rewrite lives as long as the
+//     source layer (as BuildKit keeps a layer's compression variants), and
+//     no export has to lease it again before using it;
 //   - rewriteOfLabel+SOURCE on the rewritten blob says "KEY@EPOCH": what it
 //     was made from, checked before the memo is used.
 const (
 	memoLabel      = "kiln.io/rewritten."
+	memoRefLabel   = "containerd.io/gc.ref.content.kiln.rewritten."
 	rewriteOfLabel = "kiln.io/rewrite-of."
 )
 
@@ -72,7 +73,6 @@ func memoKey(comp compression.Config) string {
 // the memo.
 type rewriter struct {
 	cs          content.Store
-	lm          leases.Manager
 	comp        compression.Config
 	epoch       time.Time
 	baseDiffIDs []digest.Digest
@@ -184,27 +184,17 @@ func (rw rewriter) rewrite(ctx context.Context, remote *solver.Remote) (*solver.
 
 // remembered returns the remembered rewrite of desc for the compression key
 // and epoch sec, once it has checked that the blob is there and says it was
-// made from desc that way. The blob is added to the export's lease first,
-// so that it cannot be collected between the check and the manifest that
-// will refer to it.
+// made from desc that way. The source blob's garbage collection reference
+// keeps it (the source is held by its cache record and the export).
 func (rw rewriter) remembered(ctx context.Context, desc ocispecs.Descriptor, key, sec string) (ocispecs.Descriptor, bool) {
 	src, err := rw.cs.Info(ctx, desc.Digest)
 	if err != nil {
 		return ocispecs.Descriptor{}, false
 	}
-	v, ok := src.Labels[memoLabel+key]
-	if !ok {
-		return ocispecs.Descriptor{}, false
-	}
-	at, target, ok := strings.Cut(v, "=")
+	at, target, ok := strings.Cut(src.Labels[memoLabel+key], "=")
 	dgst, err := digest.Parse(target)
-	if !ok || at != sec || err != nil {
+	if !ok || at != sec || err != nil || src.Labels[memoRefLabel+key] != target {
 		return ocispecs.Descriptor{}, false
-	}
-	if l, ok := leases.FromContext(ctx); ok {
-		if err := rw.lm.AddResource(ctx, leases.Lease{ID: l}, leases.Resource{ID: dgst.String(), Type: "content"}); err != nil {
-			return ocispecs.Descriptor{}, false
-		}
 	}
 	info, err := rw.cs.Info(ctx, dgst)
 	if err != nil {
@@ -224,15 +214,16 @@ func (rw rewriter) remembered(ctx context.Context, desc ocispecs.Descriptor, key
 }
 
 // remember records that src rewritten for the compression key and epoch sec
-// is dst. A failure only means the next export rewrites again.
+// is dst, replacing what src remembered for key. A failure only means the
+// next export rewrites again.
 func (rw rewriter) remember(ctx context.Context, src, dst digest.Digest, key, sec string) {
 	of := rewriteOfLabel + src.String()
 	if _, err := rw.cs.Update(ctx, content.Info{Digest: dst, Labels: map[string]string{of: key + "@" + sec}}, "labels."+of); err != nil {
 		bklog.G(ctx).WithError(err).Debugf("labelling rewritten layer %s", dst)
 		return
 	}
-	memo := memoLabel + key
-	if _, err := rw.cs.Update(ctx, content.Info{Digest: src, Labels: map[string]string{memo: sec + "=" + dst.String()}}, "labels."+memo); err != nil && !cerrdefs.IsNotFound(err) {
+	info := content.Info{Digest: src, Labels: map[string]string{memoLabel + key: sec + "=" + dst.String(), memoRefLabel + key: dst.String()}}
+	if _, err := rw.cs.Update(ctx, info, "labels."+memoLabel+key, "labels."+memoRefLabel+key); err != nil && !cerrdefs.IsNotFound(err) {
 		bklog.G(ctx).WithError(err).Debugf("remembering the rewrite of layer %s", src)
 	}
 }

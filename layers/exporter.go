@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
-	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/moby/buildkit/cache"
 	cacheconfig "github.com/moby/buildkit/cache/config"
 	"github.com/moby/buildkit/client"
@@ -44,7 +43,7 @@ func (w Worker) Exporter(name string, sm *session.Manager) (exporter.Exporter, e
 	}
 	switch name {
 	case client.ExporterImage, client.ExporterOCI, client.ExporterDocker:
-		return &imageExporter{Exporter: e, cs: w.ContentStore(), lm: w.LeaseManager()}, nil
+		return &imageExporter{Exporter: e, cs: w.ContentStore()}, nil
 	}
 	return e, nil
 }
@@ -53,7 +52,6 @@ func (w Worker) Exporter(name string, sm *session.Manager) (exporter.Exporter, e
 type imageExporter struct {
 	exporter.Exporter
 	cs content.Store
-	lm leases.Manager
 }
 
 // Resolve takes GzipAttr out of attrs and resolves the rest with BuildKit's
@@ -157,7 +155,7 @@ func (i *instance) Export(ctx context.Context, src *exporter.Source, info export
 // and the epoch BuildKit's writer will rewrite it for, found as its Commit
 // finds them.
 func (i *instance) wrap(src *exporter.Source, r cache.ImmutableRef, p *exptypes.Platform) (cache.ImmutableRef, error) {
-	w := &ref{ImmutableRef: r, mode: i.mode, cs: i.exp.cs, lm: i.exp.lm}
+	w := &ref{ImmutableRef: r, mode: i.mode, cs: i.exp.cs}
 	if cfg := exptypes.ParseKey(src.Metadata, exptypes.ExporterImageBaseConfigKey, p); len(cfg) > 0 {
 		var img dockerspec.DockerOCIImage
 		if err := json.Unmarshal(cfg, &img); err != nil {
@@ -196,7 +194,6 @@ type ref struct {
 	cache.ImmutableRef
 	mode        GzipMode
 	cs          content.Store
-	lm          leases.Manager
 	epoch       *time.Time
 	baseDiffIDs []digest.Digest
 }
@@ -235,7 +232,7 @@ func (r *ref) GetRemotes(ctx context.Context, createIfNeeded bool, cfg cacheconf
 	if r.epoch == nil {
 		return remotes, nil
 	}
-	rw := rewriter{cs: r.cs, lm: r.lm, comp: cfg.Compression, epoch: *r.epoch, baseDiffIDs: r.baseDiffIDs}
+	rw := rewriter{cs: r.cs, comp: cfg.Compression, epoch: *r.epoch, baseDiffIDs: r.baseDiffIDs}
 	out := append([]*solver.Remote(nil), remotes...)
 	if out[0], err = rw.rewrite(ctx, remotes[0]); err != nil {
 		return nil, err
