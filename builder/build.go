@@ -18,10 +18,8 @@ import (
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
-	"github.com/moby/buildkit/util/progress/progressui"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/kiln-build/kiln/emulation"
 	"github.com/kiln-build/kiln/engine"
@@ -100,44 +98,29 @@ func ensureEmulation(ctx context.Context, req *request.Request) ([]ocispecs.Plat
 	return out, err
 }
 
-// solve runs the build and the progress display side by side.
+// solve runs the build with its own progress display.
 func solve(ctx context.Context, c *bkclient.Client, req *request.Request) (*bkclient.SolveResponse, *recorder, error) {
-	display, err := progressui.NewDisplay(req.Stderr, progressui.DisplayMode(req.Progress))
-	if err != nil {
-		return nil, nil, fmt.Errorf("starting the progress display: %w", err)
-	}
 	solveOpt, closers, err := solveOpt(req)
-	defer func() {
-		for _, c := range closers {
-			c.Close()
-		}
-	}()
+	defer closeAll(closers)
 	if err != nil {
 		return nil, nil, err
 	}
-
-	statusCh := make(chan *bkclient.SolveStatus)
-	displayCh := make(chan *bkclient.SolveStatus)
+	d, err := newDisplay(ctx, req.Stderr, req.Progress)
+	if err != nil {
+		return nil, nil, err
+	}
 	rec := newRecorder()
-	var resp *bkclient.SolveResponse
-	eg, gctx := errgroup.WithContext(ctx)
-	eg.Go(func() error {
-		var err error
-		resp, err = c.Solve(gctx, nil, solveOpt, statusCh)
-		return err
-	})
-	eg.Go(func() error {
-		rec.forward(statusCh, displayCh)
-		return nil
-	})
-	eg.Go(func() error {
-		// The display must drain every status even when the build fails,
-		// so it runs on a context the failure does not cancel.
-		_, err := display.UpdateFrom(context.WithoutCancel(ctx), displayCh)
-		return err
-	})
-	err = eg.Wait()
+	resp, err := c.Solve(ctx, nil, solveOpt, d.feed(rec, ""))
+	if derr := d.close(); err == nil {
+		err = derr
+	}
 	return resp, rec, err
+}
+
+func closeAll(closers []io.Closer) {
+	for _, c := range closers {
+		c.Close()
+	}
 }
 
 // solveOpt maps the request to BuildKit's solve options: the frontend and

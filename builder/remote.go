@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/platforms"
@@ -16,7 +15,6 @@ import (
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	solvererrdefs "github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/util/grpcerrors"
-	"github.com/moby/buildkit/util/progress/progressui"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
@@ -208,30 +206,14 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 		}
 		opts[i] = opt
 	}
-	display, err := progressui.NewDisplay(req.Stderr, progressui.DisplayMode(req.Progress))
+	d, err := newDisplay(ctx, req.Stderr, req.Progress)
 	if err != nil {
-		return fmt.Errorf("starting the progress display: %w", err)
+		return err
 	}
-	displayCh := make(chan *bkclient.SolveStatus)
-	displayDone := make(chan struct{})
-	go func() {
-		defer close(displayDone)
-		// The display drains every status even when a build fails.
-		display.UpdateFrom(context.WithoutCancel(ctx), displayCh) //nolint:errcheck // only a broken terminal fails it
-	}()
-	var forwarders sync.WaitGroup
 	eg, gctx := errgroup.WithContext(ctx)
 	for i, r := range runs {
 		r.rec = newRecorder()
-		statusCh := make(chan *bkclient.SolveStatus)
-		forwarders.Add(1)
-		go func() {
-			defer forwarders.Done()
-			for s := range statusCh {
-				r.rec.record(s)
-				displayCh <- relabel(s, r.name)
-			}
-		}()
+		statusCh := d.feed(r.rec, r.name)
 		eg.Go(func() error {
 			resp, err := r.client.Solve(gctx, nil, opts[i], statusCh)
 			if err != nil {
@@ -242,9 +224,7 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 		})
 	}
 	err = eg.Wait()
-	forwarders.Wait()
-	close(displayCh)
-	<-displayDone
+	d.close() //nolint:errcheck // only a broken terminal fails it
 	return err
 }
 
