@@ -38,7 +38,8 @@ func composeCommand() *cli.Command {
 			}
 			return cli.ShowSubcommandHelp(c)
 		},
-		Subcommands: []*cli.Command{composeBuildCommand()},
+		Subcommands:     []*cli.Command{composeBuildCommand()},
+		HideHelpCommand: true,
 	}
 }
 
