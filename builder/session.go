@@ -22,6 +22,7 @@ import (
 // name. kiln compose build builds a project's services on one Session.
 // Builds on a session run here: remote nodes are not part of it.
 type Session struct {
+	cfg     engine.Config
 	eng     *engine.Engine
 	display *display
 	quiet   bool
@@ -70,7 +71,7 @@ func NewSession(ctx context.Context, cfg engine.Config, reqs []*request.Request)
 		eng.Close()
 		return nil, err
 	}
-	return &Session{eng: eng, display: d, quiet: first.Quiet || first.Progress == "quiet", stderr: first.Stderr}, nil
+	return &Session{cfg: cfg, eng: eng, display: d, quiet: first.Quiet || first.Progress == "quiet", stderr: first.Stderr}, nil
 }
 
 // Build builds req, one of those NewSession was given, naming its steps
@@ -87,7 +88,7 @@ func (s *Session) Build(ctx context.Context, name string, req *request.Request) 
 	resp, err := s.eng.Client().Solve(ctx, nil, opt, s.display.feed(rec, name))
 	if err != nil {
 		s.failed.Store(true)
-		return nil, explain(ctx, s.eng.Store(), req, rec, err)
+		return nil, explain(ctx, s.cfg, s.eng.Store(), req, rec, err)
 	}
 	res := &Result{
 		Digest:    resp.ExporterResponse["containerimage.digest"],
