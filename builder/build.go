@@ -73,17 +73,24 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Resul
 	if err != nil {
 		return nil, request.WithOptionHint(explain(ctx, cfg, eng.Store(), req, rec, err))
 	}
+	res, err := finish(req, resp)
+	if err != nil {
+		return nil, err
+	}
+	eng.CollectGarbage(ctx, req.Quiet, req.Stderr)
+	return res, nil
+}
+
+// finish makes the Result of a solve and writes what the request asks
+// for besides the image: the iidfile, the metadata file, the digest with -q.
+func finish(req *request.Request, resp *bkclient.SolveResponse) (*Result, error) {
 	res := &Result{
 		Digest:    resp.ExporterResponse["containerimage.digest"],
 		Names:     req.Names,
 		Platforms: req.Platforms,
 		Metadata:  decodeMetadata(resp.ExporterResponse),
 	}
-	if err := writeOutputs(req, res); err != nil {
-		return nil, err
-	}
-	eng.CollectGarbage(ctx, req.Quiet, req.Stderr)
-	return res, nil
+	return res, writeOutputs(req, res)
 }
 
 // ensureEmulation checks that every requested platform runs here before any

@@ -90,13 +90,8 @@ func (s *Session) Build(ctx context.Context, name string, req *request.Request) 
 		s.failed.Store(true)
 		return nil, explain(ctx, s.cfg, s.eng.Store(), req, rec, err)
 	}
-	res := &Result{
-		Digest:    resp.ExporterResponse["containerimage.digest"],
-		Names:     req.Names,
-		Platforms: req.Platforms,
-		Metadata:  decodeMetadata(resp.ExporterResponse),
-	}
-	if err := writeOutputs(req, res); err != nil {
+	res, err := finish(req, resp)
+	if err != nil {
 		s.failed.Store(true)
 		return nil, err
 	}

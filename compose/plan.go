@@ -10,7 +10,10 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/containerd/platforms"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/request"
 	"github.com/kiln-build/kiln/usage"
 )
@@ -102,6 +105,9 @@ func (p *Project) Plan(o BuildOptions) (*Plan, error) {
 	}
 	order, err := order(byName)
 	if err != nil {
+		return nil, err
+	}
+	if err := contextPlatforms(byName); err != nil {
 		return nil, err
 	}
 	for _, name := range order {
@@ -445,6 +451,46 @@ func (b *Build) contexts(ctxs types.Mapping) error {
 		b.Options.BuildContexts = append(b.Options.BuildContexts, name+"="+v)
 	}
 	return nil
+}
+
+// contextPlatforms refuses a build that needs a platform of a service:
+// context the other service does not build: BuildKit would only say that
+// the image has no such platform, once the other build is done.
+func contextPlatforms(builds map[string]*Build) error {
+	for _, name := range slices.Sorted(maps.Keys(builds)) {
+		b := builds[name]
+		for _, ctx := range slices.Sorted(maps.Keys(b.ServiceContexts)) {
+			dep := builds[b.ServiceContexts[ctx]]
+			want, have := b.platforms(), dep.platforms()
+			if want == nil || have == nil {
+				continue // request.Parse reports a platform that does not parse
+			}
+			var missing []string
+			for _, p := range want {
+				if !slices.Contains(have, p) {
+					missing = append(missing, p)
+				}
+			}
+			if len(missing) > 0 {
+				return usage.Errorf("service %s builds for %s, but service %s, whose image is its additional context %s, builds only for %s: add %s to the platforms of %s",
+					name, strings.Join(missing, ", "), dep.Service, ctx, strings.Join(have, ", "), strings.Join(missing, ", "), dep.Service)
+			}
+		}
+	}
+	return nil
+}
+
+// platforms are the platforms b builds, normalised; this host's when it
+// names none, nil when they do not parse.
+func (b *Build) platforms() []string {
+	ps, err := platform.ParseList(b.Options.Platforms)
+	if err != nil {
+		return nil
+	}
+	if len(ps) == 0 {
+		ps = []ocispecs.Platform{platforms.DefaultSpec()}
+	}
+	return platform.Strings(ps)
 }
 
 // order sorts the builds so that each comes after the services its

@@ -129,7 +129,9 @@ services:
       entitlements: [network.host]
       provenance: mode=max
   base:
-    build: ./base
+    build:
+      context: ./base
+      platforms: [linux/amd64, linux/arm64]
 secrets:
   token:
     file: ./token.txt
@@ -605,4 +607,24 @@ func TestOptionHint(t *testing.T) {
 			t.Errorf("OptionHint(%q) = %q, want %q in it", msg, got, want)
 		}
 	}
+}
+
+func TestPlanContextPlatforms(t *testing.T) {
+	p, _ := project(t, map[string]string{"compose.yaml": `
+services:
+  base:
+    build:
+      context: .
+      platforms: [linux/amd64]
+  app:
+    build:
+      context: .
+      platforms: [linux/amd64, arm64]
+      additional_contexts: {base: "service:base"}
+`})
+	_, err := p.Plan(BuildOptions{})
+	wantUsage(t, "a platform the context's service does not build", err,
+		"service app builds for linux/arm64, but service base, whose image is its additional context base, builds only for linux/amd64: add linux/arm64 to the platforms of base")
+	// --platform gives both the same platforms.
+	plan(t, p, BuildOptions{Platforms: []string{"linux/arm64"}})
 }
