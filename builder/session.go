@@ -32,6 +32,9 @@ type Session struct {
 	mu     sync.Mutex
 	ingest *store.Ingest // the store's content, for UseImage
 	images int
+	// contexts are the build contexts of finished builds: closing one
+	// prints its warnings, which must wait until the shared display ends.
+	contexts []io.Closer
 }
 
 // NewSession starts BuildKit for the builds of reqs, which request.Parse
@@ -79,13 +82,16 @@ func NewSession(ctx context.Context, cfg engine.Config, reqs []*request.Request)
 // one leaves the others, and the images they store, alone.
 func (s *Session) Build(ctx context.Context, name string, req *request.Request) (*Result, error) {
 	opt, closers, err := solveOpt(req)
-	defer closeAll(closers)
+	defer s.closeLater(closers)
 	if err != nil {
 		s.failed.Store(true)
 		return nil, err
 	}
 	rec := newRecorder()
 	resp, err := s.eng.Client().Solve(ctx, nil, opt, s.display.feed(rec, name))
+	if err == nil {
+		err = commitOutputs(closers)
+	}
 	if err != nil {
 		s.failed.Store(true)
 		return nil, explain(ctx, s.cfg, s.eng.Store(), req, rec, err)
@@ -96,6 +102,20 @@ func (s *Session) Build(ctx context.Context, name string, req *request.Request) 
 		return nil, err
 	}
 	return res, nil
+}
+
+// closeLater closes the outputs of a build and keeps its contexts for
+// Close.
+func (s *Session) closeLater(closers []io.Closer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range closers {
+		if _, ok := c.(*contextFS); ok {
+			s.contexts = append(s.contexts, c)
+		} else {
+			c.Close()
+		}
+	}
 }
 
 // UseImage makes the image of res, built on this session, the named
@@ -125,12 +145,14 @@ func (s *Session) UseImage(ctx context.Context, req *request.Request, name strin
 	return nil
 }
 
-// Close ends the display, collects garbage in the build cache as a build
-// does when every build succeeded, and stops BuildKit.
+// Close ends the display, prints the warnings of the builds' contexts,
+// collects garbage in the build cache as a build does when every build
+// succeeded, and stops BuildKit.
 func (s *Session) Close(ctx context.Context) error {
 	derr := s.display.close()
+	closeAll(s.contexts)
 	if !s.failed.Load() && ctx.Err() == nil {
-		s.eng.CollectGarbage(ctx, s.quiet, s.stderr)
+		collectGarbage(ctx, s.eng, s.quiet, s.stderr)
 	}
 	var rerr error
 	if s.ingest != nil {

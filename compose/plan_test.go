@@ -216,7 +216,7 @@ func TestPlanParses(t *testing.T) {
 	o := build(t, pl, "app").Options
 	// The default agent needs a socket; the mapping of ssh is checked above.
 	o.SSH = o.SSH[1:]
-	req, err := request.Parse(&o)
+	req, err := request.Parse(context.Background(), &o)
 	if err != nil {
 		t.Fatalf("request.Parse of the mapped options: %v", err)
 	}

@@ -113,7 +113,7 @@ func runComposeBuild(c *cli.Context) error {
 	}()
 	for _, b := range plan.Builds {
 		b.Options.Stdout, b.Options.Stderr = c.App.Writer, stderr
-		req, err := request.Parse(&b.Options)
+		req, err := request.Parse(ctx, &b.Options)
 		if err != nil {
 			return fmt.Errorf("service %s: %w", b.Service, err)
 		}

@@ -26,7 +26,7 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "address", Aliases: []string{"a", "H", "host"}, Usage: "containerd socket", EnvVars: []string{"CONTAINERD_ADDRESS"}, Value: address},
 		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "containerd namespace images are stored in", EnvVars: []string{"CONTAINERD_NAMESPACE"}, Value: store.DefaultNamespace},
 		&cli.StringFlag{Name: "snapshotter", Usage: "containerd snapshotter build steps run on (default: overlayfs where it works, else fuse-overlayfs, else native; see kiln info)", EnvVars: []string{"CONTAINERD_SNAPSHOTTER"}, Value: snapshot.Default(rootless.Enabled()), DefaultText: "chosen"},
-		&cli.StringFlag{Name: "root", Usage: "directory for kiln's own state: the build cache, one per store and namespace under buildkit/, and the embedded store", EnvVars: []string{"KILN_ROOT"}, Value: root},
+		&cli.StringFlag{Name: "root", Usage: "directory for kiln's own state: the build cache, one per store and namespace under buildkit/, and the embedded store; kiln creates it, or uses an existing one only if it is kiln's (marked .kiln-root, yours, not writable by others)", EnvVars: []string{"KILN_ROOT"}, Value: root},
 		&cli.BoolFlag{Name: "gc", Usage: "after a build, free build cache by buildkitd's default garbage collection policy (checked at most once a minute); --gc=false turns it off", EnvVars: []string{"KILN_GC"}, Value: true},
 		&cli.StringFlag{Name: "gc-keep-storage", Usage: "build cache the garbage collection keeps: a size such as 10GB, or a percentage of the disk holding --root such as 10% (default: as buildkitd, from the disk's size)", EnvVars: []string{"KILN_GC_KEEP_STORAGE"}},
 		&cli.BoolFlag{Name: "debug", Usage: "print BuildKit's and containerd's debug logs"},
