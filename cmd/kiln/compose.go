@@ -142,7 +142,7 @@ func runComposeBuild(c *cli.Context) error {
 		}
 		res, err := sess.Build(ctx, b.Service, req)
 		if err != nil {
-			return request.WithHint(err, compose.OptionHint)
+			return request.WithHint(err, composeOptionHint)
 		}
 		mu.Lock()
 		results[b.Service] = res

@@ -1,4 +1,4 @@
-package compose
+package main
 
 import (
 	"fmt"
@@ -6,10 +6,12 @@ import (
 	"github.com/kiln-build/kiln/request"
 )
 
-// OptionHint names the build key that grants what BuildKit's failure msg
-// reports a service's build lacked (see request.Missing): the compose
-// counterpart of request.OptionHint, for request.WithHint.
-func OptionHint(msg string) string {
+// composeOptionHint names the build key of a compose file that grants
+// what BuildKit's failure msg reports a service's build lacked (see
+// request.Missing): the compose counterpart of request.OptionHint, for
+// request.WithHint. It lives here, with the other hints, because it names
+// a Dockerfile's RUN flags.
+func composeOptionHint(msg string) string {
 	kind, id := request.Missing(msg)
 	switch kind {
 	case request.MissingEntitlement:
