@@ -420,7 +420,8 @@ func (p *Project) secrets(refs []types.ServiceSecretConfig) ([]string, error) {
 	return out, nil
 }
 
-// sshKeys map build.ssh onto --ssh values: default, or ID=PATH.
+// sshKeys map build.ssh onto --ssh values: default, or ID=PATH, sorted:
+// compose-go does not keep the file's order of the list.
 func sshKeys(keys types.SSHConfig) []string {
 	var out []string
 	for _, k := range keys {
@@ -430,6 +431,7 @@ func sshKeys(keys types.SSHConfig) []string {
 			out = append(out, k.ID+"="+k.Path)
 		}
 	}
+	slices.Sort(out)
 	return out
 }
 

@@ -215,7 +215,7 @@ func TestPlanParses(t *testing.T) {
 	pl := plan(t, p, BuildOptions{})
 	o := build(t, pl, "app").Options
 	// The default agent needs a socket; the mapping of ssh is checked above.
-	o.SSH = o.SSH[1:]
+	o.SSH = slices.DeleteFunc(o.SSH, func(s string) bool { return s == "default" })
 	req, err := request.Parse(context.Background(), &o)
 	if err != nil {
 		t.Fatalf("request.Parse of the mapped options: %v", err)
