@@ -8,15 +8,28 @@ package compose
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/kiln-build/kiln/internal/errmsg"
+	"github.com/kiln-build/kiln/internal/owned"
+	"github.com/kiln-build/kiln/internal/safeio"
 	"github.com/kiln-build/kiln/usage"
 )
+
+// maxFileSize bounds a compose file and an env file, as BuildKit bounds a
+// Dockerfile: no real one comes near it, and a FIFO or /dev/zero at the
+// path must not hang kiln or fill its memory.
+const maxFileSize = 16 << 20
 
 // LoadOptions say which compose project to read, as docker compose's
 // options before the command do.
@@ -41,6 +54,8 @@ type LoadOptions struct {
 	// Environment is the process environment, KEY=VALUE: it wins over the
 	// env files, as in docker compose.
 	Environment []string
+	// Stdin is read for the file "-"; nil is os.Stdin.
+	Stdin io.Reader
 }
 
 // Project is a loaded compose project.
@@ -50,6 +65,11 @@ type Project struct {
 
 // Load reads a compose project. Its errors are usage errors: a file that
 // is missing or invalid, a key compose does not know, a dependency cycle.
+//
+// The compose files and env files are checked before compose-go reads
+// them (checkFile): regular files of at most 16 MiB, reached through
+// nothing another user put in a directory every user may write. Standard
+// input is read here, bounded and interruptible (readStdin).
 func Load(ctx context.Context, o LoadOptions) (*Project, error) {
 	// The order of docker compose's own loading: the process environment
 	// wins, .env files fill in, COMPOSE_FILE or the default files name the
@@ -58,10 +78,12 @@ func Load(ctx context.Context, o LoadOptions) (*Project, error) {
 		cli.WithWorkingDirectory(o.WorkingDir),
 		cli.WithEnv(o.Environment),
 		cli.WithEnvFiles(o.EnvFiles...),
+		checkEnvFiles,
 		cli.WithDotEnv,
 		cli.WithConfigFileEnv,
 		cli.WithDefaultConfigPath,
 		cli.WithEnvFiles(o.EnvFiles...),
+		checkEnvFiles,
 		cli.WithDotEnv,
 		cli.WithDefaultProfiles(o.Profiles...),
 		cli.WithName(o.ProjectName),
@@ -73,12 +95,116 @@ func Load(ctx context.Context, o LoadOptions) (*Project, error) {
 	if len(opts.ConfigPaths) == 0 {
 		return nil, usage.Errorf("no compose file found in %s or its parents: pass one with -f, or add compose.yaml", workingDir(opts))
 	}
+	files := slices.Clone(opts.ConfigPaths)
+	for _, f := range files {
+		if f != "-" {
+			if err := checkFile("compose file", f); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if slices.Contains(files, "-") {
+		cleanup, err := readStdin(ctx, opts, o.Stdin)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+	}
 	p, err := opts.LoadProject(ctx)
 	if err != nil {
 		return nil, loadError(err, opts.ConfigPaths)
 	}
 	return &Project{p: p}, nil
 }
+
+// checkEnvFiles checks the env files compose-go is about to read;
+// /dev/null, which reads as empty, stays usable to set none.
+func checkEnvFiles(o *cli.ProjectOptions) error {
+	for _, f := range o.EnvFiles {
+		if f == os.DevNull {
+			continue
+		}
+		if err := checkFile("env file", f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkFile refuses the file at path, which compose-go reads in whole,
+// unless it is a regular file of at most maxFileSize and nothing on the
+// way to it is another user's in a directory every user may write (see
+// owned.Resolve): a link in /tmp does not choose what kiln builds. A
+// missing file is left to compose-go, which names the option or key it
+// came from.
+func checkFile(what, path string) error {
+	real, err := owned.Resolve(path)
+	var oe *owned.Error
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case errors.As(err, &oe):
+		return usage.Errorf("%s %s: %s: kiln does not read what another user may have put there; copy the file to a directory of your own", what, displayPath(path), oe)
+	case err != nil:
+		return usage.Errorf("cannot read %s %s: %w", what, displayPath(path), err)
+	}
+	fi, err := safeio.CheckRegular(real)
+	var notRegular *safeio.NotRegularError
+	switch {
+	case errors.As(err, &notRegular):
+		return usage.Errorf("%s %s is %s: name a regular file", what, displayPath(path), safeio.Kind(notRegular.Mode))
+	case err != nil:
+		return usage.Errorf("cannot read %s %s: %w", what, displayPath(path), err)
+	case fi.Size() > maxFileSize:
+		return usage.Errorf("%s %s is larger than %s, the most kiln reads", what, displayPath(path), safeio.FormatSize(maxFileSize))
+	}
+	return nil
+}
+
+// readStdin reads the compose file "-" from stdin (nil: os.Stdin), bounded
+// and ending when ctx does, into a private temporary file that stands for
+// "-" in o, which compose-go would otherwise read without bound. The
+// project directory stays what "-" gives it. cleanup removes the file.
+func readStdin(ctx context.Context, o *cli.ProjectOptions, stdin io.Reader) (cleanup func(), err error) {
+	if stdin == nil {
+		stdin = os.Stdin
+	}
+	wd, err := o.GetWorkingDir()
+	if err != nil {
+		return nil, fmt.Errorf("finding the project directory: %w", err)
+	}
+	data, err := safeio.ReadAll(ctx, stdin, "standard input", maxFileSize)
+	var large *safeio.TooLargeError
+	switch {
+	case errors.Is(err, safeio.ErrInterrupted):
+		return nil, err
+	case errors.As(err, &large):
+		return nil, usage.Errorf("the compose file on standard input is larger than %s, the most kiln reads", safeio.FormatSize(large.Limit))
+	case err != nil:
+		return nil, fmt.Errorf("reading the compose file from standard input: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "kiln-compose-")
+	if err != nil {
+		return nil, fmt.Errorf("storing the compose file from standard input: %w", err)
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	file := filepath.Join(dir, stdinName)
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		cleanup()
+		return nil, fmt.Errorf("storing the compose file from standard input: %w", err)
+	}
+	o.WorkingDir = wd
+	for i, f := range o.ConfigPaths {
+		if f == "-" {
+			o.ConfigPaths[i] = file
+		}
+	}
+	return cleanup, nil
+}
+
+// stdinName names the file that holds the compose file read from standard
+// input; messages say "standard input" instead (displayPath).
+const stdinName = "compose-from-standard-input.yaml"
 
 func workingDir(o *cli.ProjectOptions) string {
 	wd, err := o.GetWorkingDir()
@@ -124,7 +250,7 @@ func loadError(err error, files []string) error {
 // displayPath is a path relative to the working directory when it is
 // below it.
 func displayPath(p string) string {
-	if p == "-" {
+	if p == "-" || filepath.Base(p) == stdinName {
 		return "standard input"
 	}
 	if rel, err := filepath.Rel(".", p); err == nil && filepath.IsAbs(p) && !strings.HasPrefix(rel, "..") {
