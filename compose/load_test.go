@@ -1,9 +1,9 @@
 package compose
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -97,7 +97,7 @@ func TestLoadFromStandardInput(t *testing.T) {
 	if err != nil && strings.Contains(err.Error(), stdinName) {
 		t.Errorf("the error names the temporary file: %v", err)
 	}
-	_, err = loadWithin(t, ctx, LoadOptions{Files: []string{"-"}, WorkingDir: dir, Stdin: io.LimitReader(zeros{}, maxFileSize+1)})
+	_, err = loadWithin(t, ctx, LoadOptions{Files: []string{"-"}, WorkingDir: dir, Stdin: bytes.NewReader(make([]byte, maxFileSize+1))})
 	wantUsage(t, "a large standard input", err, "the compose file on standard input is larger than 16MiB")
 
 	r, w, err := os.Pipe()
@@ -111,13 +111,6 @@ func TestLoadFromStandardInput(t *testing.T) {
 	if _, err := loadWithin(t, cctx, LoadOptions{Files: []string{"-"}, WorkingDir: dir, Stdin: r}); !errors.Is(err, safeio.ErrInterrupted) {
 		t.Errorf("a silent standard input: %v, want an interruption", err)
 	}
-}
-
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
 }
 
 // A compose file another user put in a directory every user may write,
