@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
@@ -217,6 +218,12 @@ func TestComposeBuildErrors(t *testing.T) {
 			t.Errorf("%s: stderr is not one error line:\n%s", c.name, r.Stderr)
 		}
 	}
+	// A compose file that is a named pipe is refused, not waited on.
+	fifo := filepath.Join(t.TempDir(), "compose.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.kiln("compose", "-f", fifo, "build").fails(t, 2, "error: compose file "+fifo+" is a named pipe (FIFO): name a regular file")
 }
 
 // TestComposeBuildFailure: a failing service names itself, the services
