@@ -1,14 +1,10 @@
 package builder
 
 import (
-	"context"
-	"fmt"
-	"io"
 	"strings"
 	"sync"
 
 	bkclient "github.com/moby/buildkit/client"
-	"github.com/moby/buildkit/util/progress/progressui"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -74,63 +70,4 @@ func (r *recorder) step(v digest.Digest) (string, []string) {
 		}
 	}
 	return r.names[v], tail
-}
-
-// display is one progress display that several solves may feed at once:
-// the builders of a build on nodes, or the services of a Session.
-type display struct {
-	ch      chan *bkclient.SolveStatus
-	done    chan struct{}
-	err     error
-	feeders sync.WaitGroup
-}
-
-// newDisplay starts a progress display on w in mode: auto, plain, tty,
-// quiet or rawjson.
-func newDisplay(ctx context.Context, w io.Writer, mode string) (*display, error) {
-	ui, err := progressui.NewDisplay(w, progressui.DisplayMode(mode))
-	if err != nil {
-		return nil, fmt.Errorf("starting the progress display: %w", err)
-	}
-	d := &display{ch: make(chan *bkclient.SolveStatus), done: make(chan struct{})}
-	go func() {
-		defer close(d.done)
-		// The display must drain every status even when a build fails,
-		// so it runs on a context the failure does not cancel.
-		_, d.err = ui.UpdateFrom(context.WithoutCancel(ctx), d.ch)
-		// A display that failed (a broken terminal) still takes every
-		// status, so that no solve blocks on it.
-		for range d.ch {
-		}
-	}()
-	return d, nil
-}
-
-// feed returns the status channel of one solve, which BuildKit's client
-// closes when the solve ends: rec records every status, and name, when
-// set, labels its steps (see relabel) so that solves side by side stay
-// apart.
-func (d *display) feed(rec *recorder, name string) chan *bkclient.SolveStatus {
-	ch := make(chan *bkclient.SolveStatus)
-	d.feeders.Add(1)
-	go func() {
-		defer d.feeders.Done()
-		for s := range ch {
-			rec.record(s)
-			if name != "" {
-				s = relabel(s, name)
-			}
-			d.ch <- s
-		}
-	}()
-	return ch
-}
-
-// close waits for the statuses of every solve fed to the display, then
-// ends it; the error is the display's own (a broken terminal).
-func (d *display) close() error {
-	d.feeders.Wait()
-	close(d.ch)
-	<-d.done
-	return d.err
 }

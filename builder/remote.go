@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/platforms"
@@ -27,6 +29,7 @@ import (
 	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/request"
 	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/usage"
 )
 
 // localName labels the platforms built in this process in the progress
@@ -44,13 +47,16 @@ const localName = "local"
 // through the session, not through a registry), under a lease. kiln then
 // joins the per-builder indexes into one index, names it only once every
 // blob is present, and unpacks the host's platform.
-func buildOnNodes(ctx context.Context, cfg engine.Config, req *request.Request) (res *Result, ok bool, err error) {
+func buildOnNodes(ctx context.Context, cfg engine.Config, req *request.Request, o buildOptions, started time.Time) (res *Result, ok bool, err error) {
 	plan, err := planNodes(ctx, req)
 	if err != nil || plan == nil {
 		return nil, err != nil, err
 	}
 	defer plan.close()
-	res, err = runPlan(ctx, cfg, req, plan)
+	if req.Invoke != nil {
+		return nil, true, usage.Errorf("--on-error and --invoke start their command in a container here, and this build sends platforms to nodes: build those platforms here (--node PLATFORM=local) to use them")
+	}
+	res, err = runPlan(ctx, cfg, req, plan, o, started)
 	return res, true, err
 }
 
@@ -67,7 +73,7 @@ type builderRun struct {
 	auth *scopedAuth
 }
 
-func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan *nodePlan) (*Result, error) {
+func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan *nodePlan, o buildOptions, started time.Time) (_ *Result, err error) {
 	if req.Progress != "quiet" && req.Progress != "rawjson" {
 		fmt.Fprintln(req.Stderr, plan.describe())
 	}
@@ -94,6 +100,18 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 		}
 		defer st.Close()
 	}
+	var hist *recording
+	if eng != nil {
+		hist = o.beginRecord(eng.HistoryDir(), req, started)
+	} else if o.record && o.recordLimits.Enabled() {
+		if dir, err := engine.HistoryDir(ctx, cfg); err != nil {
+			fmt.Fprintf(req.Stderr, "warning: this build is not recorded in kiln's build history: %s\n", oneLine(err.Error()))
+		} else {
+			hist = o.beginRecord(dir, req, started)
+		}
+	}
+	var res *Result
+	defer func() { hist.finish(ctx, res, err) }()
 	snapshotter := engine.UnpackSnapshotter(ctx, cfg, st)
 	for _, g := range plan.remote {
 		runs = append(runs, &builderRun{name: g.node.Name, node: g, client: g.client, req: req.WithPlatforms(g.platforms), platforms: g.platforms})
@@ -106,7 +124,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 	defer ingest.Release()
 
 	multi := len(plan.order) > 1
-	if err := solveAll(ctx, runs, ingest, multi, req); err != nil {
+	if err := solveAll(ctx, runs, ingest, multi, req, hist); err != nil {
 		return nil, explainRuns(ctx, cfg, st, runs, err)
 	}
 
@@ -143,10 +161,13 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 	if len(req.Names) > 0 {
 		meta[exptypes.ExporterImageNameKey] = strings.Join(names, ",")
 	}
-	res := &Result{Digest: desc.Digest.String(), Names: req.Names, Platforms: req.Platforms, Metadata: meta}
-	if err := writeOutputs(req, res); err != nil {
+	built := &Result{Digest: desc.Digest.String(), Names: req.Names, Platforms: req.Platforms, Metadata: meta}
+	if err := writeOutputs(req, built); err != nil {
 		return nil, err
 	}
+	res = built
+	hist.finish(ctx, res, nil)
+	hist = nil
 	// The nodes collect their own caches; this is the local builder's.
 	if eng != nil {
 		collectGarbage(ctx, eng, req.Quiet, req.Stderr)
@@ -183,7 +204,7 @@ func nodeExport(r *request.Request, ingest *store.Ingest) bkclient.ExportEntry {
 
 // solveAll runs every builder's solve side by side with one progress
 // display; the first failure cancels the others.
-func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, multi bool, req *request.Request) error {
+func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, multi bool, req *request.Request, hist *recording) error {
 	opts := make([]bkclient.SolveOpt, len(runs))
 	registries := buildRegistries(req)
 	for i, r := range runs {
@@ -213,14 +234,15 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 		}
 		opts[i] = opt
 	}
-	d, err := newDisplay(ctx, req.Stderr, req.Progress)
+	disp, err := startDisplay(ctx, req)
 	if err != nil {
 		return err
 	}
+	var forwarders sync.WaitGroup
 	eg, gctx := errgroup.WithContext(ctx)
 	for i, r := range runs {
 		r.rec = newRecorder()
-		statusCh := d.feed(r.rec, r.name)
+		statusCh := disp.feed(r.rec, hist, r.name, &forwarders)
 		eg.Go(func() error {
 			resp, err := r.client.Solve(gctx, nil, opts[i], statusCh)
 			if err != nil {
@@ -231,7 +253,8 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 		})
 	}
 	err = eg.Wait()
-	d.close() //nolint:errcheck // only a broken terminal fails it
+	forwarders.Wait()
+	printWarnings(req.Stderr, req, disp.close())
 	return err
 }
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/containerd/platforms"
 
@@ -23,10 +24,11 @@ import (
 // Builds on a session run here: remote nodes are not part of it.
 type Session struct {
 	cfg     engine.Config
+	opts    buildOptions
 	eng     *engine.Engine
 	display *display
-	quiet   bool
-	stderr  io.Writer
+	fed     sync.WaitGroup // the builds' statuses, passed to the display
+	first   *request.Request
 	failed  atomic.Bool
 
 	mu     sync.Mutex
@@ -42,8 +44,10 @@ type Session struct {
 // (registering QEMU handlers, unless a request says not to), starts the
 // engine, and starts one progress display in the first request's mode on
 // its Stderr. Warnings of the requests are the caller's to print, before
-// the display starts. Close the Session when the builds are done.
-func NewSession(ctx context.Context, cfg engine.Config, reqs []*request.Request) (*Session, error) {
+// the display starts. With WithHistory, each build leaves a record in the
+// build history, as Build's do. Close the Session when the builds are
+// done.
+func NewSession(ctx context.Context, cfg engine.Config, reqs []*request.Request, opts ...Option) (*Session, error) {
 	if len(reqs) == 0 {
 		return nil, errors.New("a build session needs at least one build")
 	}
@@ -69,39 +73,46 @@ func NewSession(ctx context.Context, cfg engine.Config, reqs []*request.Request)
 	if err != nil {
 		return nil, err
 	}
-	d, err := newDisplay(ctx, first.Stderr, first.Progress)
+	d, err := startDisplay(ctx, first)
 	if err != nil {
 		eng.Close()
 		return nil, err
 	}
-	return &Session{cfg: cfg, eng: eng, display: d, quiet: first.Quiet || first.Progress == "quiet", stderr: first.Stderr}, nil
+	s := &Session{cfg: cfg, eng: eng, display: d, first: first}
+	for _, opt := range opts {
+		opt(&s.opts)
+	}
+	return s, nil
 }
 
 // Build builds req, one of those NewSession was given, naming its steps
 // "[name] ..." in the display. Builds may run at the same time; a failed
 // one leaves the others, and the images they store, alone.
 func (s *Session) Build(ctx context.Context, name string, req *request.Request) (*Result, error) {
+	hist := s.opts.beginRecord(s.eng.HistoryDir(), req, time.Now())
+	res, err := s.build(ctx, name, req, hist)
+	hist.finish(ctx, res, err)
+	if err != nil {
+		s.failed.Store(true)
+	}
+	return res, err
+}
+
+func (s *Session) build(ctx context.Context, name string, req *request.Request, hist *recording) (*Result, error) {
 	opt, closers, err := solveOpt(req)
 	defer s.closeLater(closers)
 	if err != nil {
-		s.failed.Store(true)
 		return nil, err
 	}
 	rec := newRecorder()
-	resp, err := s.eng.Client().Solve(ctx, nil, opt, s.display.feed(rec, name))
+	resp, err := s.eng.Client().Solve(ctx, nil, opt, s.display.feed(rec, hist, name, &s.fed))
 	if err == nil {
 		err = commitOutputs(closers)
 	}
 	if err != nil {
-		s.failed.Store(true)
 		return nil, explain(ctx, s.cfg, s.eng.Store(), req, rec, err)
 	}
-	res, err := finish(req, resp)
-	if err != nil {
-		s.failed.Store(true)
-		return nil, err
-	}
-	return res, nil
+	return finish(req, resp)
 }
 
 // closeLater closes the outputs of a build and keeps its contexts for
@@ -145,18 +156,23 @@ func (s *Session) UseImage(ctx context.Context, req *request.Request, name strin
 	return nil
 }
 
-// Close ends the display, prints the warnings of the builds' contexts,
-// collects garbage in the build cache as a build does when every build
-// succeeded, and stops BuildKit.
+// Close ends the display, prints the warnings the builds reported and
+// those of their contexts, collects garbage in the build cache as a build
+// does when every build succeeded, and stops BuildKit.
 func (s *Session) Close(ctx context.Context) error {
-	derr := s.display.close()
-	closeAll(s.contexts)
+	s.fed.Wait()
+	// The services' Dockerfiles differ: their warnings name each by
+	// BuildKit's base name, not as one request would show it.
+	printWarnings(s.first.Stderr, &request.Request{Progress: s.first.Progress, Debug: s.first.Debug}, s.display.close())
+	for _, c := range s.contexts {
+		c.Close()
+	}
 	if !s.failed.Load() && ctx.Err() == nil {
-		collectGarbage(ctx, s.eng, s.quiet, s.stderr)
+		collectGarbage(ctx, s.eng, s.first.Quiet || s.first.Progress == "quiet", s.first.Stderr)
 	}
 	var rerr error
 	if s.ingest != nil {
 		rerr = s.ingest.Release()
 	}
-	return errors.Join(derr, rerr, s.eng.Close())
+	return errors.Join(rerr, s.eng.Close())
 }

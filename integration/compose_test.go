@@ -75,6 +75,10 @@ func TestComposeBuild(t *testing.T) {
 			t.Errorf("no line saying service %s was built:\n%s", svc, r.Stderr)
 		}
 	}
+	// Each service's build is recorded in the build history.
+	if refs := strings.Fields(e.kiln("history", "ls", "-q").ok(t).Stdout); len(refs) != 3 {
+		t.Errorf("kiln history ls -q lists %v, want the builds of the 3 services", refs)
+	}
 
 	// Names as docker compose and nerdctl compose give them; base holds
 	// both platforms, the others this host's.

@@ -103,6 +103,10 @@ func runComposeBuild(c *cli.Context) error {
 		}
 		return nil
 	}
+	limits, err := historyLimits(c)
+	if err != nil {
+		return err
+	}
 	// Every service's options are checked before anything is built.
 	reqs := map[string]*request.Request{}
 	var all []*request.Request
@@ -124,7 +128,7 @@ func runComposeBuild(c *cli.Context) error {
 		}
 	}
 
-	sess, err := builder.NewSession(ctx, engineConfig(c), all)
+	sess, err := builder.NewSession(ctx, engineConfig(c), all, builder.WithHistory(limits, os.Args[1:]))
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/history"
 	"github.com/kiln-build/kiln/rootless"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/store"
@@ -29,6 +30,8 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "root", Usage: "directory for kiln's own state: the build cache, one per store and namespace under buildkit/, and the embedded store; kiln creates it, or uses an existing one only if it is kiln's (marked .kiln-root, yours, not writable by others)", EnvVars: []string{"KILN_ROOT"}, Value: root},
 		&cli.BoolFlag{Name: "gc", Usage: "after a build, free build cache by buildkitd's default garbage collection policy (checked at most once a minute); --gc=false turns it off", EnvVars: []string{"KILN_GC"}, Value: true},
 		&cli.StringFlag{Name: "gc-keep-storage", Usage: "build cache the garbage collection keeps: a size such as 10GB, or a percentage of the disk holding --root such as 10% (default: as buildkitd, from the disk's size)", EnvVars: []string{"KILN_GC_KEEP_STORAGE"}},
+		&cli.IntFlag{Name: "history-max-entries", Usage: "build records kept per store and namespace (kiln history): always the latest this many, older ones until --history-max-age; 0 records nothing", EnvVars: []string{"KILN_HISTORY_MAX_ENTRIES"}, Value: history.DefaultLimits.MaxEntries},
+		&cli.DurationFlag{Name: "history-max-age", Usage: "keep build records beyond --history-max-entries until they are this old (buildkitd's rule); 0 keeps only the latest --history-max-entries", EnvVars: []string{"KILN_HISTORY_MAX_AGE"}, Value: history.DefaultLimits.MaxAge},
 		&cli.BoolFlag{Name: "debug", Usage: "print BuildKit's and containerd's debug logs"},
 	}
 }

@@ -148,6 +148,7 @@ func commands() []*cli.Command {
 		nodeCommand(),
 		saveCommand(),
 		loadCommand(),
+		historyCommand(),
 		infoCommand(),
 		versionCommand(),
 	}
