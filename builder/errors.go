@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/containerd/platforms"
-	"github.com/distribution/reference"
 	gwpb "github.com/moby/buildkit/frontend/gateway/pb"
 	solvererrdefs "github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/util/grpcerrors"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/errmsg"
 	"github.com/kiln-build/kiln/platform"
+	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/request"
 	"github.com/kiln-build/kiln/store"
 )
@@ -50,14 +50,13 @@ var (
 	pushImage    = errmsg.Pattern(`failed to push (\S+): `)
 	noSpace      = errmsg.Pattern(`no space left on device|disk quota exceeded`)
 	unreadable   = errmsg.Pattern(`(?:failed to open source|open|lstat|read) \S*/buildkit-mount\d+/(\S+?): .*permission denied`)
-	authTrap     = errmsg.Pattern(`(?i)unauthorized|authentication required|401 Unauthorized|403 Forbidden|denied`)
 	networkTrap  = errmsg.Pattern(`no such host|connection refused|dial tcp|i/o timeout|network is unreachable|TLS handshake timeout|server misbehaving`)
 )
 
 // explain turns a failed solve into an error a user can act on: the
 // Dockerfile line of a syntax error, the step and exit code of a failed RUN,
 // the missing platform of a local base image.
-func explain(ctx context.Context, st *store.Store, req *request.Request, rec *recorder, err error) error {
+func explain(ctx context.Context, st *store.Store, reg registry.Config, req *request.Request, rec *recorder, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("build interrupted: the steps that finished are cached for the next build: %w", ctx.Err())
 	}
@@ -80,12 +79,15 @@ func explain(ctx context.Context, st *store.Store, req *request.Request, rec *re
 		if local := localImageError(ctx, st, req, m[1]); local != nil {
 			return local
 		}
+		if known := reg.ExplainMessage("pull", m[1], msg); known != nil {
+			return known
+		}
 		if networkTrap().MatchString(msg) {
 			return fmt.Errorf("cannot fetch base image %s: the registry is not reachable (%s); pull it while online with \"kiln pull %s\", or build it locally", m[1], lastCause(msg), m[1])
 		}
 	}
 	if m := pushImage().FindStringSubmatch(msg); m != nil {
-		return pushError(m[1], msg)
+		return pushError(reg, m[1], msg)
 	}
 	if loc != "" {
 		return &BuildError{Message: loc + ": " + parsePrefix().ReplaceAllString(msg, ""), err: err}
@@ -115,16 +117,12 @@ func stepError(err error, rec *recorder, loc, msg string) *BuildError {
 
 // pushError explains a failed push; the image itself was built (and stored,
 // unless the output was type=registry), so only the push needs repeating.
-func pushError(ref, msg string) error {
-	host := ref
-	if named, err := reference.ParseNormalizedNamed(ref); err == nil {
-		host = reference.Domain(named)
+func pushError(reg registry.Config, ref, msg string) error {
+	if known := reg.ExplainMessage("push", ref, msg); known != nil {
+		return fmt.Errorf("cannot push %s: %w", ref, known)
 	}
-	switch {
-	case networkTrap().MatchString(msg):
-		return fmt.Errorf("cannot push %s: registry %s is not reachable (%s); check the name's registry address", ref, host, lastCause(msg))
-	case authTrap().MatchString(msg):
-		return fmt.Errorf("cannot push %s: registry %s refused the credentials (%s); log in with \"docker login %s\" or configure a credential helper", ref, host, lastCause(msg), host)
+	if networkTrap().MatchString(msg) {
+		return fmt.Errorf("cannot push %s: registry %s is not reachable (%s); check the name's registry address", ref, registry.Host(ref), lastCause(msg))
 	}
 	return fmt.Errorf("cannot push %s: %s", ref, msg)
 }

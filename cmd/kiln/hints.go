@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/kiln-build/kiln/internal/errmsg"
+	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/store"
 )
 
@@ -44,6 +45,8 @@ func hint(e error) string {
 		return fmt.Sprintf("; remove the container first (ctr containers rm %s) or remove the image anyway with --force", strings.Join(e.Containers, " "))
 	case *store.MissingManifestError:
 		return fmt.Sprintf(`: fetch it with "kiln pull --platform %s %s"`, e.Platform, store.FamiliarName(e.Name))
+	case *registry.AuthError:
+		return fmt.Sprintf(`: log in with "kiln login %s" (kiln, docker and nerdctl share the login) or check that the repository exists and you may %s it`, e.Host, e.Op)
 	case *store.AbsentPlatformsError:
 		return ": pick one of those with --platform, or use --all-platforms"
 	case *store.IncompleteError:

@@ -23,6 +23,7 @@ var rules = []rule{
 	{"usage", []string{"..."}, "usage is a leaf"},
 	{"internal/errmsg", []string{"..."}, "errmsg is a leaf"},
 	{"store", []string{"builder", "engine", "request", "cmd/kiln"}, "store returns data to whoever asks"},
+	{"registry", []string{"store", "builder", "engine", "request", "cmd/kiln", "nodes", "emulation", "rootless", "snapshot"}, "registry is how store and engine reach registries, below both"},
 	{"nodes", []string{"store", "builder", "engine", "request", "cmd/kiln"}, "nodes owns node addresses only"},
 	{"emulation", []string{"builder", "engine", "request", "cmd/kiln", "store"}, "emulation is host policy"},
 	{"rootless", []string{"builder", "engine", "request", "cmd/kiln", "store"}, "rootless is host policy"},
