@@ -45,7 +45,9 @@ type CertificateError struct {
 	// HostsFile is the hosts.toml that configures Registry (see
 	// Config.HostsFile); "" when kiln reads no hosts directory.
 	HostsFile string
-	Err       error
+	// InsecureFlag says that the command has --insecure-registry.
+	InsecureFlag bool
+	Err          error
 }
 
 func (e *CertificateError) Error() string {
@@ -59,7 +61,11 @@ func (e *CertificateError) Error() string {
 	if e.HostsFile != "" {
 		fix = fmt.Sprintf("trust its CA with ca = \"/path/to/ca.crt\"%s in %s", where, e.HostsFile)
 	}
-	return flatten(fmt.Sprintf("%s presented a TLS certificate signed by an unknown authority (%s): %s, or use --insecure-registry", who, lastCause(e.Err.Error()), fix))
+	or := ", or skip verifying it with skip_verify = true there"
+	if e.InsecureFlag {
+		or = ", or use --insecure-registry"
+	}
+	return flatten(fmt.Sprintf("%s presented a TLS certificate signed by an unknown authority (%s): %s%s", who, lastCause(e.Err.Error()), fix, or))
 }
 
 // Unwrap returns the TLS error.
@@ -86,7 +92,7 @@ func (c Config) explain(host, op, name string, err error) error {
 	case errors.Is(err, docker.ErrInvalidAuthorization) || (hasStatus && (status.StatusCode == http.StatusUnauthorized || status.StatusCode == http.StatusForbidden)):
 		return &AuthError{Host: host, Op: op, Name: name, Err: err}
 	case unknownAuthority(err):
-		return &CertificateError{Registry: host, Server: serverOf(err, host), HostsFile: c.HostsFile(host), Err: err}
+		return &CertificateError{Registry: host, Server: serverOf(err, host), HostsFile: c.HostsFile(host), InsecureFlag: true, Err: err}
 	case isTLSProblem(err):
 		return oneLine(fmt.Errorf("cannot reach registry %s over HTTPS (%w): check the address; if the registry serves plain HTTP, %s", host, err, c.plainHTTPHint(host)))
 	case isNetworkProblem(err):

@@ -77,7 +77,7 @@ func TestExplainMessage(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Server != "vm:5000" || ce.Registry != "vm:5000" || ce.HostsFile != filepath.Join(dirs, "vm:5000", "hosts.toml") {
 		t.Fatalf("ExplainMessage = %#v", err)
 	}
-	if want := `registry vm:5000 presented a TLS certificate signed by an unknown authority (x509: certificate signed by unknown authority): trust its CA with ca = "/path/to/ca.crt" in ` + ce.HostsFile + `, or use --insecure-registry`; err.Error() != want {
+	if want := `registry vm:5000 presented a TLS certificate signed by an unknown authority (x509: certificate signed by unknown authority): trust its CA with ca = "/path/to/ca.crt" in ` + ce.HostsFile + `, or skip verifying it with skip_verify = true there`; err.Error() != want {
 		t.Errorf("message:\n%s\nwant\n%s", err, want)
 	}
 	var ae *AuthError

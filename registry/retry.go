@@ -78,13 +78,19 @@ func Transient(err error) bool {
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return true
 	}
+	// A connection the peer reset while a request body was still being
+	// written: the client closes it on the reset, and the write then fails
+	// on the closed connection.
+	if errors.Is(err, net.ErrClosed) {
+		return true
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return true
 	}
 	// Errors that cross the HTTP client keep only their text.
 	msg := err.Error()
-	for _, s := range []string{"connection reset by peer", "broken pipe", "unexpected EOF", "server closed idle connection", "http2: server sent GOAWAY"} {
+	for _, s := range []string{"connection reset by peer", "broken pipe", "unexpected EOF", "use of closed network connection", "server closed idle connection", "http2: server sent GOAWAY"} {
 		if strings.Contains(msg, s) {
 			return true
 		}
@@ -136,4 +142,19 @@ func Retry(ctx context.Context, transfer func() error, retrying func(attempt int
 		case <-time.After(retryDelay(i, nil)):
 		}
 	}
+}
+
+// Brief is the part of a transfer's error that says what happened, for a
+// progress line: the network operation that failed, or the registry's
+// status, without the long URL of an upload session.
+func Brief(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Error()
+	}
+	var status remoteerrors.ErrUnexpectedStatus
+	if errors.As(err, &status) {
+		return status.Status
+	}
+	return lastCause(flatten(err.Error()))
 }

@@ -139,7 +139,7 @@ func (p *progress) remove(b *blobState) {
 
 // retrying reports that a transfer a bad network broke starts again.
 func (p *progress) retrying(verb string, d ocispecs.Descriptor, attempt int, err error) {
-	p.printf("%-8s %-9s %s  again (attempt %d of %d): %s\n", verb, blobKind(d.MediaType), shortBlobDigest(blobOf(d)), attempt+1, registry.Attempts, strings.Join(strings.Fields(err.Error()), " "))
+	p.printf("%-8s %-9s %s  again (attempt %d of %d): %s\n", verb, blobKind(d.MediaType), shortBlobDigest(blobOf(d)), attempt+1, registry.Attempts, registry.Brief(err))
 }
 
 // printf writes a line above the live region.
