@@ -8,6 +8,7 @@ import (
 	"github.com/containerd/errdefs"
 
 	"github.com/kiln-build/kiln/internal/errmsg"
+	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/usage"
 )
@@ -36,6 +37,8 @@ func TestWithHints(t *testing.T) {
 			`the linux/arm64 manifest of image docker.io/library/app:1 (` + dgst("m").String() + `) is not in the content store: fetch it with "kiln pull --platform linux/arm64 app:1"`},
 		{&store.AbsentPlatformsError{Name: "docker.io/library/app:1", Registry: "docker.io", Absent: []string{"linux/s390x"}, Have: []string{"linux/amd64", "linux/arm64"}},
 			`image docker.io/library/app:1 in registry docker.io has no linux/s390x (it has linux/amd64, linux/arm64): pick one of those with --platform, or use --all-platforms`},
+		{fmt.Errorf("cannot push r.example.com/a:1: %w", &registry.AuthError{Host: "r.example.com", Op: "push", Name: "r.example.com/a:1", Err: errors.New("401 Unauthorized")}),
+			`cannot push r.example.com/a:1: registry r.example.com refused to let kiln push r.example.com/a:1 (401 Unauthorized): log in with "kiln login r.example.com" (kiln, docker and nerdctl share the login) or check that the repository exists and you may push it`},
 		{errors.New("plain"), "plain"},
 	}
 	for _, c := range cases {
