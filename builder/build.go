@@ -73,7 +73,7 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Resul
 
 	resp, rec, err := solve(ctx, eng.Client(), req)
 	if err != nil {
-		return nil, request.WithOptionHint(explain(ctx, eng.Store(), cfg.Registry, req, rec, err))
+		return nil, request.WithOptionHint(explain(ctx, cfg, eng.Store(), req, rec, err))
 	}
 	res := &Result{
 		Digest:    resp.ExporterResponse["containerimage.digest"],
