@@ -143,6 +143,23 @@ func TestRegistryHostsTOMLCA(t *testing.T) {
 		t.Errorf("the build's error does not name the hosts.toml to write:\n%s", r.Stderr)
 	}
 	t.Logf("the build without the CA: %s", lastLines(r.Stderr, 3))
+	// The other ways a build reaches a registry use the same hosts: --push
+	// and type=registry outputs, registry caches both ways, docker-image://
+	// build contexts.
+	e.kiln("--hosts-dir", hosts, "build", "--pull", "-t", reg+"/kiln/out:1", "--push",
+		"--cache-to", "type=registry,ref="+reg+"/kiln/cache:1", dir).ok(t)
+	e.kiln("--hosts-dir", hosts, "build", "--pull", "-o", "type=registry,name="+reg+"/kiln/out:2",
+		"--cache-from", "type=registry,ref="+reg+"/kiln/cache:1", dir).ok(t)
+	for _, ref := range []string{"out:1", "out:2", "cache:1"} {
+		repo, tag, _ := strings.Cut(ref, ":")
+		if registryManifestTLS(t, reg, ca, "kiln/"+repo, tag) == "" {
+			t.Errorf("the registry has no kiln/%s", ref)
+		}
+	}
+	ctxDir := contextDir(t, map[string]string{"Dockerfile": "FROM base\nRUN echo from-context > /c\n"})
+	e.kiln("--hosts-dir", hosts, "build", "--pull", "--build-context", "base=docker-image://"+image, "-t", "fromcontext:1", ctxDir).ok(t)
+	e.kiln("--hosts-dir", empty, "build", "--pull", "--build-context", "base=docker-image://"+image, "-t", "fromcontext:2", ctxDir).fails(t, 1, "signed by an unknown authority")
+
 	// KILN_HOSTS_DIR stands for --hosts-dir.
 	e.kiln("rm", image).ok(t)
 	e.kilnEnv([]string{"KILN_HOSTS_DIR=" + empty + ":" + hosts}, "pull", image).ok(t)
