@@ -232,14 +232,6 @@ func TestRegistryMirrorForDockerHub(t *testing.T) {
 	e.kilnEnv(noHub, "build", "--pull", "-t", "frommirror:2", dir).fails(t, 1, "docker.io/library/kilnmirror:1")
 }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // TestRegistryLoginLogout: a registry with htpasswd auth refuses kiln
 // until kiln login, is used by push, pull and a build after it, and
 // refuses again after kiln logout. The credentials live where docker

@@ -23,9 +23,27 @@ const (
 type Selection struct {
 	// Kind is KindContainerd or KindEmbedded.
 	Kind string `json:"kind"`
-	// Reason says why, for kiln info.
-	Reason string `json:"reason"`
+	// Why says what decided; the words for it name options, so kiln
+	// info's are cmd/kiln's.
+	Why Why `json:"why"`
+	// Address is containerd's socket, which Why may be about.
+	Address string `json:"address"`
 }
+
+// Why says what decided a Selection.
+type Why string
+
+const (
+	// Chosen: the store was named (KindContainerd or KindEmbedded asked
+	// for).
+	Chosen Why = "chosen"
+	// AddressGiven: the user gave containerd's address.
+	AddressGiven Why = "address-given"
+	// NoSocket: no address was given and no socket is at the default one.
+	NoSocket Why = "no-socket"
+	// SocketFound: a socket is at the default address.
+	SocketFound Why = "socket-found"
+)
 
 // Embedded reports whether the selection is the embedded store.
 func (s Selection) Embedded() bool { return s.Kind == KindEmbedded }
@@ -39,19 +57,19 @@ func (s Selection) Embedded() bool { return s.Kind == KindEmbedded }
 func Select(kind, address string, addressSet bool) (Selection, error) {
 	switch kind {
 	case KindEmbedded:
-		return Selection{Kind: KindEmbedded, Reason: "chosen with --store embedded or KILN_STORE"}, nil
+		return Selection{Kind: KindEmbedded, Why: Chosen}, nil
 	case KindContainerd:
-		return Selection{Kind: KindContainerd, Reason: "chosen with --store containerd or KILN_STORE"}, nil
+		return Selection{Kind: KindContainerd, Why: Chosen}, nil
 	case KindAuto, "":
 	default:
-		return Selection{}, usage.Errorf("invalid --store %q: use auto, containerd or embedded", kind)
+		return Selection{}, usage.Wrap(&KindError{Kind: kind})
 	}
 	address = TrimScheme(address)
 	if addressSet {
-		return Selection{Kind: KindContainerd, Reason: "--address or CONTAINERD_ADDRESS names containerd's socket " + address}, nil
+		return Selection{Kind: KindContainerd, Why: AddressGiven, Address: address}, nil
 	}
 	if _, err := os.Stat(address); errors.Is(err, fs.ErrNotExist) {
-		return Selection{Kind: KindEmbedded, Reason: "no containerd socket at " + address + " and no --address or CONTAINERD_ADDRESS given"}, nil
+		return Selection{Kind: KindEmbedded, Why: NoSocket, Address: address}, nil
 	}
-	return Selection{Kind: KindContainerd, Reason: "containerd's socket is at " + address}, nil
+	return Selection{Kind: KindContainerd, Why: SocketFound, Address: address}, nil
 }

@@ -46,7 +46,7 @@ func buildCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "annotation", Usage: "annotate the image: KEY=VALUE, or TYPE[PLATFORM]:KEY=VALUE with TYPE manifest, index, manifest-descriptor or index-descriptor (repeatable)"},
 			&cli.StringFlag{Name: "compression", Usage: "layer compression: gzip, zstd, estargz or uncompressed (every layer is recompressed)"},
 			&cli.StringFlag{Name: "compression-level", Usage: "compression level: 0-9 for gzip and estargz, 1-22 for zstd"},
-			&cli.StringSliceFlag{Name: "node", Usage: "build platforms on a remote BuildKit node: PLATFORM=ADDRESS (tcp://HOST:PORT, unix://, ssh://), PLATFORM=NAME from nodes.toml, or PLATFORM=local (repeatable)"},
+			&cli.StringSliceFlag{Name: "node", Usage: "build platforms on a remote BuildKit node: PLATFORM=ADDRESS (tcp://HOST:PORT, unix://, ssh://), PLATFORM=NAME from nodes.toml, or PLATFORM=local (repeatable); a tcp:// node without TLS needs ,insecure-plaintext=true"},
 			&cli.StringFlag{Name: "node-fallback", Value: "fail", Usage: "when a node does not answer: fail, or emulate (build its platforms here)"},
 		},
 		Action: runBuild,
@@ -97,7 +97,7 @@ func runBuild(c *cli.Context) error {
 		Stdout:           c.App.Writer,
 		Stderr:           c.App.ErrWriter,
 	}
-	req, err := request.Parse(opts)
+	req, err := request.Parse(c.Context, opts)
 	if err != nil {
 		return err
 	}
