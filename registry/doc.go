@@ -4,7 +4,7 @@
 // hosts.toml files (mirrors, CAs, client certificates, plain HTTP, as
 // containerd and nerdctl read them, with containerd's own implementation);
 // the credentials docker, nerdctl and kiln share in the docker config file
-// (Login, Logout); retries of transfers a bad network broke; and errors
-// that say what to do about a registry that refused or could not be
-// reached.
+// (Login, Logout); retries of transfers a bad network broke; and typed
+// errors for a registry that refused or could not be reached, with what
+// the command line needs to say what to do.
 package registry

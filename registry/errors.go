@@ -36,8 +36,8 @@ func (e *AuthError) Error() string {
 func (e *AuthError) Unwrap() error { return e.Err }
 
 // CertificateError is a registry (or one of its mirrors) whose TLS
-// certificate is signed by an authority this host does not trust. Its
-// message names the hosts.toml that can trust it.
+// certificate is signed by an authority this host does not trust. The
+// command line adds how to trust it, in HostsFile when there is one.
 type CertificateError struct {
 	// Registry is the registry of the image; Server the host whose
 	// certificate failed, the registry itself or a mirror of it.
@@ -45,31 +45,52 @@ type CertificateError struct {
 	// HostsFile is the hosts.toml that configures Registry (see
 	// Config.HostsFile); "" when kiln reads no hosts directory.
 	HostsFile string
-	// InsecureFlag says that the command has --insecure-registry.
-	InsecureFlag bool
-	Err          error
+	// Build says that a build failed on it (BuildKit's message), not an
+	// image command.
+	Build bool
+	Err   error
 }
 
 func (e *CertificateError) Error() string {
 	who := "registry " + e.Registry
-	where := ""
-	if e.Server != e.Registry {
+	if e.Mirror() {
 		who += " (served by " + e.Server + ")"
-		where = fmt.Sprintf(" under [host.\"https://%s\"]", e.Server)
 	}
-	fix := "trust its CA in a hosts.toml of a --hosts-dir directory"
-	if e.HostsFile != "" {
-		fix = fmt.Sprintf("trust its CA with ca = \"/path/to/ca.crt\"%s in %s", where, e.HostsFile)
-	}
-	or := ", or skip verifying it with skip_verify = true there"
-	if e.InsecureFlag {
-		or = ", or use --insecure-registry"
-	}
-	return flatten(fmt.Sprintf("%s presented a TLS certificate signed by an unknown authority (%s): %s%s", who, lastCause(e.Err.Error()), fix, or))
+	return flatten(fmt.Sprintf("%s presented a TLS certificate signed by an unknown authority (%s)", who, lastCause(e.Err.Error())))
 }
+
+// Mirror says that the certificate is a mirror's, not the registry's own.
+func (e *CertificateError) Mirror() bool { return e.Server != e.Registry }
 
 // Unwrap returns the TLS error.
 func (e *CertificateError) Unwrap() error { return e.Err }
+
+// UnreachableError is a registry that does not answer, or not over HTTPS.
+// The command line adds what to check and how to allow plain HTTP.
+type UnreachableError struct {
+	Host string
+	// TLS: the problem is HTTPS (the registry may serve plain HTTP);
+	// otherwise the network.
+	TLS bool
+	// Loopback: Host is on this machine, where kiln tries HTTPS, then
+	// plain HTTP, already.
+	Loopback bool
+	// HostsFile is the hosts.toml that configures Host (see
+	// Config.HostsFile); "" when kiln reads no hosts directory.
+	HostsFile string
+	Err       error
+}
+
+// Error is one line, whatever the cause says.
+func (e *UnreachableError) Error() string {
+	if e.TLS {
+		return flatten(fmt.Sprintf("cannot reach registry %s over HTTPS (%v)", e.Host, e.Err))
+	}
+	return flatten(fmt.Sprintf("cannot reach registry %s (%v)", e.Host, e.Err))
+}
+
+// Unwrap returns the network's or TLS's error.
+func (e *UnreachableError) Unwrap() error { return e.Err }
 
 // Explain turns an error from talking to the registry of image name into
 // one line that says what to do. op is "pull" or "push". An error it does
@@ -92,15 +113,11 @@ func (c Config) explain(host, op, name string, err error) error {
 	case errors.Is(err, docker.ErrInvalidAuthorization) || (hasStatus && (status.StatusCode == http.StatusUnauthorized || status.StatusCode == http.StatusForbidden)):
 		return &AuthError{Host: host, Op: op, Name: name, Err: err}
 	case unknownAuthority(err):
-		return &CertificateError{Registry: host, Server: serverOf(err, host), HostsFile: c.HostsFile(host), InsecureFlag: true, Err: err}
+		return &CertificateError{Registry: host, Server: serverOf(err, host), HostsFile: c.HostsFile(host), Err: err}
 	case isTLSProblem(err):
-		return oneLine(fmt.Errorf("cannot reach registry %s over HTTPS (%w): check the address; if the registry serves plain HTTP, %s", host, err, c.plainHTTPHint(host)))
+		return &UnreachableError{Host: host, TLS: true, HostsFile: c.HostsFile(host), Err: err}
 	case isNetworkProblem(err):
-		hint := "check the address and that the registry is running; if it serves plain HTTP, " + c.plainHTTPHint(host)
-		if docker.IsLocalhost(host) {
-			hint = "check the address and that the registry is running (kiln tries HTTPS, then plain HTTP, on loopback registries; elsewhere --insecure-registry allows plain HTTP)"
-		}
-		return oneLine(fmt.Errorf("cannot reach registry %s (%w): %s", host, innermostNetError(err), hint))
+		return &UnreachableError{Host: host, Loopback: docker.IsLocalhost(host), HostsFile: c.HostsFile(host), Err: innermostNetError(err)}
 	case op == "pull" && errdefs.IsNotFound(err):
 		return errmsg.New(fmt.Sprintf("image %s not found in registry %s: check the name and tag", name, host), err)
 	}
@@ -108,14 +125,6 @@ func (c Config) explain(host, op, name string, err error) error {
 		return oneLine(fmt.Errorf("logging in to registry %s: %w", host, err))
 	}
 	return oneLine(fmt.Errorf("%sing %s (registry %s): %w", op, name, host, err))
-}
-
-// plainHTTPHint says how to reach host over plain HTTP.
-func (c Config) plainHTTPHint(host string) string {
-	if f := c.HostsFile(host); f != "" {
-		return fmt.Sprintf("write server = \"http://%s\" in %s or use --insecure-registry", host, f)
-	}
-	return "use --insecure-registry"
 }
 
 // ExplainMessage is Explain for a failure known only by its message, as
@@ -133,7 +142,7 @@ func (c Config) ExplainMessage(op, name, msg string) error {
 		if server == "registry-1.docker.io" {
 			server = host
 		}
-		return &CertificateError{Registry: host, Server: server, HostsFile: c.HostsFile(host), Err: cause}
+		return &CertificateError{Registry: host, Server: server, HostsFile: c.HostsFile(host), Build: true, Err: cause}
 	case authText().MatchString(msg):
 		return &AuthError{Host: host, Op: op, Name: name, Err: cause}
 	}

@@ -53,10 +53,10 @@ func (e *LoginError) Unwrap() error { return e.Err }
 // nerdctl and kiln then share the login. It returns where they are kept.
 func (c Config) Login(ctx context.Context, server, username, password string) (string, error) {
 	if username == "" {
-		return "", usage.Errorf("give the user name with --username")
+		return "", usage.Errorf("no user name given")
 	}
 	if strings.TrimSpace(password) == "" {
-		return "", usage.Errorf("the password is empty: give it with --password-stdin (or --password)")
+		return "", usage.Errorf("the password is empty")
 	}
 	key, host := ServerAddress(server)
 	if err := c.verify(ctx, host, username, password); err != nil {
