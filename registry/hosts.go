@@ -3,11 +3,12 @@ package registry
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"github.com/containerd/log"
 	"github.com/distribution/reference"
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/kiln-build/kiln/internal/safeio"
 )
 
 // Config says how kiln reaches registries. The zero value reads no hosts
@@ -174,11 +177,17 @@ type hostEntry struct {
 	DialTimeout  string   `toml:"dial_timeout"`
 }
 
+// hostsFileLimit bounds the hosts.toml kiln reads: a few hosts take a few
+// hundred bytes.
+const hostsFileLimit = 1 << 20
+
 // checkHostsFile reports what in dir's hosts.toml containerd would reject.
+// It reads only a regular file, bounded, so that a named pipe there cannot
+// hang kiln (containerd would block reading it).
 func checkHostsFile(dir string) error {
 	path := filepath.Join(dir, "hosts.toml")
-	b, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
+	b, err := safeio.ReadFile(context.Background(), path, hostsFileLimit)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -389,6 +390,32 @@ func TestHostsFileChecked(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "hosts.toml") {
 			t.Errorf("%q: %v, want %q", content, err, want)
 		}
+	}
+}
+
+// TestHostsFileNotRegular: a named pipe in place of hosts.toml is refused
+// at once; containerd would block reading it.
+func TestHostsFileNotRegular(t *testing.T) {
+	dirs := t.TempDir()
+	dir := filepath.Join(dirs, "registry.test")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "hosts.toml"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Config{HostsDirs: []string{dirs}}.RegistryHosts(nil, nil)("registry.test")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "hosts.toml is a named pipe (FIFO), not a regular file") {
+			t.Errorf("a named pipe as hosts.toml: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("reading a named pipe as hosts.toml hangs")
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/kiln-build/kiln/internal/safeio"
 	"github.com/kiln-build/kiln/registry"
 )
 
@@ -61,7 +63,7 @@ func runLogin(c *cli.Context) error {
 		fmt.Fprintln(c.App.ErrWriter, "WARNING! Using --password via the CLI is insecure. Use --password-stdin.")
 	}
 	if c.Bool("password-stdin") {
-		p, err := readSecret(c.App.Reader)
+		p, err := readSecret(c.Context, c.App.Reader)
 		if err != nil {
 			return fmt.Errorf("reading the password from standard input: %w", err)
 		}
@@ -97,10 +99,14 @@ func runLogin(c *cli.Context) error {
 	return nil
 }
 
+// maxSecret bounds a password or access token on standard input.
+const maxSecret = 1 << 20
+
 // readSecret reads a password from r, without the line ending a terminal
-// or echo adds; other white space is part of it, as docker keeps it.
-func readSecret(r io.Reader) (string, error) {
-	b, err := io.ReadAll(r)
+// or echo adds; other white space is part of it, as docker keeps it. The
+// read is bounded and ends when ctx does (SIGINT, SIGTERM).
+func readSecret(ctx context.Context, r io.Reader) (string, error) {
+	b, err := safeio.ReadAll(ctx, r, "standard input", maxSecret)
 	if err != nil {
 		return "", err
 	}
