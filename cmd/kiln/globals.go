@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/history"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/rootless"
 	"github.com/kiln-build/kiln/snapshot"
@@ -33,6 +34,8 @@ func globalFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "gc", Usage: "after a build, free build cache by buildkitd's default garbage collection policy (checked at most once a minute); --gc=false turns it off", EnvVars: []string{"KILN_GC"}, Value: true},
 		&cli.StringFlag{Name: "gc-keep-storage", Usage: "build cache the garbage collection keeps: a size such as 10GB, or a percentage of the disk holding --root such as 10% (default: as buildkitd, from the disk's size)", EnvVars: []string{"KILN_GC_KEEP_STORAGE"}},
 		&cli.StringSliceFlag{Name: "hosts-dir", Usage: "directory of registry hosts configurations, as containerd and nerdctl read them: HOST[:PORT]/hosts.toml (mirrors, ca, client, skip_verify, server) or docker's HOST[:PORT]/*.crt, *.cert, *.key (repeatable; env " + hostsDirEnv + ", colon-separated)", Value: cli.NewStringSlice(registry.DefaultHostsDirs(rootless.Enabled(), rootless.ConfigHome())...)},
+		&cli.IntFlag{Name: "history-max-entries", Usage: "build records kept per store and namespace (kiln history): always the latest this many, older ones until --history-max-age; 0 records nothing", EnvVars: []string{"KILN_HISTORY_MAX_ENTRIES"}, Value: history.DefaultLimits.MaxEntries},
+		&cli.DurationFlag{Name: "history-max-age", Usage: "keep build records beyond --history-max-entries until they are this old (buildkitd's rule); 0 keeps only the latest --history-max-entries", EnvVars: []string{"KILN_HISTORY_MAX_AGE"}, Value: history.DefaultLimits.MaxAge},
 		&cli.BoolFlag{Name: "debug", Usage: "print BuildKit's and containerd's debug logs, and which registry host served each request"},
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kiln-build/kiln/emulation"
 	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/history"
 	"github.com/kiln-build/kiln/internal/errmsg"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/rootless"
@@ -98,6 +99,8 @@ func storeHint(e error) string {
 		return rootFixes[e.Fix]
 	case *store.NotFoundError:
 		return `: list images with "kiln images"`
+	case *history.NotFoundError:
+		return `: list the recorded builds with "kiln history ls"`
 	case *store.InUseError:
 		return fmt.Sprintf("; remove the container first (ctr containers rm %s) or remove the image anyway with --force", strings.Join(e.Containers, " "))
 	case *store.MissingManifestError:

@@ -149,6 +149,7 @@ func commands() []*cli.Command {
 		nodeCommand(),
 		saveCommand(),
 		loadCommand(),
+		historyCommand(),
 		infoCommand(),
 		versionCommand(),
 	}

@@ -51,6 +51,7 @@ var commandNamespaces = map[string]namespaceUse{
 	"save":      {joinsContainerd: true, ownNamespaces: true},
 	"load":      {joinsContainerd: true, ownNamespaces: true},
 	"info":      {joinsContainerd: true, ownNamespaces: true},
+	"history":   {joinsContainerd: true, ownNamespaces: true},
 	"version":   {},
 }
 
