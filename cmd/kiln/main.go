@@ -143,6 +143,8 @@ func commands() []*cli.Command {
 		rmCommand(),
 		pullCommand(),
 		pushCommand(),
+		loginCommand(),
+		logoutCommand(),
 		manifestCommand(),
 		nodeCommand(),
 		saveCommand(),
