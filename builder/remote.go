@@ -141,7 +141,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 	}
 	if push {
 		for _, n := range names {
-			if _, err := st.Push(ctx, n, store.PushOptions{Progress: progressOut(req)}); err != nil {
+			if _, err := st.Push(ctx, n, store.PushOptions{Registry: cfg.Registry, Progress: progressOut(req)}); err != nil {
 				return nil, err
 			}
 		}

@@ -144,6 +144,8 @@ func commands() []*cli.Command {
 		rmCommand(),
 		pullCommand(),
 		pushCommand(),
+		loginCommand(),
+		logoutCommand(),
 		manifestCommand(),
 		nodeCommand(),
 		saveCommand(),
