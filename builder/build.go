@@ -84,7 +84,7 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request, opts ..
 	if err != nil {
 		return nil, err
 	}
-	collectGarbage(ctx, eng, req)
+	collectGarbage(ctx, eng, req.Quiet, req.Stderr)
 	return res, nil
 }
 
@@ -94,6 +94,12 @@ func buildHere(ctx context.Context, cfg engine.Config, eng *engine.Engine, req *
 	if err != nil {
 		return nil, request.WithOptionHint(explain(ctx, cfg, eng.Store(), req, rec, err))
 	}
+	return finish(req, resp)
+}
+
+// finish makes the Result of a solve and writes what the request asks
+// for besides the image: the iidfile, the metadata file, the digest with -q.
+func finish(req *request.Request, resp *bkclient.SolveResponse) (*Result, error) {
 	res := &Result{
 		Digest:    resp.ExporterResponse["containerimage.digest"],
 		Names:     req.Names,
@@ -109,14 +115,14 @@ func buildHere(ctx context.Context, cfg engine.Config, eng *engine.Engine, req *
 // collectGarbage applies the garbage collection policy after a build and
 // says what it freed (unless quiet) or that it failed: a build that
 // succeeded stays a success.
-func collectGarbage(ctx context.Context, eng *engine.Engine, req *request.Request) {
+func collectGarbage(ctx context.Context, eng *engine.Engine, quiet bool, stderr io.Writer) {
 	freed, err := eng.CollectGarbage(ctx)
-	if freed.Records > 0 && !req.Quiet {
-		fmt.Fprintf(req.Stderr, "garbage collection freed %d build cache records, %s (set what it keeps with --gc-keep-storage, or turn it off with --gc=false)\n",
+	if freed.Records > 0 && !quiet {
+		fmt.Fprintf(stderr, "garbage collection freed %d build cache records, %s (set what it keeps with --gc-keep-storage, or turn it off with --gc=false)\n",
 			freed.Records, units.HumanSize(float64(freed.Size)))
 	}
 	if err != nil && ctx.Err() == nil {
-		fmt.Fprintf(req.Stderr, "warning: the build succeeded, but collecting build cache garbage failed: %s (free space with \"kiln prune\")\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "warning: the build succeeded, but collecting build cache garbage failed: %s (free space with \"kiln prune\")\n", oneLine(err.Error()))
 	}
 }
 

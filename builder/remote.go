@@ -170,7 +170,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 	hist = nil
 	// The nodes collect their own caches; this is the local builder's.
 	if eng != nil {
-		collectGarbage(ctx, eng, req)
+		collectGarbage(ctx, eng, req.Quiet, req.Stderr)
 	}
 	return res, nil
 }
@@ -242,17 +242,7 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 	eg, gctx := errgroup.WithContext(ctx)
 	for i, r := range runs {
 		r.rec = newRecorder()
-		statusCh := make(chan *bkclient.SolveStatus)
-		forwarders.Add(1)
-		go func() {
-			defer forwarders.Done()
-			for s := range statusCh {
-				r.rec.record(s)
-				s = relabel(s, r.name)
-				hist.update(s)
-				disp.send(s)
-			}
-		}()
+		statusCh := disp.feed(r.rec, hist, r.name, &forwarders)
 		eg.Go(func() error {
 			resp, err := r.client.Solve(gctx, nil, opts[i], statusCh)
 			if err != nil {

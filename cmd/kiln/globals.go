@@ -112,16 +112,42 @@ func reorder(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
-	path := []string{args[i]}
+	// Each command on the way to the one that runs ("kiln compose build")
+	// keeps the options it owns: those before its subcommand, and those
+	// given after it that only it knows ("kiln compose build -f x.yaml").
+	chain := []*cli.Command{cmd}
+	own := [][]string{{args[i]}}
 	i++
-	// Descend into subcommands ("kiln emulation ls").
 	for i < len(args) {
-		sub := findCommand(cmd.Subcommands, args[i])
+		a := args[i]
+		if len(cmd.Subcommands) > 0 && strings.HasPrefix(a, "-") && a != "-" && a != "--" {
+			dst := &own[len(own)-1]
+			switch {
+			case isFlag(cmd.Flags, a):
+				*dst = append(*dst, a)
+				if takesValue(cmd.Flags, a) && i+1 < len(args) {
+					i++
+					*dst = append(*dst, args[i])
+				}
+			case isFlag(app.Flags, a):
+				global = append(global, a)
+				if takesValue(app.Flags, a) && i+1 < len(args) {
+					i++
+					global = append(global, args[i])
+				}
+			default:
+				return args // an unknown option: urfave/cli reports it
+			}
+			i++
+			continue
+		}
+		sub := findCommand(cmd.Subcommands, a)
 		if sub == nil {
 			break
 		}
 		cmd = sub
-		path = append(path, args[i])
+		chain = append(chain, sub)
+		own = append(own, []string{a})
 		i++
 	}
 	var flags, positional []string
@@ -140,14 +166,23 @@ func reorder(app *cli.App, args []string) []string {
 				global = append(global, args[i])
 			}
 		default:
-			flags = append(flags, a)
-			if takesValue(cmd.Flags, a) && i+1 < len(args) {
+			dst, owner := &flags, cmd
+			for j := len(chain) - 2; j >= 0 && !isFlag(cmd.Flags, a); j-- {
+				if isFlag(chain[j].Flags, a) {
+					dst, owner = &own[j], chain[j]
+					break
+				}
+			}
+			*dst = append(*dst, a)
+			if takesValue(owner.Flags, a) && i+1 < len(args) {
 				i++
-				flags = append(flags, args[i])
+				*dst = append(*dst, args[i])
 			}
 		}
 	}
-	rest = append(rest, path...)
+	for _, o := range own {
+		rest = append(rest, o...)
+	}
 	rest = append(rest, flags...)
 	if len(positional) > 0 {
 		rest = append(rest, "--")

@@ -134,6 +134,7 @@ func newApp() *cli.App {
 func commands() []*cli.Command {
 	cmds := []*cli.Command{
 		buildCommand(),
+		composeCommand(),
 		pruneCommand(),
 		duCommand(),
 		emulationCommand(),

@@ -35,6 +35,7 @@ type namespaceUse struct {
 // handlers its builds see, but opens no store.
 var commandNamespaces = map[string]namespaceUse{
 	"build":     {joinsContainerd: true, ownNamespaces: true},
+	"compose":   {joinsContainerd: true, ownNamespaces: true},
 	"prune":     {joinsContainerd: true, ownNamespaces: true},
 	"du":        {joinsContainerd: true, ownNamespaces: true},
 	"emulation": {joinsContainerd: true},

@@ -31,6 +31,7 @@ var rules = []rule{
 	{"rootless", []string{"builder", "engine", "request", "cmd/kiln", "store"}, "rootless is host policy"},
 	{"snapshot", []string{"builder", "engine", "request", "cmd/kiln", "store"}, "snapshot is host policy"},
 	{"request", []string{"engine", "builder", "cmd/kiln"}, "a build request is data, parsed before any engine starts"},
+	{"compose", []string{"engine", "builder", "cmd/kiln"}, "a compose project is data: the builds it maps to, parsed before any engine starts"},
 	{"engine", []string{"builder", "request", "cmd/kiln"}, "the engine knows nothing of flags or one build's options"},
 	{"builder", []string{"cmd/kiln"}, "builder orchestrates; presentation is cmd/kiln's"},
 	{"history", []string{"builder", "engine", "request", "cmd/kiln", "store", "nodes", "emulation", "rootless", "snapshot"}, "history keeps build records as data; the engine names their directory, cmd/kiln shows them"},
@@ -85,13 +86,13 @@ func TestImportRules(t *testing.T) {
 }
 
 func TestRequestImportsNoEngine(t *testing.T) {
-	for _, dep := range goList(t, "-deps", module+"/request") {
+	for _, dep := range goList(t, "-deps", module+"/request", module+"/compose") {
 		if slices.Contains(clientWire, dep) {
 			continue
 		}
 		for _, e := range engineOnly {
 			if dep == e || strings.HasPrefix(dep, e+"/") {
-				t.Errorf("request imports %s: a build request is parsed without BuildKit's engine", dep)
+				t.Errorf("request or compose imports %s: a build request is parsed without BuildKit's engine", dep)
 			}
 		}
 	}
