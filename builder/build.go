@@ -55,6 +55,7 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Resul
 	for _, w := range req.Warnings {
 		fmt.Fprintln(req.Stderr, w)
 	}
+	cfg.Limits = engine.Limits{Memory: req.Budget.Memory, CPUs: req.Budget.CPUs, MaxParallelism: req.Budget.MaxParallelism}
 	// Platforms that --node or the nodes files send to remote BuildKit
 	// nodes take their own path (remote.go).
 	if res, ok, err := buildOnNodes(ctx, cfg, req); ok {
@@ -67,12 +68,13 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Resul
 	defer warmPlatforms(req)()
 	eng, err := engine.Start(ctx, cfg, runnable, req.Stderr)
 	if err != nil {
-		return nil, err
+		return nil, budgetHint(err)
 	}
 	defer eng.Close()
 
 	resp, rec, err := solve(ctx, eng.Client(), req)
 	if err != nil {
+		rec.outOfMemory(eng, req)
 		return nil, request.WithOptionHint(explain(ctx, eng.Store(), req, rec, err))
 	}
 	res := &Result{

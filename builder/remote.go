@@ -80,7 +80,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 			return nil, err
 		}
 		if eng, err = engine.Start(ctx, cfg, runnable, req.Stderr); err != nil {
-			return nil, err
+			return nil, budgetHint(err)
 		}
 		defer eng.Close()
 		st = eng.Store()
@@ -106,6 +106,9 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 
 	multi := len(plan.order) > 1
 	if err := solveAll(ctx, runs, ingest, multi, req); err != nil {
+		if eng != nil {
+			runs[0].rec.outOfMemory(eng, req)
+		}
 		return nil, explainRuns(ctx, st, runs, err)
 	}
 

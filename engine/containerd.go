@@ -65,7 +65,7 @@ func (b containerdBackend) workerOpt(_ *store.Store, state, snapshotter string) 
 	if !cfg.Rootless {
 		// Rootless runc cannot use cgroup paths on cgroup v1, and BuildKit's
 		// rootless mode drops them anyway.
-		cgroup = cgroupParent(cfg.Root)
+		cgroup = stepCgroupParent(cfg)
 	}
 	opt, err := newWorkerOpt(containerd.WorkerOptions{
 		Root:            state,

@@ -43,6 +43,9 @@ type Info struct {
 	// Rootless is set when kiln builds for an unprivileged user with their
 	// rootless containerd.
 	Rootless *RootlessInfo `json:"rootless,omitempty"`
+	// Budget says which build limits are in force and whether the kernel
+	// enforces them.
+	Budget *BudgetInfo `json:"budget"`
 }
 
 // RootlessInfo describes the rootless containerd kiln builds with.
@@ -74,6 +77,7 @@ func Describe(ctx context.Context, cfg Config) (*Info, error) {
 	if err := b.describe(ctx, info); err != nil {
 		return nil, err
 	}
+	info.Budget = describeBudget(cfg)
 	if info.Platforms, info.Installable, err = buildablePlatforms(ctx); err != nil {
 		return nil, err
 	}
