@@ -33,6 +33,7 @@ deps:
 	hack/install-deps.sh
 	hack/build-containerd.sh $(TOOLS)
 	hack/build-buildkit.sh $(TOOLS)   # buildkitd nodes for integration/nodes_test.go, buildctl
+	hack/build-crictl.sh $(TOOLS)     # crictl for integration/k8s_test.go (containerd's CRI plugin)
 	hack/fixtures.sh $(FIXTURES)
 	hack/debian-fixtures.sh $(FIXTURES)   # Debian bookworm rootfs tarballs (once per machine, ~5 min)
 

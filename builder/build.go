@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/containerd/platforms"
 	"github.com/docker/cli/cli/config"
@@ -76,6 +77,12 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Resul
 	if err != nil {
 		rec.outOfMemory(eng, req)
 		return nil, request.WithOptionHint(explain(ctx, eng.Store(), req, rec, err))
+	}
+	if names := resp.ExporterResponse["image.name"]; names != "" {
+		// In Kubernetes' namespace the kubelet sees the image at once.
+		if err := eng.Store().ManageForCRI(ctx, strings.Split(names, ",")); err != nil {
+			return nil, err
+		}
 	}
 	res := &Result{
 		Digest:    resp.ExporterResponse["containerimage.digest"],

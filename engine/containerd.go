@@ -135,6 +135,10 @@ func chooseSnapshotter(ctx context.Context, st *store.Store, cfg Config) (snapsh
 	}
 	if cfg.SnapshotterSet {
 		req.Name = cfg.Snapshotter
+	} else if st.Namespace() == store.KubernetesNamespace {
+		// Without a CRI plugin (or one that does not say) kiln chooses as
+		// in any namespace.
+		req.CRI, _ = st.CRISnapshotter(ctx)
 	}
 	if cfg.Rootless && rootless.Child() {
 		req.ProbeOverlay = func() error { return snapshot.ProbeOverlay(cfg.Root) }

@@ -68,6 +68,10 @@ type Config struct {
 	AddressSet bool
 	// Namespace is the containerd namespace images are built and stored in.
 	Namespace string
+	// Kubernetes is --k8s: the containerd of the Kubernetes distribution
+	// on this host (unless Address is set) and its CRI's namespace, which
+	// Namespace must then be (see Config.Selection).
+	Kubernetes bool
 	// Snapshotter is the containerd snapshotter steps run on.
 	Snapshotter string
 	// SnapshotterSet is true when the user chose Snapshotter; otherwise

@@ -17,6 +17,9 @@ type Info struct {
 	Store string `json:"store"`
 	// StoreReason says why kiln uses that store.
 	StoreReason string `json:"storeReason"`
+	// Kubernetes names the Kubernetes distribution whose containerd kiln
+	// uses (k3s, RKE2, MicroK8s), found at its known socket.
+	Kubernetes string `json:"kubernetes,omitempty"`
 	// StoreDir is the embedded store's directory; empty with containerd.
 	StoreDir string `json:"storeDir,omitempty"`
 	// Runtime is what runs the build steps: the runc kiln starts them with,
@@ -70,6 +73,7 @@ func Describe(ctx context.Context, cfg Config) (*Info, error) {
 	info := &Info{
 		Store:        sel.Kind,
 		StoreReason:  sel.Reason,
+		Kubernetes:   sel.Kubernetes,
 		Namespace:    cfg.Namespace,
 		Root:         cfg.Root,
 		HostPlatform: platforms.Format(platforms.DefaultSpec()),

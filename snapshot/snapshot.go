@@ -57,6 +57,10 @@ type Request struct {
 	ProbeOverlay func() error
 	// FuseInstalled is set when the fuse-overlayfs program is installed.
 	FuseInstalled bool
+	// CRI is the snapshotter of containerd's CRI plugin when kiln builds
+	// into the CRI's namespace: the kubelet runs images only from what
+	// that snapshotter unpacked, so it goes first.
+	CRI string
 }
 
 // Plugins lists containerd's snapshotter plugins.
@@ -105,6 +109,10 @@ func Choose(plugins []Plugin, req Request) (Choice, error) {
 			return Choice{}, fmt.Errorf("containerd's %s snapshotter did not load (%s): fix containerd's configuration, or choose another with --snapshotter (it has %s)", req.Name, p.Err, have)
 		}
 		return Choice{Name: req.Name, Reason: "chosen with --snapshotter or CONTAINERD_SNAPSHOTTER"}, nil
+	}
+
+	if p, ok := byID[req.CRI]; ok && p.Err == "" {
+		return Choice{Name: req.CRI, Reason: "the snapshotter of containerd's CRI plugin, which the kubelet runs the images of namespace k8s.io from"}, nil
 	}
 
 	var why []string

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 
@@ -25,6 +26,11 @@ type Selection struct {
 	Kind string `json:"kind"`
 	// Reason says why, for kiln info.
 	Reason string `json:"reason"`
+	// Address, when set, is the containerd socket to use instead of the
+	// one asked for: a Kubernetes distribution's (see FindKubernetes).
+	Address string `json:"address,omitempty"`
+	// Kubernetes names the distribution whose containerd Address is.
+	Kubernetes string `json:"kubernetes,omitempty"`
 }
 
 // Embedded reports whether the selection is the embedded store.
@@ -35,7 +41,9 @@ func (s Selection) Embedded() bool { return s.Kind == KindEmbedded }
 // addressSet says whether the user gave it (--address or
 // CONTAINERD_ADDRESS). Without a choice kiln uses containerd when an
 // address was given, even one that does not answer, or when the default
-// socket exists, and the embedded store otherwise.
+// socket exists, and the embedded store otherwise. When no containerd
+// answers at the default socket but a Kubernetes distribution's does (k3s,
+// RKE2, MicroK8s: see FindKubernetes), kiln uses that one.
 func Select(kind, address string, addressSet bool) (Selection, error) {
 	switch kind {
 	case KindEmbedded:
@@ -50,7 +58,15 @@ func Select(kind, address string, addressSet bool) (Selection, error) {
 	if addressSet {
 		return Selection{Kind: KindContainerd, Reason: "--address or CONTAINERD_ADDRESS names containerd's socket " + address}, nil
 	}
-	if _, err := os.Stat(address); errors.Is(err, fs.ErrNotExist) {
+	_, err := os.Stat(address)
+	missing := errors.Is(err, fs.ErrNotExist)
+	if missing || !answers(address) {
+		if k, ok := FindKubernetes(); ok {
+			return Selection{Kind: KindContainerd, Address: k.Address, Kubernetes: k.Name,
+				Reason: fmt.Sprintf("no containerd answers at %s; %s's does at %s", address, k.Name, k.Address)}, nil
+		}
+	}
+	if missing {
 		return Selection{Kind: KindEmbedded, Reason: "no containerd socket at " + address + " and no --address or CONTAINERD_ADDRESS given"}, nil
 	}
 	return Selection{Kind: KindContainerd, Reason: "containerd's socket is at " + address}, nil

@@ -13,6 +13,7 @@ import (
 	"github.com/kiln-build/kiln/cgroup"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/request"
+	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/usage"
 	"github.com/kiln-build/kiln/version"
 )
@@ -51,6 +52,13 @@ func infoCommand() *cli.Command {
 				fmt.Fprintf(w, "store directory:\t%s\n", info.StoreDir)
 			} else {
 				fmt.Fprintf(w, "containerd:\t%s (version %s)\n", info.Address, info.ContainerdVersion)
+			}
+			if info.Kubernetes != "" {
+				if info.Namespace == store.KubernetesNamespace {
+					fmt.Fprintf(w, "kubernetes:\t%s: images built here are the kubelet's (namespace %s)\n", info.Kubernetes, store.KubernetesNamespace)
+				} else {
+					fmt.Fprintf(w, "kubernetes:\t%s: build with --k8s (namespace %s) for the kubelet to run the images\n", info.Kubernetes, store.KubernetesNamespace)
+				}
 			}
 			fmt.Fprintf(w, "runtime:\t%s\n", info.Runtime)
 			fmt.Fprintf(w, "namespace:\t%s\n", info.Namespace)
