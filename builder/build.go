@@ -76,7 +76,7 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Resul
 	resp, rec, err := solve(ctx, eng.Client(), req)
 	if err != nil {
 		rec.outOfMemory(eng, req)
-		return nil, request.WithOptionHint(explain(ctx, eng.Store(), req, rec, err))
+		return nil, request.WithOptionHint(explain(ctx, cfg, eng.Store(), req, rec, err))
 	}
 	if names := resp.ExporterResponse["image.name"]; names != "" {
 		// In Kubernetes' namespace the kubelet sees the image at once.

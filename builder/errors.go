@@ -15,6 +15,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/internal/errmsg"
 	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/request"
@@ -57,7 +58,7 @@ var (
 // explain turns a failed solve into an error a user can act on: the
 // Dockerfile line of a syntax error, the step and exit code of a failed RUN,
 // the missing platform of a local base image.
-func explain(ctx context.Context, st *store.Store, req *request.Request, rec *recorder, err error) error {
+func explain(ctx context.Context, cfg engine.Config, st *store.Store, req *request.Request, rec *recorder, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("build interrupted: the steps that finished are cached for the next build: %w", ctx.Err())
 	}
@@ -81,7 +82,7 @@ func explain(ctx context.Context, st *store.Store, req *request.Request, rec *re
 			return local
 		}
 		if networkTrap().MatchString(msg) {
-			return fmt.Errorf("cannot fetch base image %s: the registry is not reachable (%s); pull it while online with \"kiln pull %s\", or build it locally", m[1], lastCause(msg), m[1])
+			return offlineBaseError(ctx, cfg, st, m[1], lastCause(msg))
 		}
 	}
 	if m := pushImage().FindStringSubmatch(msg); m != nil {
@@ -94,6 +95,22 @@ func explain(ctx context.Context, st *store.Store, req *request.Request, rec *re
 		return &BuildError{Message: loc + ": " + parsePrefix().ReplaceAllString(msg, ""), err: err}
 	}
 	return errors.New(msg)
+}
+
+// offlineBaseError explains a base image the registry could not be asked
+// for. On the embedded store the image may be in a containerd on this host:
+// an offline host's way out is to copy it from there.
+func offlineBaseError(ctx context.Context, cfg engine.Config, st *store.Store, ref, cause string) error {
+	msg := fmt.Sprintf("cannot fetch base image %s: the registry is not reachable (%s)", ref, cause)
+	if !st.Embedded() {
+		return fmt.Errorf("%s; pull it while online with \"kiln pull %s\", or build it locally", msg, ref)
+	}
+	if name, err := store.NormalizeName(ref); err == nil {
+		if at, ok := store.FindInContainerd(ctx, cfg.Address, cfg.Namespace, name); ok {
+			return fmt.Errorf("%s; the containerd at %s has it in namespace %s: copy it into kiln's store with \"kiln pull %s %s\"", msg, at.Address, at.Namespace, ref, at.URL())
+		}
+	}
+	return fmt.Errorf("%s; pull it while online with \"kiln pull %s\", copy it from a containerd that has it with \"kiln pull %s containerd://[ADDRESS][/NAMESPACE]\", or build it locally", msg, ref, ref)
 }
 
 // stepError describes a failed step by its name, exit code and output.

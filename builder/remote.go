@@ -109,7 +109,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 		if eng != nil {
 			runs[0].rec.outOfMemory(eng, req)
 		}
-		return nil, explainRuns(ctx, st, runs, err)
+		return nil, explainRuns(ctx, cfg, st, runs, err)
 	}
 
 	desc, err := assemble(ctx, ingest, runs, plan.order)
@@ -294,14 +294,14 @@ var lostNode = errmsg.Pattern(`(?i)error reading from server|connection reset|tr
 
 // explainRuns says which builder failed and why: a node that stopped
 // answering, or the step that failed where it ran.
-func explainRuns(ctx context.Context, st *store.Store, runs []*builderRun, err error) error {
+func explainRuns(ctx context.Context, cfg engine.Config, st *store.Store, runs []*builderRun, err error) error {
 	var re *runError
 	if !errors.As(err, &re) {
 		return err
 	}
 	r := re.run
 	if r.node == nil {
-		return request.WithOptionHint(explain(ctx, st, r.req, r.rec, re.err))
+		return request.WithOptionHint(explain(ctx, cfg, st, r.req, r.rec, re.err))
 	}
 	n := r.node.node
 	if ctx.Err() == nil && nodeLost(re.err) {
@@ -311,7 +311,7 @@ func explainRuns(ctx context.Context, st *store.Store, runs []*builderRun, err e
 	if m := resolveImage().FindStringSubmatch(clean(re.err)); m != nil && ctx.Err() == nil {
 		return fmt.Errorf("node %s cannot fetch base image %s (%s): a node has no access to this host's images; push the base to a registry the node reaches, or build it there", n, m[1], lastCause(clean(re.err)))
 	}
-	return fmt.Errorf("on node %s: %w", n, request.WithOptionHint(explain(ctx, st, r.req, r.rec, re.err)))
+	return fmt.Errorf("on node %s: %w", n, request.WithOptionHint(explain(ctx, cfg, st, r.req, r.rec, re.err)))
 }
 
 // nodeLost reports whether err is a node's connection breaking rather

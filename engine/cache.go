@@ -29,9 +29,31 @@ type CacheRecord struct {
 	Description string
 	Size        int64
 	InUse       bool
-	Shared      bool
+	// Shared records hold layers an image in the store also holds.
+	Shared bool
+	// Reclaimable records are what kiln prune frees: not in use, not
+	// shared with an image, and neither BuildKit's internal records nor
+	// its frontends', as BuildKit's prune without "all" chooses them.
 	Reclaimable bool
-	LastUsed    *time.Time
+	// ReclaimableAll records are what kiln prune --all frees: every
+	// record not in use (buildctl du's "Reclaimable").
+	ReclaimableAll bool
+	LastUsed       *time.Time
+}
+
+// newCacheRecord describes one of BuildKit's usage records.
+func newCacheRecord(id, description, recordType string, size int64, inUse, shared bool, lastUsed *time.Time) CacheRecord {
+	internal := recordType == string(bkclient.UsageRecordTypeInternal) || recordType == string(bkclient.UsageRecordTypeFrontend)
+	return CacheRecord{
+		ID:             id,
+		Description:    description,
+		Size:           size,
+		InUse:          inUse,
+		Shared:         shared,
+		Reclaimable:    !inUse && !shared && !internal,
+		ReclaimableAll: !inUse,
+		LastUsed:       lastUsed,
+	}
 }
 
 // Prune frees build cache. A kiln process lives too briefly for BuildKit's
@@ -69,15 +91,7 @@ func DiskUsage(ctx context.Context, cfg Config, stderr io.Writer) ([]CacheRecord
 	})
 	out := make([]CacheRecord, 0, len(du))
 	for _, u := range du {
-		out = append(out, CacheRecord{
-			ID:          u.ID,
-			Description: u.Description,
-			Size:        u.Size,
-			InUse:       u.InUse,
-			Shared:      u.Shared,
-			Reclaimable: !u.InUse && !u.Shared,
-			LastUsed:    u.LastUsedAt,
-		})
+		out = append(out, newCacheRecord(u.ID, u.Description, string(u.RecordType), u.Size, u.InUse, u.Shared, u.LastUsedAt))
 	}
 	return out, nil
 }
@@ -113,18 +127,11 @@ type pruneStream struct {
 func (s *pruneStream) Context() context.Context { return s.ctx }
 
 func (s *pruneStream) Send(u *controlapi.UsageRecord) error {
-	r := CacheRecord{
-		ID:          u.ID,
-		Description: u.Description,
-		Size:        u.Size,
-		InUse:       u.InUse,
-		Shared:      u.Shared,
-		Reclaimable: !u.InUse && !u.Shared,
-	}
+	var lastUsed *time.Time
 	if u.LastUsedAt != nil {
 		t := u.LastUsedAt.AsTime()
-		r.LastUsed = &t
+		lastUsed = &t
 	}
-	s.freed = append(s.freed, r)
+	s.freed = append(s.freed, newCacheRecord(u.ID, u.Description, u.RecordType, u.Size, u.InUse, u.Shared, lastUsed))
 	return nil
 }

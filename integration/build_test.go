@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	units "github.com/docker/go-units"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -275,7 +276,18 @@ func TestCacheCommandsAndInfo(t *testing.T) {
 	if !regexp.MustCompile(`total:\s+[1-9][\d.]*\s*[kMG]?B`).MatchString(du) {
 		t.Fatalf("kiln du after a build shows no usage:\n%s", du)
 	}
+	// What each prune frees (issue #21): kiln prune frees "reclaimable", and
+	// after it only what --all would free is left.
+	f := duFigures(t, du)
+	if f["reclaimable"] > f["reclaimable with --all"] || f["reclaimable with --all"] == 0 || f["shared"] > f["total"] || f["private"] > f["total"] {
+		t.Fatalf("kiln du figures do not add up:\n%s", du)
+	}
 	e.kiln("rmi-not-a-command").fails(t, 2, `unknown command "rmi-not-a-command"`)
+	e.kiln("prune").ok(t)
+	pruned := e.kiln("du").ok(t).Stdout
+	if g := duFigures(t, pruned); g["reclaimable"] != 0 || g["reclaimable with --all"] == 0 {
+		t.Errorf("after kiln prune, du should show nothing reclaimable but what --all frees:\n%s", pruned)
+	}
 	e.kiln("prune", "--all").ok(t)
 	after := e.kiln("du").ok(t).Stdout
 	if !strings.Contains(after, "records:     0") && !regexp.MustCompile(`total:\s+0B`).MatchString(after) {
@@ -295,4 +307,28 @@ func TestCacheCommandsAndInfo(t *testing.T) {
 	if v := e.kiln("version").ok(t).Stdout; !strings.Contains(v, "BuildKit v0.34.2") {
 		t.Errorf("kiln version does not name the embedded BuildKit:\n%s", v)
 	}
+}
+
+// duFigures reads kiln du's summary lines ("reclaimable:  1.2MB ...") as bytes.
+func duFigures(t *testing.T, out string) map[string]int64 {
+	t.Helper()
+	m := map[string]int64{}
+	for _, l := range strings.Split(out, "\n") {
+		name, rest, ok := strings.Cut(l, ":")
+		f := strings.Fields(rest)
+		if !ok || len(f) == 0 || name == "records" {
+			continue
+		}
+		n, err := units.FromHumanSize(f[0])
+		if err != nil {
+			t.Fatalf("kiln du: %q: %v", l, err)
+		}
+		m[name] = n
+	}
+	for _, k := range []string{"shared", "private", "reclaimable", "reclaimable with --all", "total"} {
+		if _, ok := m[k]; !ok {
+			t.Fatalf("kiln du shows no %q line:\n%s", k, out)
+		}
+	}
+	return m
 }

@@ -634,3 +634,37 @@ func TestEmbeddedUnprivilegedNoSubIDs(t *testing.T) {
 		t.Errorf("the error does not say how to add subordinate ids:\n%s", r.Stderr)
 	}
 }
+
+// TestEmbeddedOfflineBase: on an offline host, a build on the embedded store
+// whose base image is only in a containerd names that containerd and the
+// "kiln pull NAME containerd://..." that copies it (issue #21), and after
+// that copy the build succeeds, still offline.
+func TestEmbeddedOfflineBase(t *testing.T) {
+	t.Parallel()
+	e := newEmbeddedEnv(t)
+	e.env.busyboxBase(t, "offlinebase:1", "linux/amd64")
+	dir := contextDir(t, map[string]string{"Dockerfile": "FROM offlinebase:1\nRUN echo ok > /ok\n"})
+	// A network namespace with nothing but a loopback that is down: any
+	// registry contact fails, while containerd's socket still answers.
+	offline := func(args ...string) result {
+		full := append([]string{"-n", kilnBinary, "--address", e.Address}, append(e.globalArgs(), args...)...)
+		return runEnv(t, kilnEnv(), "unshare -n kiln "+strings.Join(args, " "), "unshare", full...)
+	}
+	want := "cannot fetch base image docker.io/library/offlinebase:1: the registry is not reachable"
+	r := offline("build", "--platform", "linux/amd64", "-t", "offline", dir)
+	r.fails(t, 1, want)
+	fix := fmt.Sprintf("the containerd at %s has it in namespace %s: copy it into kiln's store with \"kiln pull docker.io/library/offlinebase:1 containerd://%s/%s\"", e.Address, e.Namespace, e.Address, e.Namespace)
+	if !strings.Contains(r.Stderr, fix) {
+		t.Fatalf("the error does not name the containerd that has the base:\n%s", r.Stderr)
+	}
+	offline("pull", "docker.io/library/offlinebase:1", "containerd://"+e.Address+"/"+e.Namespace).ok(t)
+	offline("build", "--platform", "linux/amd64", "-t", "offline", dir).ok(t)
+
+	// Without a containerd that has it, the error says both ways.
+	other := newEmbeddedEnv(t)
+	r = runEnv(t, kilnEnv(), "unshare -n kiln build", "unshare", append([]string{"-n", kilnBinary, "--address", filepath.Join(t.TempDir(), "none.sock")}, append(other.globalArgs(), "build", "--platform", "linux/amd64", dir)...)...)
+	r.fails(t, 1, want)
+	if !strings.Contains(r.Stderr, "copy it from a containerd that has it with \"kiln pull docker.io/library/offlinebase:1 containerd://[ADDRESS][/NAMESPACE]\"") {
+		t.Fatalf("the error does not offer the containerd copy:\n%s", r.Stderr)
+	}
+}

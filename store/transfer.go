@@ -7,11 +7,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/pkg/identifiers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/semaphore"
@@ -202,4 +204,35 @@ func (s *Store) Same(other *Store) bool {
 	a, errA := filepath.EvalSymlinks(s.address)
 	b, errB := filepath.EvalSymlinks(other.address)
 	return s.address == other.address || errA == nil && errB == nil && a == b
+}
+
+// URL is r as push and pull take it: containerd://ADDRESS/NAMESPACE.
+func (r ContainerdRef) URL() string {
+	return ContainerdScheme + r.Address + "/" + r.Namespace
+}
+
+// FindInContainerd looks for the image name in the containerd at address,
+// in namespace first and then in its other namespaces, so that a build on
+// the embedded store that cannot reach a registry can say where a copy is.
+// It reports false when no containerd answers there or none of its
+// namespaces names the image.
+func FindInContainerd(ctx context.Context, address, namespace, name string) (ContainerdRef, bool) {
+	s, err := Open(ctx, address, namespace)
+	if err != nil {
+		return ContainerdRef{}, false
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	all, err := s.client.NamespaceService().List(ctx)
+	if err != nil {
+		return ContainerdRef{}, false
+	}
+	order := append([]string{namespace}, slices.DeleteFunc(all, func(ns string) bool { return ns == namespace })...)
+	for _, ns := range order {
+		if _, err := s.client.ImageService().Get(namespaces.WithNamespace(ctx, ns), name); err == nil {
+			return ContainerdRef{Address: s.address, Namespace: ns}, true
+		}
+	}
+	return ContainerdRef{}, false
 }

@@ -54,22 +54,33 @@ func duCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			var total, reclaimable int64
+			var total, shared, reclaimable, reclaimableAll int64
 			w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 			if c.Bool("verbose") {
-				fmt.Fprintln(w, "ID\tSIZE\tRECLAIMABLE\tDESCRIPTION")
+				fmt.Fprintln(w, "ID\tSIZE\tRECLAIMABLE\tSHARED\tDESCRIPTION")
 			}
 			for _, r := range recs {
 				total += r.Size
+				if r.Shared {
+					shared += r.Size
+				}
 				if r.Reclaimable {
 					reclaimable += r.Size
 				}
+				if r.ReclaimableAll {
+					reclaimableAll += r.Size
+				}
 				if c.Bool("verbose") {
-					fmt.Fprintf(w, "%.12s\t%s\t%t\t%s\n", r.ID, units.HumanSize(float64(r.Size)), r.Reclaimable, truncate(r.Description, 60))
+					fmt.Fprintf(w, "%.12s\t%s\t%t\t%t\t%s\n", r.ID, units.HumanSize(float64(r.Size)), r.Reclaimable, r.Shared, truncate(r.Description, 60))
 				}
 			}
+			// buildctl du's "Reclaimable" is the --all figure; kiln shows
+			// what each prune would free, as buildx separates shared and private.
 			fmt.Fprintf(w, "records:\t%d\n", len(recs))
-			fmt.Fprintf(w, "reclaimable:\t%s\n", units.HumanSize(float64(reclaimable)))
+			fmt.Fprintf(w, "shared:\t%s\t(layers images also hold)\n", units.HumanSize(float64(shared)))
+			fmt.Fprintf(w, "private:\t%s\n", units.HumanSize(float64(total-shared)))
+			fmt.Fprintf(w, "reclaimable:\t%s\t(kiln prune frees this)\n", units.HumanSize(float64(reclaimable)))
+			fmt.Fprintf(w, "reclaimable with --all:\t%s\t(kiln prune --all frees this)\n", units.HumanSize(float64(reclaimableAll)))
 			fmt.Fprintf(w, "total:\t%s\n", units.HumanSize(float64(total)))
 			return w.Flush()
 		},

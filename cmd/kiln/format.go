@@ -213,9 +213,6 @@ func ago(t *time.Time, now time.Time) string {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	d := now.Sub(*t)
-	if d < time.Second {
-		return "just now"
-	}
-	return units.HumanDuration(d) + " ago"
+	// As docker: "Less than a second ago" for an image made this second.
+	return units.HumanDuration(now.Sub(*t)) + " ago"
 }

@@ -148,7 +148,7 @@ func TestParseRowFormatRejects(t *testing.T) {
 
 func TestAgo(t *testing.T) {
 	now := fixedTime()
-	for d, want := range map[time.Duration]string{0: "just now", 3 * time.Second: "3 seconds ago", 2 * time.Hour: "2 hours ago"} {
+	for d, want := range map[time.Duration]string{0: "Less than a second ago", 3 * time.Second: "3 seconds ago", 2 * time.Hour: "2 hours ago"} {
 		at := now.Add(-d)
 		if got := ago(&at, now); got != want {
 			t.Errorf("ago(%v) = %q, want %q", d, got, want)
