@@ -340,13 +340,8 @@ func wallRow(name string, kiln, peer []sample, target string, limit float64) row
 // memRow compares kiln's peak RSS with buildkitd's peak during the same
 // build plus buildctl's own.
 func memRow(name string, kiln, peer []sample) row {
-	var k, p []float64
-	for _, s := range kiln {
-		k = append(k, mb(s.MaxRSS))
-	}
-	for _, s := range peer {
-		p = append(p, mb(s.DaemonPeak+s.MaxRSS))
-	}
+	k := each(kiln, func(s sample) float64 { return mb(s.MaxRSS) })
+	p := each(peer, func(s sample) float64 { return mb(s.DaemonPeak + s.MaxRSS) })
 	return row{Name: name, Unit: "MB", Kiln: summarize(k), Peer: summarize(p),
 		PeerName: "buildkitd + buildctl", Target: "<= 0.5x", limit: 0.5}
 }
@@ -354,14 +349,8 @@ func memRow(name string, kiln, peer []sample) row {
 // cpuRow compares the CPU time of kiln (with the probes and other children
 // it waited for) with buildctl's plus buildkitd's during the same build.
 func cpuRow(name string, kiln, peer []sample) row {
-	cpu := func(ss []sample) []float64 {
-		out := make([]float64, len(ss))
-		for i, s := range ss {
-			out[i] = s.CPU.Seconds()
-		}
-		return out
-	}
-	return row{Name: name, Unit: "s", Kiln: summarize(cpu(kiln)), Peer: summarize(cpu(peer)),
+	cpu := func(s sample) float64 { return s.CPU.Seconds() }
+	return row{Name: name, Unit: "s", Kiln: summarize(each(kiln, cpu)), Peer: summarize(each(peer, cpu)),
 		PeerName: "buildctl + buildkitd"}
 }
 
@@ -369,13 +358,8 @@ func cpuRow(name string, kiln, peer []sample) row {
 // process's own, without the pages of its binary and libraries, which are
 // file-backed and shared with the page cache. Sampled every 10 ms.
 func anonRow(name string, kiln, peer []sample) row {
-	var k, p []float64
-	for _, s := range kiln {
-		k = append(k, mb(s.AnonPeak))
-	}
-	for _, s := range peer {
-		p = append(p, mb(s.DaemonAnonPeak+s.AnonPeak))
-	}
+	k := each(kiln, func(s sample) float64 { return mb(s.AnonPeak) })
+	p := each(peer, func(s sample) float64 { return mb(s.DaemonAnonPeak + s.AnonPeak) })
 	return row{Name: name, Unit: "MB", Kiln: summarize(k), Peer: summarize(p), PeerName: "buildkitd + buildctl"}
 }
 
@@ -389,9 +373,14 @@ func timed(ss []sample) []float64 {
 }
 
 func seconds(ss []sample) []float64 {
+	return each(ss, func(s sample) float64 { return s.Wall.Seconds() })
+}
+
+// each is f of every sample, the figures a row summarises.
+func each(ss []sample, f func(sample) float64) []float64 {
 	out := make([]float64, len(ss))
 	for i, s := range ss {
-		out[i] = s.Wall.Seconds()
+		out[i] = f(s)
 	}
 	return out
 }

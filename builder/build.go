@@ -11,11 +11,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/containerd/platforms"
 	"github.com/docker/cli/cli/config"
+	"github.com/docker/go-units"
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
@@ -26,6 +26,7 @@ import (
 
 	"github.com/kiln-build/kiln/emulation"
 	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/internal/safeio"
 	"github.com/kiln-build/kiln/request"
 )
 
@@ -93,8 +94,22 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Resul
 	if err := writeOutputs(req, res); err != nil {
 		return nil, err
 	}
-	eng.CollectGarbage(ctx, req.Quiet, req.Stderr)
+	collectGarbage(ctx, eng, req)
 	return res, nil
+}
+
+// collectGarbage applies the garbage collection policy after a build and
+// says what it freed (unless quiet) or that it failed: a build that
+// succeeded stays a success.
+func collectGarbage(ctx context.Context, eng *engine.Engine, req *request.Request) {
+	freed, err := eng.CollectGarbage(ctx)
+	if freed.Records > 0 && !req.Quiet {
+		fmt.Fprintf(req.Stderr, "garbage collection freed %d build cache records, %s (set what it keeps with --gc-keep-storage, or turn it off with --gc=false)\n",
+			freed.Records, units.HumanSize(float64(freed.Size)))
+	}
+	if err != nil && ctx.Err() == nil {
+		fmt.Fprintf(req.Stderr, "warning: the build succeeded, but collecting build cache garbage failed: %s (free space with \"kiln prune\")\n", strings.Join(strings.Fields(err.Error()), " "))
+	}
 }
 
 // ensureEmulation checks that every requested platform runs here before any
@@ -146,6 +161,9 @@ func solve(ctx context.Context, c *bkclient.Client, req *request.Request) (*bkcl
 		return err
 	})
 	err = eg.Wait()
+	if err == nil {
+		err = commitOutputs(closers)
+	}
 	return resp, rec, err
 }
 
@@ -154,23 +172,31 @@ func solve(ctx context.Context, c *bkclient.Client, req *request.Request) (*bkcl
 // and entitlements. The closers close the outputs' files, also on error.
 // Builds that send platforms to nodes (remote.go) start from it too.
 func solveOpt(r *request.Request) (bkclient.SolveOpt, []io.Closer, error) {
-	contextFS, err := fsutil.NewFS(r.ContextDir)
+	// Closing the contexts prints their warnings (contextFS): first,
+	// before the outputs are committed or removed.
+	var closers []io.Closer
+	contextFS, err := newContextFS(r.ContextDir, dockerignore(context.Background(), r), r.Stderr)
 	if err != nil {
 		return bkclient.SolveOpt{}, nil, fmt.Errorf("reading build context %s: %w", r.ContextDir, err)
 	}
-	dockerfileFS, err := fsutil.NewFS(r.Dockerfile.Dir)
+	closers = append(closers, contextFS)
+	dockerfileFS, err := newContextFS(r.Dockerfile.Dir, nil, nil)
 	if err != nil {
-		return bkclient.SolveOpt{}, nil, fmt.Errorf("reading the Dockerfile's directory %s: %w", r.Dockerfile.Dir, err)
-	}
-	entries, closers, err := exports(r)
-	if err != nil {
-		return bkclient.SolveOpt{}, closers, err
+		return bkclient.SolveOpt{}, closers, fmt.Errorf("reading the Dockerfile's directory %s: %w", r.Dockerfile.Dir, err)
 	}
 	mounts := map[string]fsutil.FS{"context": contextFS, "dockerfile": dockerfileFS}
 	for key, dir := range r.ContextDirs {
-		if mounts[key], err = fsutil.NewFS(dir); err != nil {
+		named, err := newContextFS(dir, nil, r.Stderr)
+		if err != nil {
 			return bkclient.SolveOpt{}, closers, fmt.Errorf("reading build context %s: %w", dir, err)
 		}
+		mounts[key] = named
+		closers = append(closers, named)
+	}
+	entries, outputs, err := exports(r)
+	closers = append(closers, outputs...)
+	if err != nil {
+		return bkclient.SolveOpt{}, closers, err
 	}
 	return bkclient.SolveOpt{
 		Frontend:            "dockerfile.v0",
@@ -216,7 +242,7 @@ func decodeMetadata(resp map[string]string) map[string]any {
 // standard output with -q), the metadata to --metadata-file.
 func writeOutputs(req *request.Request, res *Result) error {
 	if req.IIDFile != "" {
-		if err := os.WriteFile(req.IIDFile, []byte(res.Digest), 0o644); err != nil {
+		if err := safeio.WriteFile(req.IIDFile, []byte(res.Digest), 0o644); err != nil {
 			return fmt.Errorf("writing the image digest to --iidfile %s: %w", req.IIDFile, err)
 		}
 	}
@@ -225,7 +251,7 @@ func writeOutputs(req *request.Request, res *Result) error {
 		if err != nil {
 			return fmt.Errorf("encoding build metadata: %w", err)
 		}
-		if err := os.WriteFile(req.MetadataFile, dt, 0o644); err != nil {
+		if err := safeio.WriteFile(req.MetadataFile, dt, 0o644); err != nil {
 			return fmt.Errorf("writing build metadata to --metadata-file %s: %w", req.MetadataFile, err)
 		}
 	}

@@ -123,6 +123,14 @@ func planNodes(ctx context.Context, req *request.Request) (*nodePlan, error) {
 		}
 		fmt.Fprintf(req.Stderr, "node %s does not answer (%s): not using it\n", st.Node, st.Error)
 	}
+	// A build hands its nodes registry credentials, secrets and ssh
+	// agents: none goes to a node in clear text unless the user said so.
+	// Asking a node what it builds (above) sends nothing of the build.
+	for _, g := range plan.remote {
+		if err := g.node.CheckTransport(); err != nil {
+			return nil, err
+		}
+	}
 	if err := plan.connect(ctx, req.Nodes.Fallback, req.Stderr); err != nil {
 		plan.close()
 		return nil, err

@@ -44,7 +44,7 @@ func plan(t *testing.T, o *request.Options) (*nodePlan, string, error) {
 	if o.NodesFiles == nil {
 		o.NodesFiles = []string{}
 	}
-	r, err := request.Parse(o)
+	r, err := request.Parse(context.Background(), o)
 	if err != nil {
 		return nil, stderr.String(), err
 	}
@@ -104,7 +104,7 @@ func TestPlanNodesFailures(t *testing.T) {
 	foreign := foreignPlatform()
 	host := platforms.Format(emulation.HostPlatform())
 	dead := deadAddress(t)
-	files := nodesFile(t, "[node.board]\naddress = \""+dead+"\"\nplatforms = [\""+foreign+"\"]\n")
+	files := nodesFile(t, "[node.board]\naddress = \""+dead+"\"\nplatforms = [\""+foreign+"\"]\ninsecure-plaintext = true\n")
 
 	// A restricted node that does not answer fails the plan, naming it.
 	_, _, err := plan(t, &request.Options{Platforms: []string{host, foreign}, NodesFiles: files})
@@ -125,5 +125,63 @@ func TestNodePlanDescribe(t *testing.T) {
 	}
 	if got, want := p.describe(), "building linux/amd64 here, linux/arm64,linux/arm/v7 on node pi (tcp://h:1)"; got != want {
 		t.Fatalf("describe() = %q, want %q", got, want)
+	}
+}
+
+// TestPlanNodesPlaintext: a plain tcp:// node a build would use is refused
+// before anything is sent to it, as a usage error saying how to accept it;
+// accepted, it is contacted.
+func TestPlanNodesPlaintext(t *testing.T) {
+	foreign := foreignPlatform()
+	host := platforms.Format(emulation.HostPlatform())
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// A listener that counts connections: a refused node is never dialled.
+	dialled := make(chan struct{}, 16)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			dialled <- struct{}{}
+			c.Close()
+		}
+	}()
+	addr := "tcp://" + l.Addr().String()
+
+	_, _, err = plan(t, &request.Options{Platforms: []string{host, foreign}, Nodes: []string{foreign + "=" + addr}})
+	if err == nil || !usage.Is(err) || !strings.Contains(err.Error(), "is plain tcp:// without TLS") || !strings.Contains(err.Error(), ",insecure-plaintext=true") {
+		t.Fatalf("plain --node address: %v", err)
+	}
+	files := nodesFile(t, "[node.board]\naddress = \""+addr+"\"\nplatforms = [\""+foreign+"\"]\n")
+	_, _, err = plan(t, &request.Options{Platforms: []string{host, foreign}, NodesFiles: files})
+	if err == nil || !usage.Is(err) || !strings.Contains(err.Error(), "node board ("+addr+") is plain tcp:// without TLS") || !strings.Contains(err.Error(), "insecure-plaintext = true") {
+		t.Fatalf("plain configured node: %v", err)
+	}
+	// --node-fallback=emulate is for nodes that do not answer, not for this.
+	_, _, err = plan(t, &request.Options{Platforms: []string{host, foreign}, NodesFiles: files, NodeFallback: request.FallbackEmulate})
+	if err == nil || !usage.Is(err) {
+		t.Fatalf("plain configured node with the emulate fallback: %v", err)
+	}
+	select {
+	case <-dialled:
+		t.Fatal("kiln connected to a plain node it refused")
+	default:
+	}
+
+	// Accepted by the option named for the risk, the node is contacted
+	// (it is no BuildKit, so it does not answer).
+	_, _, err = plan(t, &request.Options{Platforms: []string{host, foreign}, Nodes: []string{foreign + "=" + addr + ",insecure-plaintext=true"}})
+	if err == nil || usage.Is(err) || !strings.Contains(err.Error(), "does not answer") {
+		t.Fatalf("accepted plain node: %v", err)
+	}
+	select {
+	case <-dialled:
+	default:
+		t.Fatal("the accepted plain node was not contacted")
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	bkclient "github.com/moby/buildkit/client"
 
+	"github.com/kiln-build/kiln/internal/safeio"
 	"github.com/kiln-build/kiln/request"
 )
 
@@ -35,7 +36,7 @@ func exports(r *request.Request) ([]bkclient.ExportEntry, []io.Closer, error) {
 				return nil, closers, err
 			}
 			closers = append(closers, w)
-			e.Output = func(map[string]string) (io.WriteCloser, error) { return w, nil }
+			e.Output = func(map[string]string) (io.WriteCloser, error) { return exportWriter{w}, nil }
 			if (o.Type == "oci" || o.Type == "docker") && e.Attrs["name"] == "" && len(r.Names) > 0 {
 				e.Attrs["name"] = strings.Join(r.Names, ",")
 			}
@@ -65,7 +66,10 @@ func imageEntry(r *request.Request, o request.Output) bkclient.ExportEntry {
 	return bkclient.ExportEntry{Type: bkclient.ExporterImage, Attrs: attrs}
 }
 
-// openDest opens an output file; "-" is standard output, kept open.
+// openDest opens an output file; "-" is standard output, kept open. A file
+// is written beside dest under a temporary name and replaces dest only when
+// the whole build succeeded (commitOutputs): a failed or interrupted build
+// leaves dest as it was. Closing an uncommitted file removes it.
 func openDest(dest string, stdout io.Writer) (io.WriteCloser, error) {
 	if dest == "-" {
 		return nopCloser{stdout}, nil
@@ -75,11 +79,32 @@ func openDest(dest string, stdout io.Writer) (io.WriteCloser, error) {
 			return nil, fmt.Errorf("creating the directory of output %s: %w", dest, err)
 		}
 	}
-	f, err := os.Create(dest)
+	f, err := safeio.Create(dest, 0o666)
 	if err != nil {
 		return nil, fmt.Errorf("creating output %s: %w", dest, err)
 	}
 	return f, nil
+}
+
+// exportWriter is what BuildKit's session writes an export to. BuildKit
+// closes it when the export is written, before the build as a whole has
+// succeeded, so its Close does nothing: the file is committed or removed
+// once the solve returns.
+type exportWriter struct{ io.Writer }
+
+func (exportWriter) Close() error { return nil }
+
+// commitOutputs makes the files of a successful build whole under their
+// names (see openDest).
+func commitOutputs(closers []io.Closer) error {
+	for _, c := range closers {
+		if f, ok := c.(*safeio.File); ok {
+			if err := f.Commit(); err != nil {
+				return fmt.Errorf("writing output %s: %w", f.Name(), err)
+			}
+		}
+	}
+	return nil
 }
 
 type nopCloser struct{ io.Writer }

@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/platforms"
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/exporter/containerimage/exptypes"
+	"github.com/moby/buildkit/session/auth"
 	solvererrdefs "github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/util/grpcerrors"
 	"github.com/moby/buildkit/util/progress/progressui"
@@ -64,6 +65,8 @@ type builderRun struct {
 	rec       *recorder
 	resp      *bkclient.SolveResponse
 	platforms []ocispecs.Platform
+	// auth answers a node's credential requests (credentials.go).
+	auth *scopedAuth
 }
 
 func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan *nodePlan) (*Result, error) {
@@ -151,7 +154,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 	}
 	// The nodes collect their own caches; this is the local builder's.
 	if eng != nil {
-		eng.CollectGarbage(ctx, req.Quiet, req.Stderr)
+		collectGarbage(ctx, eng, req)
 	}
 	return res, nil
 }
@@ -187,6 +190,7 @@ func nodeExport(r *request.Request, ingest *store.Ingest) bkclient.ExportEntry {
 // display; the first failure cancels the others.
 func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, multi bool, req *request.Request) error {
 	opts := make([]bkclient.SolveOpt, len(runs))
+	registries := buildRegistries(req)
 	for i, r := range runs {
 		opt, closers, err := solveOpt(r.req)
 		for _, c := range closers {
@@ -202,6 +206,9 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 			opt.FrontendAttrs["multi-platform"] = "true"
 		}
 		if r.node != nil {
+			if err := scopeSession(&opt, r, registries); err != nil {
+				return err
+			}
 			// A node has no access to this host's containerd: base images
 			// come from their registries.
 			opt.FrontendAttrs["image-resolve-mode"] = "default"
@@ -249,6 +256,38 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 	close(displayCh)
 	<-displayDone
 	return err
+}
+
+// scopeSession makes a node's session safe to hand it: the node must be
+// reached encrypted unless the user accepted plain TCP (planNodes refused
+// it before; this keeps secrets and ssh agents off such a node whatever
+// path leads here), and BuildKit's auth provider is wrapped so that the
+// node gets credentials only for the registries the build uses.
+func scopeSession(opt *bkclient.SolveOpt, r *builderRun, registries []string) error {
+	if err := r.node.node.CheckTransport(); err != nil {
+		return err
+	}
+	for i, a := range opt.Session {
+		if inner, ok := a.(auth.AuthServer); ok {
+			r.auth = newScopedAuth(inner, r.node.node.String(), registries)
+			opt.Session[i] = r.auth
+		}
+	}
+	if r.auth == nil {
+		return errors.New("internal error: the build's session has no registry auth provider to restrict for a node")
+	}
+	return nil
+}
+
+// refusedHosts are the registries a node asked credentials for and did
+// not get, when a build on it failed: a registry the build reaches only
+// indirectly (a mirror the node uses, a base image's ONBUILD) then
+// answers unauthorized.
+func refusedHosts(r *builderRun) string {
+	if r.auth == nil {
+		return ""
+	}
+	return strings.Join(r.auth.Refused(), ", ")
 }
 
 // runError is the failure of one builder's solve.
@@ -309,7 +348,13 @@ func explainRuns(ctx context.Context, cfg engine.Config, st *store.Store, runs [
 			n, platform.FormatList(r.platforms), nodes.Explain(re.err), platform.FormatList(r.platforms))
 	}
 	if m := resolveImage().FindStringSubmatch(clean(re.err)); m != nil && ctx.Err() == nil {
+		if hosts := refusedHosts(r); hosts != "" {
+			return fmt.Errorf("node %s cannot fetch base image %s (%s): kiln gave the node no credentials for %s, a registry the build names no image of (a mirror of the node's, or a base image's ONBUILD); let the node pull from it without credentials, or name that registry's image in the Dockerfile (see docs/nodes.md)", n, m[1], lastCause(clean(re.err)), hosts)
+		}
 		return fmt.Errorf("node %s cannot fetch base image %s (%s): a node has no access to this host's images; push the base to a registry the node reaches, or build it there", n, m[1], lastCause(clean(re.err)))
+	}
+	if hosts := refusedHosts(r); hosts != "" {
+		return fmt.Errorf("on node %s (kiln gave it no credentials for %s, which the build names no image of; see docs/nodes.md): %w", n, hosts, request.WithOptionHint(explain(ctx, cfg, st, r.req, r.rec, re.err)))
 	}
 	return fmt.Errorf("on node %s: %w", n, request.WithOptionHint(explain(ctx, cfg, st, r.req, r.rec, re.err)))
 }
@@ -339,8 +384,8 @@ func assemble(ctx context.Context, ingest *store.Ingest, runs []*builderRun, ord
 	if len(runs) == 1 {
 		return descs[0], nil
 	}
-	var plats, atts []ocispecs.Descriptor
-	var annotations map[string]string
+	// Each builder builds platforms of its own, so Join only appends.
+	var joined store.IndexEntries
 	for i, r := range runs {
 		if !images.IsIndexType(descs[i].MediaType) {
 			return ocispecs.Descriptor{}, fmt.Errorf("the result of %s is a %s, not an index: cannot join it with the other platforms", r.name, descs[i].MediaType)
@@ -349,34 +394,10 @@ func assemble(ctx context.Context, ingest *store.Ingest, runs []*builderRun, ord
 		if err != nil {
 			return ocispecs.Descriptor{}, fmt.Errorf("reading the result of %s: %w", r.name, err)
 		}
-		if annotations == nil {
-			annotations = idx.Annotations
-		}
-		for _, m := range idx.Manifests {
-			if store.IsAttestation(m) {
-				atts = append(atts, m)
-			} else {
-				plats = append(plats, m)
-			}
-		}
+		joined.Join(store.EntriesOf(idx))
 	}
-	sorted := make([]ocispecs.Descriptor, 0, len(plats)+len(atts))
-	used := make([]bool, len(plats))
-	for _, p := range order {
-		for i, m := range plats {
-			if !used[i] && m.Platform != nil && platforms.Format(platforms.Normalize(*m.Platform)) == platforms.Format(p) {
-				used[i] = true
-				sorted = append(sorted, m)
-			}
-		}
-	}
-	for i, m := range plats {
-		if !used[i] {
-			sorted = append(sorted, m)
-		}
-	}
-	sorted = append(sorted, atts...)
-	return ingest.WriteIndex(ctx, ocispecs.Index{MediaType: ocispecs.MediaTypeImageIndex, Manifests: sorted, Annotations: annotations})
+	joined.Order(order)
+	return ingest.WriteIndex(ctx, joined.Index(ocispecs.MediaTypeImageIndex))
 }
 
 // resultDescriptor reads the descriptor of what a builder exported.

@@ -97,14 +97,6 @@ func (r *registry) remove(name string) error {
 	return writeFile(filepath.Join(r.dir, name), "-1")
 }
 
-// Sentinel causes, wrapped with details by the errors this package returns.
-var (
-	// ErrNeedsRoot: handlers can only be registered on the host as root.
-	ErrNeedsRoot = errors.New("registering binfmt_misc handlers on the host needs root")
-	// ErrKernelTooOld: the kernel has no binfmt_misc per user namespace.
-	ErrKernelTooOld = errors.New("binfmt_misc in a user namespace needs Linux 6.7 or newer")
-)
-
 // InUserNamespace reports whether the process runs in a user namespace other
 // than the initial one (rootless containers, "unshare -U", RootlessKit).
 func InUserNamespace() bool {

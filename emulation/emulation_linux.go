@@ -80,7 +80,8 @@ func groupByHandler(archs []Arch) []*group {
 // namespace handlers go to the host's binfmt_misc; in a user namespace kiln
 // owns (Linux >= 6.7) to that namespace's own instance, mounted at
 // /proc/sys/fs/binfmt_misc first. Errors are *PlatformError values (joined
-// on one line when several), each naming what to do.
+// on one line when several), each saying what is wrong; an *InstallError
+// cause carries what the command line needs to say what to run.
 func Install(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 	opMu.Lock()
 	defer opMu.Unlock()
@@ -90,14 +91,9 @@ func Install(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 func install(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 	host := HostPlatform()
 	var actions []Action
-	var errs []error
 	var pending []Arch
-	for _, p := range ps {
-		a, err := LookupArch(p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	archs, errs := lookupArchs(ps)
+	for _, a := range archs {
 		if runsNatively(host, a.Platform) {
 			actions = append(actions, Action{Result: Skipped, Platforms: []string{a.String()}, Reason: "native platform"})
 			continue
@@ -181,15 +177,10 @@ func inheritedFor(inherited []Action, g *group) bool {
 	return false
 }
 
-// registryError turns openRegistry's error into one that says what to run.
+// registryError says that openRegistry's error leaves ps without
+// handlers, which root on the host can register.
 func registryError(err error, ps []string) error {
-	switch {
-	case errors.Is(err, ErrKernelTooOld):
-		return fmt.Errorf("%w; as root on the host, run %q", err, installCommand(ps, false))
-	case errors.Is(err, ErrNeedsRoot):
-		return fmt.Errorf("%w; run %q (or run kiln inside a user namespace it owns, on Linux 6.7 or newer)", err, installCommand(ps, false))
-	}
-	return fmt.Errorf("%w; as root on the host, run %q", err, installCommand(ps, false))
+	return &InstallError{Err: err, Platforms: ps, NeedsRoot: true}
 }
 
 func alreadyRunsReason(a Arch) string {
@@ -248,16 +239,7 @@ func (r *registry) registerArch(ctx context.Context, g *group, interpreter strin
 func Uninstall(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 	opMu.Lock()
 	defer opMu.Unlock()
-	var archs []Arch
-	var errs []error
-	for _, p := range ps {
-		a, err := LookupArch(p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		archs = append(archs, a)
-	}
+	archs, errs := lookupArchs(ps)
 	dir := BinfmtDir()
 	_, mounted, _ := ReadHandlers(dir)
 	userNS := InUserNamespace()
@@ -284,7 +266,7 @@ func Uninstall(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 			action.Interpreter, action.Flags = h.Interpreter, h.Flags
 			if err := writeFile(filepath.Join(dir, name), "-1"); err != nil {
 				if errors.Is(err, fs.ErrPermission) {
-					err = fmt.Errorf("removing handler %s needs root: %w; run \"sudo kiln emulation uninstall %s\"", name, err, g.platforms[0])
+					err = &UninstallError{Handler: name, Platform: g.platforms[0], Err: err}
 				} else {
 					err = fmt.Errorf("removing handler %s: %w", name, err)
 				}
@@ -299,20 +281,19 @@ func Uninstall(ctx context.Context, ps []ocispecs.Platform) ([]Action, error) {
 	return actions, errmsg.Join(errs...)
 }
 
-// ErrNoHandler is wrapped by Ensure's errors (auto=false) when a platform
-// does not run but a QEMU interpreter is there to register.
-var ErrNoHandler = errors.New("no binfmt_misc handler runs its programs")
-
 // Ensure checks that every platform can run before a build starts. Platforms
 // that run natively or through a working handler are listed in
 // Report.Runnable. With auto, handlers are registered for the others (as
 // Install does: on the host as root, in kiln's own user namespace
 // otherwise) and listed in Report.Registered. Otherwise, or when that fails,
 // the error (one line, *PlatformError causes) names the platforms and says
-// what to run or install, e.g.
+// what is wrong, e.g.
 //
 //	platform linux/riscv64 cannot run on this host: no QEMU interpreter for riscv64 found; install it with "apt-get install qemu-user-static"
-//	platform linux/arm64 cannot run on this host: no binfmt_misc handler runs its programs; run "kiln emulation install linux/arm64"
+//	platform linux/arm64 cannot run on this host: no binfmt_misc handler runs its programs
+//
+// where the second is an *InstallError, after which the command line says
+// which of its commands registers the handler.
 func Ensure(ctx context.Context, ps []ocispecs.Platform, auto bool) (Report, error) {
 	opMu.Lock()
 	defer opMu.Unlock()
@@ -379,7 +360,8 @@ func explainMissing(missing []ocispecs.Platform, host ocispecs.Platform) []error
 		return []error{&PlatformError{Platforms: platform.Strings(missing), Err: errors.New(armHostNote)}}
 	}
 	var installable []ocispecs.Platform
-	for _, g := range groupByHandler(archsOf(missing)) {
+	archs, _ := lookupArchs(missing) // Ensure looked them up already
+	for _, g := range groupByHandler(archs) {
 		if _, err := Interpreter(g.arch.QEMUArch); err != nil {
 			errs = append(errs, &PlatformError{Platforms: g.platforms, Err: err})
 			continue
@@ -393,17 +375,23 @@ func explainMissing(missing []ocispecs.Platform, host ocispecs.Platform) []error
 	if len(installable) > 0 {
 		names := platform.Strings(installable)
 		root := os.Geteuid() == 0 && !InUserNamespace()
-		errs = append(errs, &PlatformError{Platforms: names, Err: fmt.Errorf("%w; run %q", ErrNoHandler, installCommand(names, root))})
+		errs = append(errs, &PlatformError{Platforms: names, Err: &InstallError{Err: ErrNoHandler, Platforms: names, NeedsRoot: !root}})
 	}
 	return errs
 }
 
-func archsOf(ps []ocispecs.Platform) []Arch {
-	var out []Arch
+// lookupArchs looks up the Arch of each platform; the errors name those
+// kiln does not emulate.
+func lookupArchs(ps []ocispecs.Platform) ([]Arch, []error) {
+	var archs []Arch
+	var errs []error
 	for _, p := range ps {
-		if a, err := LookupArch(p); err == nil {
-			out = append(out, a)
+		a, err := LookupArch(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
 		}
+		archs = append(archs, a)
 	}
-	return out
+	return archs, errs
 }

@@ -203,9 +203,9 @@ func TestHostHandlers(t *testing.T) {
 		if !errors.Is(err, ErrNoHandler) {
 			t.Fatalf("Ensure error %v, want ErrNoHandler", err)
 		}
-		want := fmt.Sprintf(`platform %s cannot run on this host: no binfmt_misc handler runs its programs; run "kiln emulation install %s"`, pf, pf)
-		if err.Error() != want {
-			t.Errorf("error\n got %s\nwant %s", err, want)
+		want := fmt.Sprintf(`platform %s cannot run on this host: no binfmt_misc handler runs its programs`, pf)
+		if ie := installError(err); err.Error() != want || ie == nil || ie.NeedsRoot || strings.Join(ie.Platforms, ",") != pf {
+			t.Errorf("error\n got %s (%+v)\nwant %s", err, ie, want)
 		}
 		if len(rep.Runnable) != 1 || platforms.Format(rep.Runnable[0]) != platforms.Format(host) || len(rep.Registered) != 0 {
 			t.Errorf("report %+v", rep)
@@ -477,8 +477,8 @@ func TestUserNamespaceChild(t *testing.T) {
 		}
 		// Without a user namespace: a clear error naming the root command.
 		_, err := Install(ctx, []ocispecs.Platform{foreign})
-		want := fmt.Sprintf(`platform %s cannot run on this host: registering binfmt_misc handlers on the host needs root; run "sudo kiln emulation install %s" (or run kiln inside a user namespace it owns, on Linux 6.7 or newer)`, pf, pf)
-		if !errors.Is(err, ErrNeedsRoot) || err.Error() != want {
+		want := fmt.Sprintf(`platform %s cannot run on this host: registering binfmt_misc handlers on the host needs root`, pf)
+		if ie := installError(err); !errors.Is(err, ErrNeedsRoot) || err.Error() != want || ie == nil || !ie.NeedsRoot {
 			t.Errorf("unprivileged Install:\n got %v\nwant %s", err, want)
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestUserNamespaceChild$", "-test.v", "-test.count=1")
@@ -526,8 +526,8 @@ func userNamespaceChild(t *testing.T, ctx context.Context) {
 
 	// Not allowed to register: the error says what to run.
 	_, err := Ensure(ctx, []ocispecs.Platform{foreign}, false)
-	want := fmt.Sprintf(`platform %s cannot run on this host: no binfmt_misc handler runs its programs; run "sudo kiln emulation install %s"`, pf, pf)
-	if err == nil || err.Error() != want {
+	want := fmt.Sprintf(`platform %s cannot run on this host: no binfmt_misc handler runs its programs`, pf)
+	if ie := installError(err); err == nil || err.Error() != want || ie == nil || !ie.NeedsRoot {
 		t.Errorf("Ensure(auto=false):\n got %v\nwant %s", err, want)
 	}
 
@@ -622,20 +622,19 @@ func userNamespaceChild(t *testing.T, ctx context.Context) {
 
 func TestRegistryErrors(t *testing.T) {
 	ps := []string{"linux/arm64"}
-	for _, tc := range []struct {
-		err  error
-		want string
-	}{
-		{fmt.Errorf("%w (this kernel is 6.1.0-28-amd64)", ErrKernelTooOld),
-			`binfmt_misc in a user namespace needs Linux 6.7 or newer (this kernel is 6.1.0-28-amd64); as root on the host, run "sudo kiln emulation install linux/arm64"`},
-		{ErrNeedsRoot,
-			`registering binfmt_misc handlers on the host needs root; run "sudo kiln emulation install linux/arm64" (or run kiln inside a user namespace it owns, on Linux 6.7 or newer)`},
-	} {
-		got := registryError(tc.err, ps)
-		if got.Error() != tc.want || !errors.Is(got, tc.err) {
-			t.Errorf("\n got %v\nwant %s", got, tc.want)
+	for _, cause := range []error{fmt.Errorf("%w (this kernel is 6.1.0-28-amd64)", ErrKernelTooOld), ErrNeedsRoot} {
+		got := registryError(cause, ps)
+		if ie := installError(got); got.Error() != cause.Error() || !errors.Is(got, cause) || ie == nil || !ie.NeedsRoot || ie.Platforms[0] != ps[0] {
+			t.Errorf("registryError(%v) = %v (%+v)", cause, got, ie)
 		}
 	}
+}
+
+// installError is err's *InstallError, or nil.
+func installError(err error) *InstallError {
+	var ie *InstallError
+	errors.As(err, &ie)
+	return ie
 }
 
 func TestInstallNeverRegistersNative(t *testing.T) {

@@ -85,8 +85,14 @@ type memoCheck struct {
 // memoDir is where the memo lives: kiln's runtime directory.
 var memoDir = rootless.RunDir
 
-func memoPath() string {
-	return filepath.Join(memoDir(), "emulation.json")
+// memoPath is the memo's file; ok is false when kiln has no runtime
+// directory it can trust, and then keeps no memo.
+func memoPath() (path string, ok bool) {
+	dir, err := memoDir()
+	if err != nil {
+		return "", false
+	}
+	return filepath.Join(dir, "emulation.json"), true
 }
 
 // memoKey identifies a check: the requested platforms and the
@@ -132,7 +138,10 @@ func memoKeyIn(dir string, ps []ocispecs.Platform) (key string, ok bool) {
 // recalled returns the runnable platforms of an earlier successful
 // check with the same key.
 func recalled(key string) ([]ocispecs.Platform, bool) {
-	path := memoPath()
+	path, ok := memoPath()
+	if !ok {
+		return nil, false
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, false
@@ -167,7 +176,10 @@ func recalled(key string) ([]ocispecs.Platform, bool) {
 // remember records a successful check. Failing to write it only
 // costs the next build a probe.
 func remember(key string, ps []ocispecs.Platform) {
-	path := memoPath()
+	path, ok := memoPath()
+	if !ok {
+		return
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return
 	}

@@ -15,7 +15,7 @@ import (
 
 func TestEmulationMemo(t *testing.T) {
 	dir := t.TempDir()
-	memoDir = func() string { return filepath.Join(dir, "run") }
+	memoDir = func() (string, error) { return filepath.Join(dir, "run"), nil }
 	t.Cleanup(func() { memoDir = rootless.RunDir })
 
 	binfmt := filepath.Join(dir, "binfmt")
@@ -67,7 +67,7 @@ func TestEmulationMemo(t *testing.T) {
 	}
 
 	// An expired check is not recalled.
-	path := memoPath()
+	path, _ := memoPath()
 	var m memo
 	b, _ := os.ReadFile(path)
 	if err := json.Unmarshal(b, &m); err != nil {

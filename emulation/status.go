@@ -1,6 +1,7 @@
 package emulation
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -41,6 +42,10 @@ type PlatformStatus struct {
 	Package string `json:"package"`
 	// Note explains the state when there is more to say.
 	Note string `json:"note,omitempty"`
+	// NeedsRoot (installable): registering the handler takes root, which
+	// this process lacks. The command to run is kiln's, which the command
+	// line names.
+	NeedsRoot bool `json:"-"`
 }
 
 // armHostNote explains why a 32-bit ARM host gets no emulation.
@@ -128,8 +133,8 @@ func (s system) platformStatus(a Arch) PlatformStatus {
 		st.Note = err.Error()
 		return st
 	}
-	st.State, st.Interpreter = StateInstallable, path
-	st.Note = why + fmt.Sprintf("; run %q", installCommand([]string{a.String()}, s.root))
+	st.State, st.Interpreter, st.NeedsRoot = StateInstallable, path, !s.root
+	st.Note = why
 	return st
 }
 
@@ -244,15 +249,50 @@ func (e *PlatformError) Error() string {
 // Unwrap returns the cause.
 func (e *PlatformError) Unwrap() error { return e.Err }
 
-// installCommand is the command a user should run to register handlers for
-// ps: with sudo unless already root.
-func installCommand(ps []string, root bool) string {
-	cmd := "kiln emulation install " + strings.Join(ps, " ")
-	if !root {
-		cmd = "sudo " + cmd
-	}
-	return cmd
+// Sentinel causes, wrapped with details by the errors this package
+// returns; declared on every OS so that callers can tell them apart.
+var (
+	// ErrNoHandler is wrapped by Ensure's errors (auto=false) when a
+	// platform does not run but a QEMU interpreter is there to register.
+	ErrNoHandler = errors.New("no binfmt_misc handler runs its programs")
+	// ErrNeedsRoot: handlers can only be registered on the host as root.
+	ErrNeedsRoot = errors.New("registering binfmt_misc handlers on the host needs root")
+	// ErrKernelTooOld: the kernel has no binfmt_misc per user namespace.
+	ErrKernelTooOld = errors.New("binfmt_misc in a user namespace needs Linux 6.7 or newer")
+)
+
+// InstallError says that no handler runs the platforms' programs, and
+// what stands in the way of registering one: Err is ErrNoHandler when
+// nothing does but the command that registers handlers would, else why
+// this process cannot (ErrNeedsRoot, ErrKernelTooOld or another cause).
+// That command is kiln's, so the command line names it.
+type InstallError struct {
+	Err error
+	// Platforms are those to register handlers for.
+	Platforms []string
+	// NeedsRoot: registering them takes root on the host, which this
+	// process lacks.
+	NeedsRoot bool
 }
+
+func (e *InstallError) Error() string { return e.Err.Error() }
+
+func (e *InstallError) Unwrap() error { return e.Err }
+
+// UninstallError reports a handler that only root may remove. The command
+// that removes it is kiln's, so the command line names it.
+type UninstallError struct {
+	Handler string
+	// Platform is the first platform the handler runs.
+	Platform string
+	Err      error
+}
+
+func (e *UninstallError) Error() string {
+	return fmt.Sprintf("removing handler %s needs root: %v", e.Handler, e.Err)
+}
+
+func (e *UninstallError) Unwrap() error { return e.Err }
 
 func flagsOrNone(f string) string {
 	if f == "" {

@@ -64,7 +64,8 @@ func (c Config) backend() (backend, store.Selection, error) {
 		return embeddedBackend{cfg: c}, sel, nil
 	}
 	if sel.Address != "" {
-		// A Kubernetes distribution's containerd (see store.Select).
+		// The socket chosen, which may be a Kubernetes distribution's
+		// in place of the one asked for (see store.Select).
 		c.Address = sel.Address
 	}
 	return containerdBackend{cfg: c}, sel, nil
@@ -76,11 +77,30 @@ func (c Config) backend() (backend, store.Selection, error) {
 // saying so on stderr) while another kiln process uses that state
 // directory. Closing the store releases the lock.
 func OpenStore(ctx context.Context, cfg Config, stderr io.Writer) (*store.Store, error) {
-	b, _, err := cfg.backend()
+	b, sel, err := cfg.backend()
 	if err != nil {
 		return nil, err
 	}
+	if sel.Embedded() {
+		if cfg, err = cfg.withClaimedRoot(); err != nil {
+			return nil, err
+		}
+		b, _, _ = cfg.backend() // the same choice, on the root's real path
+	}
 	return b.open(ctx, stderr)
+}
+
+// withClaimedRoot returns c with Root checked to be kiln's own (see
+// claimRoot), created when missing, and replaced by its real path, which
+// every later step uses. Every command that writes under Root goes through
+// it first.
+func (c Config) withClaimedRoot() (Config, error) {
+	real, err := claimRoot(c.Root)
+	if err != nil {
+		return c, err
+	}
+	c.Root = real
+	return c, nil
 }
 
 // UnpackSnapshotter returns the snapshotter that images stored in st, of

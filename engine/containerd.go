@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"time"
 
@@ -67,7 +66,7 @@ func (b containerdBackend) workerOpt(_ *store.Store, state, snapshotter string) 
 		// rootless mode drops them anyway.
 		cgroup = stepCgroupParent(cfg)
 	}
-	opt, err := newWorkerOpt(containerd.WorkerOptions{
+	return newWorkerOpt(containerd.WorkerOptions{
 		Root:            state,
 		Address:         cfg.Address,
 		SnapshotterName: snapshotter,
@@ -79,10 +78,6 @@ func (b containerdBackend) workerOpt(_ *store.Store, state, snapshotter string) 
 		},
 		Runtime: &containerd.RuntimeInfo{Name: "io.containerd.runc.v2"},
 	}, ctd.WithTimeout(30*time.Second), labelContainers(rootID(cfg.Root)))
-	if err != nil {
-		return opt, fmt.Errorf("starting %s: %w", b.workerName(), err)
-	}
-	return opt, nil
 }
 
 func (containerdBackend) workerName() string { return "the containerd worker" }
@@ -113,6 +108,7 @@ func (b containerdBackend) describe(ctx context.Context, info *Info) error {
 	info.ContainerdRevision = v.Revision
 	info.Snapshotter = choice.Name
 	info.SnapshotterReason = choice.Reason
+	info.SnapshotterChosen = choice.Chosen
 	info.Cgroups = stepCgroups(cfg)
 	info.Runtime = stepRuntime(cfg)
 	info.Rootless = rootlessInfo(cfg)

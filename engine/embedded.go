@@ -23,7 +23,7 @@ type embeddedBackend struct{ cfg Config }
 // runnable requires runc, which runs every build step.
 func (embeddedBackend) runnable() error {
 	if _, err := exec.LookPath("runc"); err != nil {
-		return fmt.Errorf("kiln's embedded store runs build steps with runc, which is not installed: install the runc package, or use a containerd with --store containerd: %w", err)
+		return fmt.Errorf("%w: %w", &RuncMissingError{}, err)
 	}
 	return nil
 }
@@ -84,11 +84,7 @@ func (b embeddedBackend) workerOpt(st *store.Store, state, snapshotter string) (
 	if !b.cfg.Rootless && !rootless.InUserNamespace() {
 		cgroup = stepCgroupParent(b.cfg)
 	}
-	opt, err := embeddedWorkerOpt(st, b.cfg.Namespace, workerDir(state, embeddedWorkerPrefix, snapshotter), snapshotter, b.cfg.Rootless, cgroup)
-	if err != nil {
-		return opt, fmt.Errorf("starting %s: %w", b.workerName(), err)
-	}
-	return opt, nil
+	return embeddedWorkerOpt(st, b.cfg.Namespace, workerDir(state, embeddedWorkerPrefix, snapshotter), snapshotter, b.cfg.Rootless, cgroup)
 }
 
 func (embeddedBackend) workerName() string { return "the embedded store's worker" }
@@ -117,6 +113,7 @@ func (b embeddedBackend) describe(ctx context.Context, info *Info) error {
 	info.Runtime = runtime
 	info.Snapshotter = choice.Name
 	info.SnapshotterReason = choice.Reason
+	info.SnapshotterChosen = choice.Chosen
 	info.State = state
 	info.Cgroups = cgroups
 	info.UserNamespace = rootless.UserNamespaceMap()

@@ -83,7 +83,9 @@ type Config struct {
 	// in rootless mode and steps get no cgroup paths or limits.
 	Rootless bool
 	// Root holds kiln's own state: BuildKit's metadata and cache databases,
-	// one set per namespace (see state.go), and the embedded store.
+	// one set per namespace (see state.go), and the embedded store. Nothing
+	// is made, cleared or removed there before claimRoot has proved it
+	// kiln's own.
 	Root string
 	// GC controls the garbage collection of the build cache after every
 	// build (see Engine.CollectGarbage).
@@ -150,6 +152,10 @@ func open(ctx context.Context, cfg Config, platforms []ocispecs.Platform, stderr
 	if err := b.runnable(); err != nil {
 		return nil, err
 	}
+	if cfg, err = cfg.withClaimedRoot(); err != nil {
+		return nil, err
+	}
+	b, _, _ = cfg.backend() // the same choice, on the root's real path
 	st, err := b.open(ctx, stderr)
 	if err != nil {
 		return nil, err
@@ -185,7 +191,7 @@ func open(ctx context.Context, cfg Config, platforms []ocispecs.Platform, stderr
 	}
 	opt, err := b.workerOpt(st, e.state, e.snapshotter)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("starting %s: %w", b.workerName(), err)
 	}
 	opt.ParallelismSem = cfg.Limits.parallelism()
 	if e.worker, err = startWorker(bg, opt, platforms, b.workerName()); err != nil {

@@ -81,7 +81,9 @@ func stepsRunc(rootlessMode bool) string {
 // root of a worker whose steps runc ran (see newRuncExecutor): the runc
 // containers of the step bundles there, their state, and mounts under it
 // (step root filesystems, cache mounts). The caller holds the state
-// directory's lock, so no live kiln process uses them.
+// directory's lock, so no live kiln process uses them, and root is a worker
+// directory of kiln's (see isWorkerDir) in a state directory of kiln's (see
+// claimRoot).
 func sweepRuncSteps(ctx context.Context, root string, stderr io.Writer) error {
 	abs, err := filepath.Abs(root)
 	if err != nil {
@@ -97,9 +99,11 @@ func sweepRuncSteps(ctx context.Context, root string, stderr io.Writer) error {
 	var ids []string
 	for _, ent := range entries {
 		switch {
-		case ent.IsDir():
+		case ent.IsDir() && executor.ValidContainerID(ent.Name()) == nil:
+			// Only names the executor gives its containers: ids are
+			// passed to runc and name its state directories below.
 			ids = append(ids, ent.Name())
-		case strings.HasPrefix(ent.Name(), "hosts."):
+		case ent.Type().IsRegular() && strings.HasPrefix(ent.Name(), "hosts."):
 			// A step's /etc/hosts with --add-host entries.
 			os.Remove(filepath.Join(bundles, ent.Name()))
 		}

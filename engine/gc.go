@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -81,7 +80,7 @@ func ParseKeepStorage(s string) (config.DiskSpace, error) {
 		return config.DiskSpace{}, nil
 	}
 	bad := func(why string) error {
-		return usage.Errorf("invalid --gc-keep-storage %q: %s; give a size such as 10GB, a percentage of the disk such as 10%%, or turn the collection off with --gc=false", s, why)
+		return usage.Wrap(&KeepStorageError{Value: s, Problem: why})
 	}
 	if pct, ok := strings.CutSuffix(s, "%"); ok {
 		n, err := strconv.ParseInt(pct, 10, 64)
@@ -217,30 +216,26 @@ func touch(path string) error {
 	return err
 }
 
+// Collected is what a garbage collection freed.
+type Collected struct {
+	// Records is how many build cache records were freed; Size their bytes.
+	Records int
+	Size    int64
+}
+
 // CollectGarbage applies the garbage collection policy of the global
 // options (Config.GC) to the build cache after a successful build, at most
-// once a minute, and says on stderr what it freed (unless quiet) or that it
-// failed: a build that succeeded stays a success.
-func (e *Engine) CollectGarbage(ctx context.Context, quiet bool, stderr io.Writer) {
+// once a minute, and returns what it freed, also when it fails part way.
+// The caller says so: a build that succeeded stays a success.
+func (e *Engine) CollectGarbage(ctx context.Context) (Collected, error) {
 	p, err := e.cfg.GC.policy()
 	var freed []CacheRecord
 	if err == nil {
 		freed, err = collectGarbage(ctx, e, p)
 	}
-	var size int64
+	c := Collected{Records: len(freed)}
 	for _, r := range freed {
-		size += r.Size
+		c.Size += r.Size
 	}
-	if len(freed) > 0 && !quiet {
-		fmt.Fprintf(stderr, "garbage collection freed %d build cache records, %s (set what it keeps with --gc-keep-storage, or turn it off with --gc=false)\n",
-			len(freed), units.HumanSize(float64(size)))
-	}
-	if err != nil && ctx.Err() == nil {
-		fmt.Fprintf(stderr, "warning: the build succeeded, but collecting build cache garbage failed: %s (free space with \"kiln prune\")\n", oneLine(err.Error()))
-	}
-}
-
-// oneLine keeps a warning on one line whatever its cause says.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return c, err
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -35,8 +36,8 @@ func TestParseKeepStorage(t *testing.T) {
 			t.Errorf("ParseKeepStorage(%q) succeeded, want an error", in)
 		case !usage.Is(err):
 			t.Errorf("ParseKeepStorage(%q): %v is not a usage error", in, err)
-		case strings.Contains(err.Error(), "\n") || !strings.HasPrefix(err.Error(), "invalid --gc-keep-storage "):
-			t.Errorf("ParseKeepStorage(%q): %q is not one line naming the option", in, err)
+		case !errors.As(err, new(*KeepStorageError)) || strings.Contains(err.Error(), "\n"):
+			t.Errorf("ParseKeepStorage(%q): %q is not one line of a *KeepStorageError", in, err)
 		}
 	}
 }

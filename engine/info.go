@@ -9,14 +9,18 @@ import (
 	"github.com/containerd/platforms"
 
 	"github.com/kiln-build/kiln/emulation"
+	"github.com/kiln-build/kiln/store"
 )
 
 // Info describes where kiln builds and what it can build.
 type Info struct {
 	// Store is where images are kept: containerd or embedded.
 	Store string `json:"store"`
-	// StoreReason says why kiln uses that store.
+	// StoreReason says why kiln uses that store. Its words name kiln's
+	// options, so the command line writes it, from Selection.
 	StoreReason string `json:"storeReason"`
+	// Selection is what decided the store.
+	Selection store.Selection `json:"-"`
 	// Kubernetes names the Kubernetes distribution whose containerd kiln
 	// uses (k3s, RKE2, MicroK8s), found at its known socket.
 	Kubernetes string `json:"kubernetes,omitempty"`
@@ -27,17 +31,20 @@ type Info struct {
 	Runtime string `json:"runtime,omitempty"`
 	// UserNamespace describes the user namespace kiln made for itself to
 	// use the embedded store without root.
-	UserNamespace      string   `json:"userNamespace,omitempty"`
-	Address            string   `json:"address"`
-	ContainerdVersion  string   `json:"containerdVersion"`
-	ContainerdRevision string   `json:"containerdRevision"`
-	Namespace          string   `json:"namespace"`
-	Snapshotter        string   `json:"snapshotter"`
-	SnapshotterReason  string   `json:"snapshotterReason"`
-	Root               string   `json:"root"`
-	HostPlatform       string   `json:"hostPlatform"`
-	Platforms          []string `json:"platforms"`
-	Installable        []string `json:"installable"`
+	UserNamespace      string `json:"userNamespace,omitempty"`
+	Address            string `json:"address"`
+	ContainerdVersion  string `json:"containerdVersion"`
+	ContainerdRevision string `json:"containerdRevision"`
+	Namespace          string `json:"namespace"`
+	Snapshotter        string `json:"snapshotter"`
+	SnapshotterReason  string `json:"snapshotterReason"`
+	// SnapshotterChosen: the user named the snapshotter. SnapshotterReason
+	// would then name kiln's options, so the command line writes it.
+	SnapshotterChosen bool     `json:"-"`
+	Root              string   `json:"root"`
+	HostPlatform      string   `json:"hostPlatform"`
+	Platforms         []string `json:"platforms"`
+	Installable       []string `json:"installable"`
 	// State is BuildKit's state directory for the namespace, under Root:
 	// the build cache that kiln du and kiln prune act on (see stateDir).
 	State string `json:"state"`
@@ -72,11 +79,19 @@ func Describe(ctx context.Context, cfg Config) (*Info, error) {
 	}
 	info := &Info{
 		Store:        sel.Kind,
-		StoreReason:  sel.Reason,
+		Selection:    sel,
 		Kubernetes:   sel.Kubernetes,
 		Namespace:    cfg.Namespace,
 		Root:         cfg.Root,
 		HostPlatform: platforms.Format(platforms.DefaultSpec()),
+	}
+	if sel.Embedded() {
+		// The embedded store's snapshotter is chosen by mounting in the
+		// root, which must be kiln's before anything is made there.
+		if cfg, err = cfg.withClaimedRoot(); err != nil {
+			return nil, err
+		}
+		b, _, _ = cfg.backend()
 	}
 	if err := b.describe(ctx, info); err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,7 +15,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/kiln-build/kiln/internal/owned"
 	"github.com/kiln-build/kiln/rootless"
+	"github.com/kiln-build/kiln/store"
 )
 
 // lockState takes kiln's two locks: one on the state directory, whose
@@ -33,10 +36,10 @@ func lockState(ctx context.Context, cfg Config, stderr io.Writer) (func(), error
 	if err != nil {
 		return nil, err
 	}
-	dir := rootless.RunDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir, err := rootless.RunDir()
+	if err != nil {
 		unlockRoot()
-		return nil, fmt.Errorf("creating kiln's lock directory %s: %w", dir, err)
+		return nil, err
 	}
 	sum := sha256.Sum256([]byte(cfg.Address + "\x00" + cfg.Namespace))
 	what := fmt.Sprintf("namespace %s of %s", cfg.Namespace, cfg.Address)
@@ -60,14 +63,15 @@ func lockState(ctx context.Context, cfg Config, stderr io.Writer) (func(), error
 	return unlock, nil
 }
 
-// lockRoot creates the state directory root and takes its lock, which
-// every kiln process that runs BuildKit or opens the embedded store under
-// root holds (see lockState).
+// lockRoot creates the state directory root, or checks that it is kiln's
+// (see claimRoot), and takes its lock, which every kiln process that runs
+// BuildKit or opens the embedded store under root holds (see lockState).
 func lockRoot(ctx context.Context, root string, stderr io.Writer) (func(), error) {
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		return nil, fmt.Errorf("creating kiln's state directory %s: %w (choose another with --root)", root, err)
+	real, err := claimRoot(root)
+	if err != nil {
+		return nil, err
 	}
-	return lockFile(ctx, filepath.Join(root, "kiln.lock"), root, false, stderr)
+	return lockFile(ctx, filepath.Join(real, "kiln.lock"), root, false, stderr)
 }
 
 // lockFile takes an exclusive lock on path and records this process's pid in
@@ -76,12 +80,18 @@ func lockRoot(ctx context.Context, root string, stderr io.Writer) (func(), error
 // checks, once it holds a lock, that the file it locked is still the one at
 // path, and starts over when it is not: a process that waited on the
 // deleted file would otherwise hold a lock nobody else takes.
+//
+// The directory of path must be the user's own and closed to others (see
+// claimRoot and rootless.RunDir); the lock file itself is opened without
+// following a link and used only when it is a regular file of the user's
+// with no other name, so that writing the pid cannot truncate a file a
+// link leads to.
 func lockFile(ctx context.Context, path, what string, remove bool, stderr io.Writer) (func(), error) {
 	waiting := false
 	for {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		f, err := owned.OpenFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("opening kiln's lock file %s: %w (choose another state directory with --root)", path, err)
+			return nil, lockFileError(path, err)
 		}
 		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 			if !waiting {
@@ -101,7 +111,11 @@ func lockFile(ctx context.Context, path, what string, remove bool, stderr io.Wri
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 		return func() {
 			if remove {
-				os.Remove(path)
+				// Only the file this process locked: if it is no longer
+				// at path, whatever is there is not this lock's.
+				if lockedFileAt(f, path) {
+					os.Remove(path)
+				}
 			} else {
 				f.Truncate(0)
 			}
@@ -111,13 +125,26 @@ func lockFile(ctx context.Context, path, what string, remove bool, stderr io.Wri
 	}
 }
 
+// lockFileError says why the lock file path cannot be used, and what to
+// do.
+func lockFileError(path string, err error) error {
+	var oe *owned.Error
+	if !errors.As(err, &oe) {
+		return &store.StateDirError{Doing: "opening kiln's lock file", Path: path, Err: err}
+	}
+	if oe.Kind == owned.Symlink {
+		return fmt.Errorf("kiln's lock file %s is a symbolic link, which kiln never makes (one may have been planted to make kiln overwrite the file it leads to): remove it and retry", path)
+	}
+	return fmt.Errorf("kiln's lock file %s %s: kiln only uses a lock file it made; remove it and retry", path, oe.Problem)
+}
+
 // lockedFileAt reports whether f is still the file at path.
 func lockedFileAt(f *os.File, path string) bool {
 	held, err := f.Stat()
 	if err != nil {
 		return false
 	}
-	now, err := os.Stat(path)
+	now, err := os.Lstat(path)
 	return err == nil && os.SameFile(held, now)
 }
 

@@ -100,3 +100,78 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestLockFileRefusesPlantedFile: a lock file that kiln did not make (a
+// link to another file, a second name of one, another user's) is refused,
+// and the file it leads to is neither truncated nor written.
+func TestLockFileRefusesPlantedFile(t *testing.T) {
+	for name, c := range map[string]struct {
+		plant func(victim, path string) error
+		want  string
+	}{
+		"symlink":  {func(victim, path string) error { return os.Symlink(victim, path) }, "is a symbolic link, which kiln never makes"},
+		"hardlink": {func(victim, path string) error { return os.Link(victim, path) }, "has 2 names (hard links)"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			victim := filepath.Join(dir, "victim")
+			write(t, victim, "precious\n")
+			path := filepath.Join(dir, "kiln.lock")
+			if err := c.plant(victim, path); err != nil {
+				t.Fatal(err)
+			}
+			for _, remove := range []bool{false, true} {
+				unlock, err := lockFile(context.Background(), path, "x", remove, io.Discard)
+				if err == nil {
+					unlock()
+					t.Fatal("lockFile took a planted lock file")
+				}
+				if !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "remove it and retry") {
+					t.Errorf("error %q lacks %q or what to do", err, c.want)
+				}
+			}
+			if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+				t.Errorf("the victim holds %q", b)
+			}
+		})
+	}
+}
+
+func TestLockFileRefusesForeignFile(t *testing.T) {
+	asRoot(t)
+	path := filepath.Join(t.TempDir(), "ns.lock")
+	write(t, path, "theirs\n")
+	if err := os.Chown(path, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	if unlock, err := lockFile(context.Background(), path, "x", true, io.Discard); err == nil {
+		unlock()
+		t.Fatal("lockFile took another user's file")
+	} else if !strings.Contains(err.Error(), "belongs to uid 65534") {
+		t.Errorf("error %q", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "theirs\n" {
+		t.Errorf("the file holds %q", b)
+	}
+}
+
+// TestLockRootSymlinkedLock: the state directory's lock planted as a link
+// in a state directory of kiln's leaves the file it leads to alone.
+func TestLockRootSymlinkedLock(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "kiln")
+	victim := filepath.Join(t.TempDir(), "victim")
+	write(t, victim, "precious\n")
+	if _, err := claimRoot(root); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(root, "kiln.lock")); err != nil {
+		t.Fatal(err)
+	}
+	if unlock, err := lockRoot(context.Background(), root, io.Discard); err == nil {
+		unlock()
+		t.Fatal("lockRoot took a linked lock file")
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+		t.Errorf("the victim holds %q", b)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/moby/buildkit/cache/metadata"
 
+	"github.com/kiln-build/kiln/internal/owned"
 	"github.com/kiln-build/kiln/store"
 )
 
@@ -73,7 +74,7 @@ func workerDirs(root, storeGlob, prefix string) ([]string, error) {
 			return nil, err
 		}
 		for _, d := range dirs {
-			if fi, err := os.Lstat(d); err == nil && fi.IsDir() {
+			if isWorkerDir(d) {
 				out = append(out, d)
 			}
 		}
@@ -131,11 +132,28 @@ func legacyWorkerDirs(root, prefix string) ([]string, error) {
 	for _, ent := range entries {
 		name := ent.Name()
 		legacy := strings.HasPrefix(name, containerdWorkerPrefix) || strings.HasPrefix(name, embeddedWorkerPrefix)
-		if ent.IsDir() && legacy && strings.HasPrefix(name, prefix) {
+		if legacy && strings.HasPrefix(name, prefix) && isWorkerDir(filepath.Join(root, name)) {
 			out = append(out, filepath.Join(root, name))
 		}
 	}
 	return out, nil
+}
+
+// isWorkerDir reports whether dir is a worker directory BuildKit made for
+// kiln, which kiln may sweep, move and remove: a directory of kiln's user,
+// closed to others, holding the worker's ID or its cache metadata, one of
+// which BuildKit writes into it before anything else. A directory that
+// merely has a worker's name is left alone.
+func isWorkerDir(dir string) bool {
+	if owned.Dir(dir) != nil {
+		return false
+	}
+	for _, name := range []string{"workerid", "metadata_v2.db"} {
+		if owned.File(filepath.Join(dir, name)) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // leaseNamespaces maps the ID of every lease in the store to its

@@ -32,7 +32,18 @@ func TestLegacyWorkerDirs(t *testing.T) {
 	for _, d := range []string{"containerd-overlayfs", "containerd-native", "runc-overlayfs", "buildkit", "store", "tmp"} {
 		mkdir(t, filepath.Join(root, d))
 	}
+	for _, d := range []string{"containerd-overlayfs", "containerd-native", "runc-overlayfs"} {
+		write(t, filepath.Join(root, d, "workerid"), "worker")
+	}
 	write(t, filepath.Join(root, "containerd-file"), "not a directory")
+	// Only what BuildKit made is a worker directory kiln may move and
+	// remove: not a directory that merely has the name, nor a link to a
+	// worker directory.
+	mkdir(t, filepath.Join(root, "containerd-mine"))
+	write(t, filepath.Join(root, "containerd-mine", "notes"), "the user's")
+	if err := os.Symlink(filepath.Join(root, "runc-overlayfs"), filepath.Join(root, "runc-link")); err != nil {
+		t.Fatal(err)
+	}
 	for prefix, want := range map[string][]string{
 		containerdWorkerPrefix: {"containerd-native", "containerd-overlayfs"},
 		embeddedWorkerPrefix:   {"runc-overlayfs"},

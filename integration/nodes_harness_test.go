@@ -34,8 +34,11 @@ import (
 // per-network-namespace). What the tests prove is where the work is done and how the results
 // come back, not native speed.
 type bkNode struct {
-	Addr    string // tcp://IP:PORT
-	IP      string
+	Addr string // tcp://IP:PORT
+	IP   string
+	// HostIP is the address of this host as the node reaches it: the host's end of the
+	// veth pair, or 127.0.0.1 on loopback.
+	HostIP  string
 	Root    string
 	netns   string // empty on loopback
 	cmd     *exec.Cmd
@@ -56,6 +59,9 @@ type nodeOptions struct {
 	tls bool
 	// socket, when set, is a unix socket the node also listens on (a second --addr).
 	socket string
+	// config, when set, gives the node's buildkitd.toml (--config), knowing the address
+	// of this host as the node reaches it.
+	config func(hostIP string) string
 }
 
 var nodeCounter atomic.Int64
@@ -78,9 +84,9 @@ func startNode(t *testing.T, opts nodeOptions) *bkNode {
 	}
 	n.Root = filepath.Join(dir, "root")
 	n.logPath = filepath.Join(dir, "buildkitd.log")
-	n.IP = "127.0.0.1"
-	if ns, ip, ok := makeNetns(t); ok {
-		n.netns, n.IP = ns, ip
+	n.IP, n.HostIP = "127.0.0.1", "127.0.0.1"
+	if ns, ip, hostIP, ok := makeNetns(t); ok {
+		n.netns, n.IP, n.HostIP = ns, ip, hostIP
 	} else {
 		t.Logf("no network namespace for the node: it listens on loopback")
 	}
@@ -94,6 +100,13 @@ func startNode(t *testing.T, opts nodeOptions) *bkNode {
 		"--oci-worker-gc=false", "--otel-socket-path", filepath.Join(dir, "otel.sock")}
 	if opts.socket != "" {
 		args = append(args, "--addr", "unix://"+opts.socket)
+	}
+	if opts.config != nil {
+		path := filepath.Join(dir, "buildkitd.toml")
+		if err := os.WriteFile(path, []byte(opts.config(n.HostIP)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config", path)
 	}
 	if opts.tls {
 		n.tls = makeTLS(t, dir, n.IP)
@@ -184,11 +197,12 @@ func (n *bkNode) logTail() string {
 }
 
 // makeNetns creates a network namespace joined to the host by a veth pair, and returns its
-// name and the address of its end; ok is false when namespaces cannot be made here.
-func makeNetns(t *testing.T) (name, nodeIP string, ok bool) {
+// name and the addresses of its end and the host's; ok is false when namespaces cannot be
+// made here.
+func makeNetns(t *testing.T) (name, nodeIP, hostIP string, ok bool) {
 	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
-		return "", "", false
+		return "", "", "", false
 	}
 	pid, k := os.Getpid(), nodeCounter.Add(1)
 	name = fmt.Sprintf("kiln-node-%d-%d", pid, k)
@@ -197,7 +211,7 @@ func makeNetns(t *testing.T) (name, nodeIP string, ok bool) {
 		host, peer = fmt.Sprintf("kn%dh%d", pid%100000, k), fmt.Sprintf("kn%dn%d", pid%100000, k)
 	}
 	// A /30 per node in 10.213.0.0/16, chosen by the test process and a counter.
-	hostIP := fmt.Sprintf("10.213.%d.%d", pid%256, (int(k)*4)%256+1)
+	hostIP = fmt.Sprintf("10.213.%d.%d", pid%256, (int(k)*4)%256+1)
 	nodeIP = fmt.Sprintf("10.213.%d.%d", pid%256, (int(k)*4)%256+2)
 	run := func(args ...string) error {
 		out, err := exec.Command("ip", args...).CombinedOutput()
@@ -208,7 +222,7 @@ func makeNetns(t *testing.T) (name, nodeIP string, ok bool) {
 	}
 	if err := run("netns", "add", name); err != nil {
 		t.Logf("%v", err)
-		return "", "", false
+		return "", "", "", false
 	}
 	t.Cleanup(func() { run("netns", "del", name) })
 	steps := [][]string{
@@ -224,11 +238,11 @@ func makeNetns(t *testing.T) (name, nodeIP string, ok bool) {
 		if err := run(s...); err != nil {
 			t.Logf("%v", err)
 			run("link", "del", host)
-			return "", "", false
+			return "", "", "", false
 		}
 	}
 	t.Cleanup(func() { run("link", "del", host) })
-	return name, nodeIP, true
+	return name, nodeIP, hostIP, true
 }
 
 func freePort(t *testing.T) int {

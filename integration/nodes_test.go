@@ -77,8 +77,10 @@ func TestNodeBuild(t *testing.T) {
 	needArm64Emulation(t, e)
 	n := startNode(t, nodeOptions{})
 	dir := nodeContext(t, nodeDockerfile)
+	// The test's nodes listen on plain TCP: each build accepts that explicitly.
+	node := "linux/arm64=" + n.Addr + ",insecure-plaintext=true"
 
-	r := e.kiln("build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "--node", "linux/arm64="+n.Addr, "-t", "app", dir).ok(t)
+	r := e.kiln("build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "--node", node, "-t", "app", dir).ok(t)
 	if !strings.Contains(r.Stderr, "building linux/amd64 here, linux/arm64 on node "+n.Addr) {
 		t.Errorf("the build did not say where each platform builds:\n%s", r.Stderr)
 	}
@@ -122,21 +124,21 @@ func TestNodeBuild(t *testing.T) {
 
 	// --push pushes the joined index with every platform.
 	reg := startRegistry(t)
-	e.kiln("build", "--platform", "linux/amd64,linux/arm64", "--node", "linux/arm64="+n.Addr, "--push", "-t", reg+"/app:1", dir).ok(t)
+	e.kiln("build", "--platform", "linux/amd64,linux/arm64", "--node", node, "--push", "-t", reg+"/app:1", dir).ok(t)
 	f := newEnv(t)
 	f.kiln("pull", "--all-platforms", reg+"/app:1").ok(t)
 	checkRuns(t, f, reg+"/app:1")
 
 	// Configured in a nodes file without platforms, the node takes the platform it reports
 	// first (its native one) with no --node flag, and kiln node ls/inspect describe it.
-	cfg := nodesConfig(t, fmt.Sprintf("[node.arm-board]\naddress = %q\n", n.Addr))
+	cfg := nodesConfig(t, fmt.Sprintf("[node.arm-board]\naddress = %q\ninsecure-plaintext = true\n", n.Addr))
 	r = e.kilnEnv([]string{cfg}, "build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "-t", "app:2", dir).ok(t)
 	if lines := stepLines(r.Stderr, "build-arm64"); len(lines) == 0 || !strings.Contains(lines[0], "[arm-board] [build-arm64") {
 		t.Errorf("the configured node did not build arm64:\n%s", r.Stderr)
 	}
 	checkRuns(t, e, "docker.io/library/app:2")
 	ls := e.kilnEnv([]string{cfg}, "node", "ls").ok(t).Stdout
-	if !regexp.MustCompile(`arm-board\s+` + regexp.QuoteMeta(n.Addr) + `\s+reachable\s+v0\.34\.2\s+linux/arm64`).MatchString(ls) {
+	if !regexp.MustCompile(`arm-board\s+` + regexp.QuoteMeta(n.Addr) + `\s+plaintext \(accepted\)\s+reachable\s+v0\.34\.2\s+linux/arm64`).MatchString(ls) {
 		t.Errorf("kiln node ls:\n%s", ls)
 	}
 	var st struct {
@@ -163,8 +165,9 @@ func TestNodeFallback(t *testing.T) {
 	needArm64Emulation(t, e)
 	dir := nodeContext(t, nodeDockerfile)
 	dead := fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t))
+	deadNode := "linux/arm64=" + dead + ",insecure-plaintext=true"
 
-	r := e.kiln("build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "--node", "linux/arm64="+dead, "-t", "app", dir)
+	r := e.kiln("build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "--node", deadNode, "-t", "app", dir)
 	r.fails(t, 1, "node "+dead+" does not answer")
 	if !strings.Contains(r.Stderr, "--node-fallback=emulate") || strings.Contains(r.Stderr, "#1 ") {
 		t.Errorf("the failure should come before any step and name the fallback:\n%s", r.Stderr)
@@ -173,7 +176,7 @@ func TestNodeFallback(t *testing.T) {
 		t.Errorf("a failed build stored images:\n%s", out)
 	}
 
-	r = e.kiln("build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "--node", "linux/arm64="+dead, "--node-fallback", "emulate", "-t", "app", dir).ok(t)
+	r = e.kiln("build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "--node", deadNode, "--node-fallback", "emulate", "-t", "app", dir).ok(t)
 	if !strings.Contains(r.Stderr, "node "+dead+" does not answer") || !strings.Contains(r.Stderr, "building linux/arm64 here instead (--node-fallback=emulate)") {
 		t.Errorf("no fallback notice:\n%s", r.Stderr)
 	}
@@ -186,7 +189,7 @@ func TestNodeFallback(t *testing.T) {
 		t.Errorf("no notice for the configured node:\n%s", r.Stderr)
 	}
 	// One restricted to arm64 is needed, so it fails the build.
-	cfg = nodesConfig(t, fmt.Sprintf("[node.gone]\naddress = %q\nplatforms = [\"linux/arm64\"]\n", dead))
+	cfg = nodesConfig(t, fmt.Sprintf("[node.gone]\naddress = %q\nplatforms = [\"linux/arm64\"]\ninsecure-plaintext = true\n", dead))
 	e.kilnEnv([]string{cfg}, "build", "--platform", "linux/amd64,linux/arm64", "-t", "app:4", dir).fails(t, 1, "node gone ("+dead+") does not answer")
 	e.kilnEnv([]string{cfg}, "node", "ls").ok(t)
 	e.kilnEnv([]string{cfg}, "node", "inspect", "gone").fails(t, 1, "does not answer")
@@ -205,6 +208,8 @@ func TestNodeFallback(t *testing.T) {
 		{[]string{"--platform", "linux/arm64", "--node", "linux/arm64=" + dead, "--node", "arm64=local"}, "names linux/arm64 twice"},
 		{[]string{"--platform", "linux/arm64", "--node", "linux/arm64=" + dead, "--node-fallback", "maybe"}, "invalid --node-fallback"},
 		{[]string{"--platform", "linux/arm64", "--node", "linux/arm64=" + dead, "-o", "type=oci,dest=x.tar"}, "--output type=oci is not supported when platforms build on nodes"},
+		{[]string{"--platform", "linux/arm64", "--node", "linux/arm64=" + dead}, "is plain tcp:// without TLS"},
+		{[]string{"--platform", "linux/arm64", "--node", "linux/arm64=" + dead + ",insecure-plaintext=maybe"}, "insecure-plaintext must be true or false"},
 	} {
 		e.kiln(append(append([]string{"build"}, c.args...), dir)...).fails(t, 2, c.want)
 	}
@@ -222,7 +227,7 @@ func TestNodeKilled(t *testing.T) {
 	e.kiln("build", "--platform", "linux/amd64", "-t", "app", dir).ok(t)
 	before := e.image(t, "docker.io/library/app:latest").Digest
 
-	k := e.startKiln("build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "--node", "linux/arm64="+n.Addr, "-t", "app", dir)
+	k := e.startKiln("build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "--node", "linux/arm64="+n.Addr+",insecure-plaintext=true", "-t", "app", dir)
 	k.waitFor(t, "arm64-sleeping")
 	n.kill()
 	code, stderr := k.wait(t)
@@ -291,14 +296,17 @@ key = %q
 	if !st.Reachable || !st.Restricted || strings.Join(st.Platforms, ",") != "linux/arm64" {
 		t.Errorf("node inspect: %+v", st)
 	}
+	if ls := e.kilnEnv([]string{cfg}, "node", "ls").ok(t).Stdout; !regexp.MustCompile(`secure\s+` + regexp.QuoteMeta(n.Addr) + `\s+tls\s+reachable`).MatchString(ls) {
+		t.Errorf("kiln node ls does not show the TLS node as tls:\n%s", ls)
+	}
 
 	// The node does not build a platform it does not report.
 	e.kilnEnv([]string{cfg}, "build", "--platform", "linux/arm64,linux/ppc64le", "--node", "linux/ppc64le=secure", dir).
 		fails(t, 1, "node secure ("+n.Addr+") does not build linux/ppc64le")
 	// Without a client certificate, or without TLS, the node refuses kiln before any work.
 	for target, hint := range map[string]string{
-		n.Addr + ",tls-ca=" + n.tls.CA: "if the node requires client certificates, give tls-cert and tls-key",
-		n.Addr:                         "if the node requires TLS, give its CA and a client certificate",
+		n.Addr + ",tls-ca=" + n.tls.CA:      "if the node requires client certificates, give tls-cert and tls-key",
+		n.Addr + ",insecure-plaintext=true": "if the node requires TLS, give its CA and a client certificate",
 	} {
 		r := e.kiln("build", "--platform", "linux/arm64", "--node", "linux/arm64="+target, dir).fails(t, 1, "node "+n.Addr+" does not answer")
 		if !strings.Contains(r.Stderr, hint) {

@@ -121,6 +121,10 @@ func toLegacyLayout(t *testing.T, root, state string) {
 	if err := os.RemoveAll(filepath.Join(root, "buildkit")); err != nil {
 		t.Fatal(err)
 	}
+	// Nor had those kilns a marker: the state directory is adopted.
+	if err := os.Remove(filepath.Join(root, ".kiln-root")); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // assertNoLegacyState fails unless root holds nothing of the legacy layout.

@@ -55,6 +55,10 @@ type Worker struct {
 // Status is what a node said when asked.
 type Status struct {
 	Node Node `json:"node"`
+	// Transport is how kiln reaches the node (Node.Transport):
+	// "plaintext" for a tcp:// node without TLS, which builds refuse
+	// unless Node.InsecurePlaintext accepts it.
+	Transport string `json:"transport"`
 	// Reachable is true when the node answered.
 	Reachable bool `json:"reachable"`
 	// Error says why it did not, as one line.
@@ -106,7 +110,7 @@ func (s Status) IsNative(p ocispecs.Platform) bool {
 // Probe asks a node for its version and workers, within Timeout. A node
 // that does not answer gives a Status with Reachable false and the reason.
 func Probe(ctx context.Context, n Node) Status {
-	st := Status{Node: n, Restricted: len(n.Platforms) > 0}
+	st := newStatus(n)
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
 	c, err := Connect(ctx, n)
@@ -121,7 +125,11 @@ func Probe(ctx context.Context, n Node) Status {
 func ProbeClient(ctx context.Context, c *bkclient.Client, n Node) Status {
 	ctx, cancel := context.WithTimeout(ctx, Timeout)
 	defer cancel()
-	return probeClient(ctx, c, Status{Node: n, Restricted: len(n.Platforms) > 0})
+	return probeClient(ctx, c, newStatus(n))
+}
+
+func newStatus(n Node) Status {
+	return Status{Node: n, Transport: n.Transport(), Restricted: len(n.Platforms) > 0}
 }
 
 func probeClient(ctx context.Context, c *bkclient.Client, st Status) Status {

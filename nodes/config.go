@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
@@ -44,6 +45,11 @@ type Node struct {
 	Platforms []ocispecs.Platform `json:"-"`
 	// TLS is the client side of a tcp:// node's TLS; zero for plain TCP.
 	TLS TLS `json:"tls,omitzero"`
+	// InsecurePlaintext accepts a tcp:// node without TLS for builds:
+	// what a build sends it (registry credentials, secrets, ssh agents,
+	// the build context) crosses the network unencrypted. Builds refuse
+	// such a node without it (CheckTransport).
+	InsecurePlaintext bool `json:"insecurePlaintext,omitempty"`
 	// Source is the file that configured the node; empty for --node.
 	Source string `json:"source,omitempty"`
 }
@@ -65,6 +71,53 @@ type TLS struct {
 // Enabled reports whether any TLS setting is given.
 func (t TLS) Enabled() bool { return t != TLS{} }
 
+// Transports of nodes, as Node.Transport names them.
+const (
+	// TransportTLS is tcp:// with TLS.
+	TransportTLS = "tls"
+	// TransportSSH is ssh://, through the ssh client.
+	TransportSSH = "ssh"
+	// TransportUnix is a unix:// socket on this host.
+	TransportUnix = "unix"
+	// TransportPlaintext is tcp:// without TLS: unencrypted.
+	TransportPlaintext = "plaintext"
+)
+
+// Transport says how kiln reaches the node: TransportTLS, TransportSSH,
+// TransportUnix, or TransportPlaintext for a tcp:// address without TLS,
+// whose traffic anyone on the network path can read.
+func (n Node) Transport() string {
+	switch {
+	case strings.HasPrefix(n.Address, "ssh://"):
+		return TransportSSH
+	case strings.HasPrefix(n.Address, "unix://"):
+		return TransportUnix
+	case n.TLS.Enabled():
+		return TransportTLS
+	}
+	return TransportPlaintext
+}
+
+// Plaintext reports whether kiln reaches the node unencrypted: tcp://
+// without TLS.
+func (n Node) Plaintext() bool { return n.Transport() == TransportPlaintext }
+
+// CheckTransport refuses, as a usage error, a node that a build would
+// reach unencrypted without the user's explicit consent: the session of a
+// build hands the node registry credentials, secrets and ssh agents, in
+// clear text on plain TCP. It says how to give the node TLS or accept the
+// risk, where the node was configured.
+func (n Node) CheckTransport() error {
+	if !n.Plaintext() || n.InsecurePlaintext {
+		return nil
+	}
+	const risk = "is plain tcp:// without TLS: the registry credentials, secrets and ssh agents a build hands it would cross the network unencrypted"
+	if n.Source != "" {
+		return usage.Errorf("node %s %s; give it TLS settings in a [node.%s.tls] table of %s (see docs/nodes.md), or accept the risk with insecure-plaintext = true in its table there", n, risk, n.Name, n.Source)
+	}
+	return usage.Errorf("node %s %s; give its TLS settings in --node (,tls-ca=FILE,tls-cert=FILE,tls-key=FILE), or accept the risk by adding ,insecure-plaintext=true to it", n, risk)
+}
+
 // Restricted lists the node's configured platforms as strings.
 func (n Node) Restricted() []string {
 	return platform.Strings(n.Platforms)
@@ -85,9 +138,10 @@ type file struct {
 }
 
 type fileNode struct {
-	Address   string   `toml:"address"`
-	Platforms []string `toml:"platforms"`
-	TLS       TLS      `toml:"tls"`
+	Address           string   `toml:"address"`
+	Platforms         []string `toml:"platforms"`
+	TLS               TLS      `toml:"tls"`
+	InsecurePlaintext bool     `toml:"insecure-plaintext"`
 }
 
 // DefaultFiles are the nodes files kiln reads, in order: the system's,
@@ -143,7 +197,7 @@ func parseFile(path string, data []byte) ([]Node, error) {
 	if err := dec.Decode(&f); err != nil {
 		var sm *toml.StrictMissingError
 		if errors.As(err, &sm) {
-			return nil, fmt.Errorf("invalid nodes file %s: unknown setting %s; a node takes address, platforms and a [node.NAME.tls] table with ca, cert, key and server-name", path, strings.Join(missingKeys(sm), ", "))
+			return nil, fmt.Errorf("invalid nodes file %s: unknown setting %s; a node takes address, platforms, insecure-plaintext and a [node.NAME.tls] table with ca, cert, key and server-name", path, strings.Join(missingKeys(sm), ", "))
 		}
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
@@ -161,7 +215,7 @@ func parseFile(path string, data []byte) ([]Node, error) {
 		if name == Local {
 			return nil, fmt.Errorf("invalid nodes file %s: %q is reserved for building in the kiln process; name the node otherwise", path, name)
 		}
-		n := Node{Name: name, Address: fn.Address, TLS: fn.TLS, Source: path}
+		n := Node{Name: name, Address: fn.Address, TLS: fn.TLS, InsecurePlaintext: fn.InsecurePlaintext, Source: path}
 		if err := checkAddress(n.Address); err != nil {
 			return nil, fmt.Errorf("invalid nodes file %s: node %s: %w", path, name, err)
 		}
@@ -175,6 +229,9 @@ func parseFile(path string, data []byte) ([]Node, error) {
 		n.TLS = resolveTLS(dir, n.TLS)
 		if err := checkTLS(n); err != nil {
 			return nil, fmt.Errorf("invalid nodes file %s: node %s: %w", path, name, err)
+		}
+		if n.InsecurePlaintext && !n.Plaintext() {
+			return nil, fmt.Errorf("invalid nodes file %s: node %s: insecure-plaintext applies to tcp:// addresses without TLS only, not %s", path, name, describeTransport(n))
 		}
 		out = append(out, n)
 	}
@@ -263,6 +320,14 @@ func checkTLS(n Node) error {
 	return nil
 }
 
+// describeTransport names what a node is reached by, for messages.
+func describeTransport(n Node) string {
+	if n.Transport() == TransportTLS {
+		return "one with TLS settings"
+	}
+	return n.Address
+}
+
 // Assignment is one --node value: platforms and where they build.
 type Assignment struct {
 	// Platforms are the platforms assigned.
@@ -274,31 +339,34 @@ type Assignment struct {
 }
 
 // ParseAssignment parses a --node value:
-// PLATFORM[,PLATFORM...]=TARGET[,tls-ca=FILE,tls-cert=FILE,tls-key=FILE,tls-server-name=NAME]
+// PLATFORM[,PLATFORM...]=TARGET[,tls-ca=FILE,tls-cert=FILE,tls-key=FILE,tls-server-name=NAME][,insecure-plaintext=true]
 // where TARGET is an address (tcp://, unix://, ssh://), the name of a
 // configured node, or "local". An address that a configured node has
 // takes that node's name and TLS settings, unless the value gives its own.
+// insecure-plaintext=true accepts a plain tcp:// node for this build, as
+// the key of that name does in nodes.toml.
 func ParseAssignment(s string, configured []Node) (Assignment, error) {
 	left, right, ok := strings.Cut(s, "=")
 	if !ok || strings.TrimSpace(left) == "" || strings.TrimSpace(right) == "" {
-		return Assignment{}, usage.Errorf("invalid --node %q: use PLATFORM=ADDRESS, e.g. linux/arm64=tcp://10.0.0.5:1234, or PLATFORM=NAME of a node in nodes.toml", s)
+		return Assignment{}, usage.Errorf("use PLATFORM=ADDRESS, e.g. linux/arm64=tcp://10.0.0.5:1234, or PLATFORM=NAME of a node in nodes.toml")
 	}
 	ps, err := platform.ParseList([]string{left})
 	if err != nil {
-		return Assignment{}, usage.Errorf("invalid --node %q: %w", s, err)
+		return Assignment{}, usage.Wrap(err)
 	}
 	fields, err := csv.NewReader(strings.NewReader(right)).Read()
 	if err != nil || len(fields) == 0 {
-		return Assignment{}, usage.Errorf("invalid --node %q: use PLATFORM=ADDRESS[,tls-ca=FILE,tls-cert=FILE,tls-key=FILE]", s)
+		return Assignment{}, usage.Errorf("use PLATFORM=ADDRESS[,tls-ca=FILE,tls-cert=FILE,tls-key=FILE]")
 	}
 	a := Assignment{Platforms: ps}
 	target := strings.TrimSpace(fields[0])
 	var tlsSet TLS
+	var plaintext, plaintextSet bool
 	for _, f := range fields[1:] {
 		k, v, ok := strings.Cut(f, "=")
 		switch k = strings.TrimSpace(k); {
 		case !ok:
-			return Assignment{}, usage.Errorf("invalid --node %q: %q is not KEY=VALUE", s, f)
+			return Assignment{}, usage.Errorf("%q is not KEY=VALUE", f)
 		case k == "tls-ca":
 			tlsSet.CA = v
 		case k == "tls-cert":
@@ -307,46 +375,70 @@ func ParseAssignment(s string, configured []Node) (Assignment, error) {
 			tlsSet.Key = v
 		case k == "tls-server-name":
 			tlsSet.ServerName = v
+		case k == "insecure-plaintext":
+			b, err := strconv.ParseBool(strings.TrimSpace(v))
+			if err != nil {
+				return Assignment{}, usage.Errorf("insecure-plaintext must be true or false, not %q", v)
+			}
+			plaintext, plaintextSet = b, true
 		default:
-			return Assignment{}, usage.Errorf("invalid --node %q: unknown option %q; use tls-ca, tls-cert, tls-key or tls-server-name", s, k)
+			return Assignment{}, usage.Errorf("unknown option %q; use tls-ca, tls-cert, tls-key, tls-server-name or insecure-plaintext", k)
 		}
 	}
-	if target == Local {
-		if tlsSet.Enabled() {
-			return Assignment{}, usage.Errorf("invalid --node %q: TLS options do not apply to local", s)
+	a.Node, err = assignmentTarget(s, target, tlsSet, configured)
+	if err != nil {
+		return Assignment{}, err
+	}
+	if a.Node.Name == "" {
+		if tlsSet.Enabled() || plaintextSet {
+			return Assignment{}, usage.Errorf("TLS and insecure-plaintext options do not apply to local")
 		}
 		a.Local = true
 		return a, nil
+	}
+	if plaintextSet {
+		if plaintext && !a.Node.Plaintext() {
+			return Assignment{}, usage.Errorf("insecure-plaintext applies to tcp:// addresses without TLS only, not %s", describeTransport(a.Node))
+		}
+		a.Node.InsecurePlaintext = plaintext
+	}
+	return a, nil
+}
+
+// assignmentTarget resolves the TARGET of a --node value to a node; the
+// zero Node for local.
+func assignmentTarget(s, target string, tlsSet TLS, configured []Node) (Node, error) {
+	if target == Local {
+		return Node{}, nil
 	}
 	if !strings.Contains(target, "://") {
 		for _, n := range configured {
 			if n.Name == target {
 				if tlsSet.Enabled() {
-					return Assignment{}, usage.Errorf("invalid --node %q: node %s takes its TLS settings from %s", s, n.Name, n.Source)
+					return Node{}, usage.Errorf("node %s takes its TLS settings from %s", n.Name, n.Source)
 				}
-				a.Node = n
-				return a, nil
+				return n, nil
 			}
 		}
 		if len(configured) == 0 {
-			return Assignment{}, usage.Errorf("invalid --node %q: %q is neither an address (tcp://HOST:PORT, unix://PATH, ssh://USER@HOST) nor a node of a nodes file (none is configured: see %s)", s, target, strings.Join(DefaultFiles(), " or "))
+			return Node{}, usage.Errorf("%q is neither an address (tcp://HOST:PORT, unix://PATH, ssh://USER@HOST) nor a node of a nodes file (none is configured: see %s)", target, strings.Join(DefaultFiles(), " or "))
 		}
-		return Assignment{}, usage.Errorf("invalid --node %q: %q is neither an address (tcp://HOST:PORT, unix://PATH, ssh://USER@HOST) nor a configured node (%s)", s, target, strings.Join(names(configured), ", "))
+		return Node{}, usage.Errorf("%q is neither an address (tcp://HOST:PORT, unix://PATH, ssh://USER@HOST) nor a configured node (%s)", target, strings.Join(names(configured), ", "))
 	}
 	if err := checkAddress(target); err != nil {
-		return Assignment{}, usage.Errorf("invalid --node %q: %w", s, err)
+		return Node{}, usage.Errorf("%w", err)
 	}
-	a.Node = Node{Name: target, Address: target, TLS: tlsSet}
+	node := Node{Name: target, Address: target, TLS: tlsSet}
 	for _, n := range configured {
 		if n.Address == target && !tlsSet.Enabled() {
-			a.Node = n
+			node = n
 			break
 		}
 	}
-	if err := checkTLS(a.Node); err != nil {
-		return Assignment{}, usage.Errorf("invalid --node %q: %w", s, err)
+	if err := checkTLS(node); err != nil {
+		return Node{}, usage.Errorf("%w", err)
 	}
-	return a, nil
+	return node, nil
 }
 
 func names(ns []Node) []string {

@@ -60,6 +60,7 @@ server-name = "pi.local"
 
 func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
+	write(t, dir, "ca.pem", "x")
 	for content, want := range map[string]string{
 		"[node.pi]\naddres = \"tcp://h:1\"\n":                                    "unknown setting node.pi.addres",
 		"[node.pi]\naddress = \"tcp://h\"\n":                                     "give the host and port",
@@ -71,6 +72,9 @@ func TestLoadErrors(t *testing.T) {
 		"[node.pi]\naddress = \"unix:///s\"\n[node.pi.tls]\nca = \"c.pem\"\n":    "TLS settings apply to tcp:// addresses only",
 		"[node.pi]\naddress = \"tcp://h:1\"\n[node.pi.tls]\nca = \"none.pem\"\n": "cannot read TLS file",
 		"[node.pi\n": "line 1",
+		"[node.pi]\naddress = \"unix:///s\"\ninsecure-plaintext = true\n":                                 "insecure-plaintext applies to tcp:// addresses without TLS only, not unix:///s",
+		"[node.pi]\naddress = \"tcp://h:1\"\ninsecure-plaintext = true\n[node.pi.tls]\nca = \"ca.pem\"\n": "not one with TLS settings",
+		"[node.pi]\naddress = \"tcp://h:1\"\ninsecure-plaintext = \"yes\"\n":                              "line 3",
 	} {
 		p := write(t, dir, "nodes.toml", content)
 		_, err := Load(p)
@@ -104,21 +108,25 @@ func TestParseAssignment(t *testing.T) {
 		t.Fatalf("local: %+v %v", a, err)
 	}
 	for in, want := range map[string]string{
-		"linux/arm64":                                 "use PLATFORM=ADDRESS",
-		"=tcp://h:1":                                  "use PLATFORM=ADDRESS",
-		"linux/nope!=tcp://h:1":                       "invalid platform",
-		"arm64=graviton":                              `"graviton" is neither an address`,
-		"arm64=tcp://h":                               "give the host and port",
-		"arm64=ftp://h:1":                             `unknown scheme "ftp"`,
-		"arm64=tcp://h:1,bogus=1":                     `unknown option "bogus"`,
-		"arm64=tcp://h:1,tls-cert=c.pem":              "give both a client certificate",
-		"arm64=tcp://h:1,tls-ca=/nonexistent/ca.pem":  "cannot read TLS file",
-		"arm64=local,tls-ca=x":                        "do not apply to local",
-		"arm64=pi,tls-ca=x":                           "takes its TLS settings from /etc/kiln/nodes.toml",
-		"arm64=unix:///run/b.sock,tls-server-name=pi": "apply to tcp:// addresses only",
-		"arm64=ssh://me@h?socket=/run/b.sock":         "give the node's socket as the path",
-		"arm64=ssh://me@h/run/b.sock#x":               "takes no query or fragment",
-		"arm64=ssh://me:pw@h":                         "takes no password",
+		"linux/arm64":                                  "use PLATFORM=ADDRESS",
+		"=tcp://h:1":                                   "use PLATFORM=ADDRESS",
+		"linux/nope!=tcp://h:1":                        "invalid platform",
+		"arm64=graviton":                               `"graviton" is neither an address`,
+		"arm64=tcp://h":                                "give the host and port",
+		"arm64=ftp://h:1":                              `unknown scheme "ftp"`,
+		"arm64=tcp://h:1,bogus=1":                      `unknown option "bogus"`,
+		"arm64=tcp://h:1,tls-cert=c.pem":               "give both a client certificate",
+		"arm64=tcp://h:1,tls-ca=/nonexistent/ca.pem":   "cannot read TLS file",
+		"arm64=local,tls-ca=x":                         "do not apply to local",
+		"arm64=pi,tls-ca=x":                            "takes its TLS settings from /etc/kiln/nodes.toml",
+		"arm64=unix:///run/b.sock,tls-server-name=pi":  "apply to tcp:// addresses only",
+		"arm64=ssh://me@h?socket=/run/b.sock":          "give the node's socket as the path",
+		"arm64=ssh://me@h/run/b.sock#x":                "takes no query or fragment",
+		"arm64=ssh://me:pw@h":                          "takes no password",
+		"arm64=tcp://h:1,insecure-plaintext=maybe":     "insecure-plaintext must be true or false",
+		"arm64=unix:///b.sock,insecure-plaintext=true": "not unix:///b.sock",
+		"arm64=pi,insecure-plaintext=true":             "not one with TLS settings",
+		"arm64=local,insecure-plaintext=true":          "do not apply to local",
 	} {
 		_, err := ParseAssignment(in, configured)
 		if err == nil || !strings.Contains(err.Error(), want) || !usage.Is(err) {
@@ -149,5 +157,79 @@ func TestExplain(t *testing.T) {
 	err := errors.New(`rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 10.0.0.5:1234: connect: connection refused"`)
 	if got := Explain(err); got != "dial tcp 10.0.0.5:1234: connect: connection refused" {
 		t.Fatalf("Explain = %q", got)
+	}
+}
+
+// TestPlaintextNodes: a tcp:// node without TLS is refused for builds,
+// with one line saying how to give it TLS or accept the risk where it was
+// configured, unless nodes.toml or --node accepts it by name of the risk.
+func TestPlaintextNodes(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "ca.pem", "x")
+	file := write(t, dir, "nodes.toml", `
+[node.plain]
+address = "tcp://10.0.0.5:1234"
+
+[node.accepted]
+address = "tcp://10.0.0.6:1234"
+insecure-plaintext = true
+
+[node.secure]
+address = "tcp://10.0.0.7:1234"
+[node.secure.tls]
+ca = "ca.pem"
+
+[node.sock]
+address = "unix:///run/buildkit/buildkitd.sock"
+
+[node.tunnel]
+address = "ssh://me@graviton"
+`)
+	ns, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]Node{}
+	for _, n := range ns {
+		byName[n.Name] = n
+	}
+	for name, want := range map[string]string{"plain": TransportPlaintext, "accepted": TransportPlaintext, "secure": TransportTLS, "sock": TransportUnix, "tunnel": TransportSSH} {
+		if got := byName[name].Transport(); got != want {
+			t.Errorf("node %s: Transport() = %q, want %q", name, got, want)
+		}
+		if st := newStatus(byName[name]); st.Transport != want {
+			t.Errorf("node %s: Status.Transport = %q, want %q", name, st.Transport, want)
+		}
+	}
+	err = byName["plain"].CheckTransport()
+	if err == nil || !usage.Is(err) || strings.Contains(err.Error(), "\n") ||
+		!strings.Contains(err.Error(), "node plain (tcp://10.0.0.5:1234) is plain tcp:// without TLS") ||
+		!strings.Contains(err.Error(), "insecure-plaintext = true") || !strings.Contains(err.Error(), file) {
+		t.Errorf("CheckTransport of a plain configured node = %v", err)
+	}
+	for _, name := range []string{"accepted", "secure", "sock", "tunnel"} {
+		if err := byName[name].CheckTransport(); err != nil {
+			t.Errorf("CheckTransport of %s = %v, want nil", name, err)
+		}
+	}
+
+	// On the command line: refused unless the value accepts it.
+	a, err := ParseAssignment("arm64=tcp://10.0.0.9:1234", ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Node.CheckTransport(); err == nil || !usage.Is(err) || !strings.Contains(err.Error(), ",insecure-plaintext=true") {
+		t.Errorf("CheckTransport of a plain --node address = %v", err)
+	}
+	for _, v := range []string{"arm64=tcp://10.0.0.9:1234,insecure-plaintext=true", "arm64=plain,insecure-plaintext=true", "arm64=accepted"} {
+		a, err := ParseAssignment(v, ns)
+		if err != nil || !a.Node.InsecurePlaintext || a.Node.CheckTransport() != nil {
+			t.Errorf("ParseAssignment(%q) = %+v, %v: want the plain node accepted", v, a.Node, err)
+		}
+	}
+	// false withdraws what the file accepts, for one build.
+	a, err = ParseAssignment("arm64=accepted,insecure-plaintext=false", ns)
+	if err != nil || a.Node.CheckTransport() == nil {
+		t.Errorf("insecure-plaintext=false: %+v %v, want the node refused", a.Node, err)
 	}
 }

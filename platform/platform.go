@@ -7,6 +7,7 @@
 package platform
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/containerd/platforms"
@@ -26,7 +27,49 @@ func Parse(s string) (ocispecs.Platform, error) {
 	if s == "" || err != nil {
 		return ocispecs.Platform{}, usage.Errorf("invalid platform %q: give one like linux/amd64, linux/arm64 or linux/arm/v7", s)
 	}
-	return platforms.Normalize(p), nil
+	p = platforms.Normalize(p)
+	for _, part := range []string{p.OS, p.Architecture, p.Variant} {
+		// containerd takes "." and ".." as names, but formatting them
+		// (a path join) drops them: "0/." would print as "0".
+		if part == "." || part == ".." {
+			return ocispecs.Platform{}, usage.Errorf("invalid platform %q: give one like linux/amd64, linux/arm64 or linux/arm/v7", s)
+		}
+	}
+	if err := checkVariant(p); err != nil {
+		return ocispecs.Platform{}, usage.Errorf("invalid platform %q: %w", s, err)
+	}
+	return p, nil
+}
+
+// variants are the CPU variants of the architectures that have them, as
+// containerd's platform matcher and the OCI image specification know them:
+// the x86-64 micro-architecture levels, the ARM architecture versions, and
+// the ARMv8 and ARMv9 extensions. Any other variant of these architectures
+// is a typo that would name a platform no image has ("linux/amd64/v9").
+// Architectures not listed here are not judged.
+var variants = map[string][]string{
+	"amd64": {"v1", "v2", "v3", "v4"},
+	"arm":   {"v5", "v6", "v7", "v8"},
+	"arm64": {"v8", "v8.1", "v8.2", "v8.3", "v8.4", "v8.5", "v8.6", "v8.7", "v8.8", "v8.9", "v9", "v9.1", "v9.2", "v9.3", "v9.4", "v9.5", "v9.6", "v9.7"},
+	"386":   {},
+}
+
+// checkVariant refuses a variant its architecture does not have. p is
+// normalised: the default variants (amd64 v1, arm64 v8) are empty.
+func checkVariant(p ocispecs.Platform) error {
+	valid, known := variants[p.Architecture]
+	if !known || p.Variant == "" {
+		return nil
+	}
+	for _, v := range valid {
+		if v == p.Variant {
+			return nil
+		}
+	}
+	if len(valid) == 0 {
+		return fmt.Errorf("%s has no variants; leave out /%s", p.Architecture, p.Variant)
+	}
+	return fmt.Errorf("%s has no variant %s; use one of %s", p.Architecture, p.Variant, strings.Join(valid, ", "))
 }
 
 // ParseList parses --platform values: each may hold several platforms

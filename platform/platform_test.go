@@ -38,10 +38,41 @@ func TestParseList(t *testing.T) {
 }
 
 func TestParseListRejects(t *testing.T) {
-	for _, bad := range []string{"", "linux/amd64,", ",", "linux/", "not a platform!", "linux/nope!"} {
+	for _, bad := range []string{"", "linux/amd64,", ",", "linux/", "not a platform!", "linux/nope!", "0/.", "linux/..", "linux/arm64/."} {
 		_, err := ParseList([]string{bad})
 		if !usage.Is(err) || !strings.HasPrefix(err.Error(), "invalid platform ") {
 			t.Errorf("ParseList(%q) = %v, want a usage error starting \"invalid platform\"", bad, err)
+		}
+	}
+}
+
+// TestParseVariants: a variant its architecture does not have is a typo,
+// refused with the valid ones; the real ones parse, normalised.
+func TestParseVariants(t *testing.T) {
+	for in, want := range map[string]string{
+		"linux/amd64/v1": "linux/amd64", "linux/amd64/v3": "linux/amd64/v3", "linux/amd64/V4": "linux/amd64/v4",
+		"linux/arm/5": "linux/arm/v5", "linux/arm/v8": "linux/arm/v8",
+		"linux/arm64/v8": "linux/arm64", "linux/arm64/v8.2": "linux/arm64/v8.2", "linux/arm64/9.0": "linux/arm64/v9",
+		"linux/arm64/v9.7": "linux/arm64/v9.7", "i386": "linux/386",
+		// Architectures without a known set of variants are not judged.
+		"linux/riscv64/rva22u64": "linux/riscv64/rva22u64",
+	} {
+		p, err := Parse(in)
+		if err != nil || Format(p) != want {
+			t.Errorf("Parse(%s) = %s, %v; want %s", in, Format(p), err, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"linux/amd64/v9":  `invalid platform "linux/amd64/v9": amd64 has no variant v9; use one of v1, v2, v3, v4`,
+		"linux/amd64/v0":  `invalid platform "linux/amd64/v0": amd64 has no variant v0; use one of v1, v2, v3, v4`,
+		"linux/arm/v9":    `invalid platform "linux/arm/v9": arm has no variant v9; use one of v5, v6, v7, v8`,
+		"linux/arm64/v7":  `invalid platform "linux/arm64/v7": arm64 has no variant v7; use one of v8, v8.1, v8.2, v8.3, v8.4, v8.5, v8.6, v8.7, v8.8, v8.9, v9, v9.1, v9.2, v9.3, v9.4, v9.5, v9.6, v9.7`,
+		"linux/arm64/v10": `invalid platform "linux/arm64/v10": arm64 has no variant v10; use one of v8, v8.1, v8.2, v8.3, v8.4, v8.5, v8.6, v8.7, v8.8, v8.9, v9, v9.1, v9.2, v9.3, v9.4, v9.5, v9.6, v9.7`,
+		"linux/386/v2":    `invalid platform "linux/386/v2": 386 has no variants; leave out /v2`,
+	} {
+		_, err := ParseList([]string{"linux/amd64," + in})
+		if !usage.Is(err) || err.Error() != want {
+			t.Errorf("ParseList(%s) = %v, want the usage error %s", in, err, want)
 		}
 	}
 }
@@ -99,7 +130,7 @@ func TestFormatListAndDescribe(t *testing.T) {
 // FuzzParseList checks that any --platform value either fails with a
 // usage error or gives platforms that parse back to themselves.
 func FuzzParseList(f *testing.F) {
-	for _, s := range []string{"linux/amd64", "arm64,linux/arm/v7", "linux/arm65", "windows/amd64", "", ",", "linux/amd64/v3", "aarch64", "linux/arm/v9/x"} {
+	for _, s := range []string{"linux/amd64", "arm64,linux/arm/v7", "linux/arm65", "windows/amd64", "", ",", "linux/amd64/v3", "aarch64", "linux/arm/v9/x", "linux/amd64/v9", "linux/arm64/v9.2"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -1,6 +1,7 @@
 package request
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"encoding/pem"
@@ -296,7 +297,8 @@ func TestParseExportOptions(t *testing.T) {
 			t.Errorf("ParseAttest(%q) = %q %q %v; want %q", in, k, v, err, want)
 		}
 	}
-	for in, want := range map[string]string{"type=sbom": "not supported", "mode=max": "missing type=", "type=provenance,mode=full": "mode must be min or max", "type=provenance,disabled=maybe": "disabled must be", "type=vex": "unknown --attest type"} {
+	for in, want := range map[string]string{"type=sbom": "not supported", "mode=max": "missing type=", "type=provenance,mode=full": "mode must be min or max", "type=provenance,disabled=maybe": "disabled must be", "type=vex": "unknown --attest type",
+		"type=provenance,mdoe=max": `unknown key "mdoe"`, "type=provenance,reproducible=yes please": "reproducible must be true or false"} {
 		_, _, err := ParseAttest(in)
 		wantUsage(t, in, err, want)
 	}
@@ -319,7 +321,9 @@ func TestParseExportOptions(t *testing.T) {
 			t.Errorf("ParseAnnotation(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for in, want := range map[string]string{"novalue": "invalid --annotation", "=v": "invalid --annotation", "bogus:k=v": `unknown type "bogus"`, "index[linux/amd64]:k=v": "can name a platform", "manifest[linux/arm65]:k=v": "unknown architecture"} {
+	for in, want := range map[string]string{"novalue": "invalid --annotation", "=v": "invalid --annotation", "bogus:k=v": `unknown type "bogus"`, "index[linux/amd64]:k=v": "can name a platform", "manifest[linux/arm65]:k=v": "unknown architecture",
+		"manifest[linux/amd64:k=v": "unbalanced or misplaced brackets", "manifest[linux/amd64]k=v": "unbalanced or misplaced brackets",
+		"manifestlinux/amd64]:k=v": "unbalanced or misplaced brackets", "manifest[linux/amd64/v9]:k=v": "amd64 has no variant v9"} {
 		_, err := ParseAnnotation(in)
 		wantUsage(t, in, err, want)
 	}
@@ -509,15 +513,15 @@ func TestCheckSSHPath(t *testing.T) {
 		os.WriteFile(p, b, 0o600)
 		return p
 	}
-	if err := checkSSHPath("default", sock); err != nil {
+	if err := checkSSHPath(context.Background(), "default", sock); err != nil {
 		t.Errorf("agent socket: %v", err)
 	}
-	if err := checkSSHPath("deploy", write("plain", pem.EncodeToMemory(plain))); err != nil {
+	if err := checkSSHPath(context.Background(), "deploy", write("plain", pem.EncodeToMemory(plain))); err != nil {
 		t.Errorf("unencrypted key: %v", err)
 	}
-	wantUsage(t, "encrypted key", checkSSHPath("deploy", write("locked", pem.EncodeToMemory(locked))), "protected by a passphrase")
-	wantUsage(t, "not a key", checkSSHPath("deploy", write("text", []byte("hello"))), "neither an ssh-agent socket nor a private key")
-	wantUsage(t, "missing", checkSSHPath("deploy", filepath.Join(dir, "missing")), "no such file or directory")
+	wantUsage(t, "encrypted key", checkSSHPath(context.Background(), "deploy", write("locked", pem.EncodeToMemory(locked))), "protected by a passphrase")
+	wantUsage(t, "not a key", checkSSHPath(context.Background(), "deploy", write("text", []byte("hello"))), "neither an ssh-agent socket nor a private key")
+	wantUsage(t, "missing", checkSSHPath(context.Background(), "deploy", filepath.Join(dir, "missing")), "no such file or directory")
 }
 
 func TestSourceDateEpochFromBuildArg(t *testing.T) {

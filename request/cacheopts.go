@@ -1,13 +1,14 @@
 package request
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
 	bkclient "github.com/moby/buildkit/client"
 
+	"github.com/kiln-build/kiln/internal/safeio"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/usage"
 )
@@ -121,7 +122,14 @@ func (r *Request) resolveCache(o *Options) error {
 		}
 		if e.Type == "local" {
 			src := e.Attrs["src"]
-			if _, err := os.Stat(filepath.Join(src, "index.json")); err != nil {
+			// BuildKit's client reads index.json whole, with no bound
+			// and no way to interrupt it: only a file will do.
+			_, err := safeio.CheckRegular(filepath.Join(src, "index.json"))
+			var notRegular *safeio.NotRegularError
+			if errors.As(err, &notRegular) {
+				return usage.Errorf("--cache-from %s: %w: a local cache holds the index.json that --cache-to type=local wrote", src, err)
+			}
+			if err != nil {
 				r.Warnings = append(r.Warnings, fmt.Sprintf("warning: --cache-from %s: no cache there yet (no index.json); building without it", src))
 				continue
 			}

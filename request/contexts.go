@@ -1,6 +1,7 @@
 package request
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,11 +10,14 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/internal/safeio"
+	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/usage"
 )
 
@@ -96,17 +100,14 @@ func (bc *BuildContext) parseLayout(v string) error {
 // resolveContexts checks each --build-context and records what the solve
 // needs: a frontend attribute per name, plus the directories and OCI
 // layouts the session serves.
-func (r *Request) resolveContexts(o *Options) error {
-	seen := map[string]bool{}
-	for i, v := range o.BuildContexts {
-		bc, err := ParseBuildContext(v)
-		if err != nil {
-			return err
-		}
-		if seen[bc.Name] {
-			return usage.Errorf("--build-context %s is given twice: give each name once", bc.Name)
-		}
-		seen[bc.Name] = true
+func (r *Request) resolveContexts(ctx context.Context, o *Options) error {
+	contexts, err := parseUnique(o.BuildContexts, ParseBuildContext, func(bc BuildContext) string { return bc.Name }, func(name string) error {
+		return usage.Errorf("--build-context %s is given twice: give each name once", name)
+	})
+	if err != nil {
+		return err
+	}
+	for i, bc := range contexts {
 		// Names may be image references (to replace a FROM), so the
 		// session's keys are made up rather than derived from them.
 		key := fmt.Sprintf("kiln-context-%d", i)
@@ -121,7 +122,7 @@ func (r *Request) resolveContexts(o *Options) error {
 			r.ContextDirs[key] = abs
 			r.FrontendAttrs["context:"+bc.Name] = "local:" + key
 		case ContextOCILayout:
-			if err := r.addLayout(key, bc); err != nil {
+			if err := r.addLayout(ctx, key, bc); err != nil {
 				return err
 			}
 		}
@@ -144,10 +145,16 @@ func contextDirectory(bc BuildContext) (string, error) {
 
 // addLayout opens an OCI layout and pins the image the context names, as
 // buildx does: BuildKit reads it through the session by digest.
-func (r *Request) addLayout(key string, bc BuildContext) error {
-	dt, err := os.ReadFile(filepath.Join(bc.Path, ocispecs.ImageIndexFile))
-	if err != nil {
+func (r *Request) addLayout(ctx context.Context, key string, bc BuildContext) error {
+	dt, err := safeio.ReadFile(ctx, filepath.Join(bc.Path, ocispecs.ImageIndexFile), store.MaxManifestSize)
+	var pathErr *fs.PathError
+	switch {
+	case errors.Is(err, safeio.ErrInterrupted):
+		return err
+	case errors.As(err, &pathErr):
 		return usage.Errorf("--build-context %s: %s is not an OCI layout: reading its index.json: %w; export one with -o type=oci,dest=FILE and unpack it with tar -xf", bc.Name, bc.Path, errors.Unwrap(err))
+	case err != nil:
+		return usage.Errorf("--build-context %s: %s is not an OCI layout: %w", bc.Name, bc.Path, err)
 	}
 	if bc.Digest == "" {
 		var idx ocispecs.Index
@@ -164,7 +171,7 @@ func (r *Request) addLayout(key string, bc BuildContext) error {
 	if err != nil {
 		return fmt.Errorf("--build-context %s: opening OCI layout %s: %w", bc.Name, bc.Path, err)
 	}
-	r.OCIStores[key] = cs
+	r.OCIStores[key] = layoutStore{Store: cs, dir: bc.Path}
 	r.FrontendAttrs["context:"+bc.Name] = "oci-layout://" + key + ":" + bc.Tag + "@" + bc.Digest.String()
 	return nil
 }
@@ -182,4 +189,24 @@ func layoutDigest(idx ocispecs.Index, tag string) (digest.Digest, error) {
 		return idx.Manifests[0].Digest, nil
 	}
 	return "", fmt.Errorf("no image tagged %q in the layout: name one with oci-layout://PATH:TAG or @sha256:DIGEST", tag)
+}
+
+// layoutStore is an OCI layout's content store that reads only blobs that
+// are regular files: BuildKit reads them through the session during the
+// build, and a blob that is a named pipe would block that read forever.
+type layoutStore struct {
+	content.Store
+	dir string
+}
+
+// ReaderAt opens the blob of desc after checking that it is a file.
+func (s layoutStore) ReaderAt(ctx context.Context, desc ocispecs.Descriptor) (content.ReaderAt, error) {
+	if err := desc.Digest.Validate(); err != nil {
+		return nil, err
+	}
+	p := filepath.Join(s.dir, ocispecs.ImageBlobsDir, desc.Digest.Algorithm().String(), desc.Digest.Encoded())
+	if _, err := safeio.CheckRegular(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("blob %s of OCI layout %s: %w", desc.Digest, s.dir, err)
+	}
+	return s.Store.ReaderAt(ctx, desc)
 }

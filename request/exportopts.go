@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,7 +40,7 @@ func ParseAttest(s string) (key, value string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	typ := ""
+	typ, unknown := "", ""
 	var rest []string
 	for _, f := range fields {
 		k, v, ok := strings.Cut(f, "=")
@@ -62,12 +63,26 @@ func ParseAttest(s string) (key, value string, err error) {
 				return "", "", usage.Errorf("invalid --attest %q: mode must be min or max, not %q", s, v)
 			}
 			rest = append(rest, f)
-		default:
+		case "builder-id", "version", "filename":
 			rest = append(rest, k+"="+v)
+		case "reproducible", "capture-usage", "complete-materials", "inline-only":
+			if _, err := strconv.ParseBool(v); err != nil {
+				return "", "", usage.Errorf("invalid --attest %q: %s must be true or false", s, k)
+			}
+			rest = append(rest, k+"="+v)
+		default:
+			if unknown == "" {
+				unknown = k
+			}
 		}
 	}
 	switch typ {
 	case "provenance":
+		if unknown != "" {
+			// BuildKit's provenance reads only the keys above and would
+			// ignore a misspelt one in silence.
+			return "", "", usage.Errorf("invalid --attest %q: unknown key %q; type=provenance takes mode, builder-id, reproducible, version, filename, inline-only, capture-usage and complete-materials", s, unknown)
+		}
 	case "":
 		return "", "", usage.Errorf("invalid --attest %q: missing type=; use type=provenance", s)
 	case "sbom":
@@ -102,6 +117,11 @@ func ParseAnnotation(s string) (map[string]string, error) {
 	m := annotationSpec().FindStringSubmatch(k)
 	if !ok || m == nil {
 		return nil, usage.Errorf("invalid --annotation %q: use KEY=VALUE or TYPE:KEY=VALUE with TYPE manifest, index, manifest-descriptor or index-descriptor", s)
+	}
+	if strings.ContainsAny(m[3], "[]") {
+		// What did not match TYPE[PLATFORM]: would otherwise become part
+		// of the key: "manifest[linux/amd64:k" is no annotation anyone means.
+		return nil, usage.Errorf("invalid --annotation %q: unbalanced or misplaced brackets; use TYPE[PLATFORM]:KEY=VALUE, e.g. manifest[linux/arm64]:org.opencontainers.image.title=app", s)
 	}
 	types := []string{exptypes.AnnotationManifest}
 	if m[1] != "" {
@@ -141,11 +161,7 @@ func ParseCompression(kind, level string) (map[string]string, error) {
 	if kind == "" {
 		kind = "gzip"
 	}
-	valid := false
-	for _, c := range compressions {
-		valid = valid || c == kind
-	}
-	if !valid {
+	if !slices.Contains(compressions, kind) {
 		return nil, usage.Errorf("invalid --compression %q: use %s", kind, strings.Join(compressions, ", "))
 	}
 	attrs := map[string]string{"compression": kind, "force-compression": "true"}

@@ -80,7 +80,7 @@ func parseAssignments(values []string, configured []nodes.Node, want []ocispecs.
 	for _, v := range values {
 		a, err := nodes.ParseAssignment(v, configured)
 		if err != nil {
-			return nil, err
+			return nil, usage.Errorf("invalid --node %q: %w", v, err)
 		}
 		for _, p := range a.Platforms {
 			key := platforms.Format(p)

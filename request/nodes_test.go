@@ -32,7 +32,8 @@ func TestParseNodes(t *testing.T) {
 		{Options{NodeFallback: "later"}, "invalid --node-fallback"},
 		{Options{Platforms: []string{"linux/arm64"}, Nodes: []string{"linux/arm64=" + node}, Outputs: []string{"type=local,dest=out"}}, "--output type=local is not supported"},
 		{Options{Platforms: []string{"linux/arm64"}, Nodes: []string{"linux/arm64=" + node}, CacheTo: []string{"type=local,dest=cache"}}, "--cache-to type=local is not supported"},
-		{Options{Platforms: []string{"linux/arm64"}, Nodes: []string{"linux/arm64=board"}}, "none is configured"},
+		{Options{Platforms: []string{"linux/arm64"}, Nodes: []string{"linux/arm64=board"}}, `invalid --node "linux/arm64=board": "board" is neither an address`},
+		{Options{Platforms: []string{"linux/arm64"}, Nodes: []string{"linux/arm64"}}, `invalid --node "linux/arm64": use PLATFORM=ADDRESS, e.g.`},
 	} {
 		c.o.ContextDir = ctx
 		_, err := parse(&c.o)

@@ -1,6 +1,7 @@
 package request
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,7 @@ func parse(o *Options) (*Request, error) {
 	if o.NodesFiles == nil {
 		o.NodesFiles = []string{}
 	}
-	return Parse(o)
+	return Parse(context.Background(), o)
 }
 
 func writeContext(t *testing.T, dockerfile string) string {

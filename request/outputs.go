@@ -3,8 +3,12 @@ package request
 import (
 	"encoding/csv"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
+	"github.com/kiln-build/kiln/internal/safeio"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/usage"
 )
@@ -66,6 +70,9 @@ func ParseOutput(s string) (Output, error) {
 	default:
 		return Output{}, usage.Errorf("unknown --output type %q: use image, registry, oci, docker, tar or local", o.Type)
 	}
+	if err := checkExportAttrs(s, o); err != nil {
+		return Output{}, err
+	}
 	return o, nil
 }
 
@@ -108,8 +115,54 @@ func (r *Request) resolveOutputs(opts *Options) error {
 	if stdout > 1 {
 		return usage.Errorf("only one --output can write to standard output")
 	}
+	for _, o := range r.Outputs {
+		switch {
+		case o.Dest == "-" || o.Dest == "":
+		case o.Type == "local":
+			if fi, err := os.Stat(o.Dest); err == nil && !fi.IsDir() {
+				return usage.Errorf("--output type=local,dest=%s: %s is %s: type=local writes a directory", o.Dest, o.Dest, safeio.Kind(fi.Mode()))
+			}
+		default:
+			if err := checkOutputFile("--output type="+o.Type+",dest=", o.Dest); err != nil {
+				return err
+			}
+		}
+	}
+	for _, f := range [][2]string{{"--iidfile", r.IIDFile}, {"--metadata-file", r.MetadataFile}} {
+		flag, path := f[0], f[1]
+		if path == "" {
+			continue
+		}
+		if err := checkOutputFile(flag+" ", path); err != nil {
+			return err
+		}
+		dir := filepath.Dir(path)
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return usage.Errorf("%s %s: directory %s does not exist: create it first", flag, path, dir)
+		}
+	}
 	if stdout == 1 && r.Quiet {
 		return usage.Errorf("-q prints the digest on standard output, which --output dest=- already uses: write the output to a file")
 	}
 	return nil
+}
+
+// checkOutputFile refuses, before the build, an output path kiln cannot
+// write a file to: a directory, a socket or a block device. A regular file
+// is replaced only when the build succeeds, and a character device or
+// named pipe (/dev/null, /dev/stdout) is written in place; see
+// safeio.Create. flag prefixes the path in messages.
+func checkOutputFile(flag, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil // created at the end; other errors are reported then
+	}
+	switch m := fi.Mode(); {
+	case m.IsRegular(), m&fs.ModeNamedPipe != 0, m&fs.ModeCharDevice != 0:
+		return nil
+	case m.IsDir():
+		return usage.Errorf("%s%s is a directory: name a file", flag, path)
+	default:
+		return usage.Errorf("%s%s is %s: name a regular file", flag, path, safeio.Kind(m))
+	}
 }

@@ -7,6 +7,7 @@ package request
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containerd/containerd/v2/core/content"
@@ -22,10 +24,18 @@ import (
 	"github.com/moby/buildkit/session"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/kiln-build/kiln/internal/safeio"
 	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/usage"
 )
+
+// MaxDockerfileSize bounds the Dockerfile kiln reads: 16 MiB, the most
+// BuildKit's built-in Dockerfile frontend reads (frontend/dockerui's
+// maxFileSize, one gRPC message). A larger one could not build anyway, and
+// without a bound "-f /dev/zero" or an endless standard input would fill
+// kiln's memory.
+const MaxDockerfileSize = 16 << 20
 
 // Request is one validated build: what to build, how, and where the result
 // goes, in the form BuildKit's solve takes it.
@@ -110,9 +120,11 @@ type Dockerfile struct {
 }
 
 // Parse validates the options and resolves paths, names and platforms into
-// a Request. Its errors are usage errors where the user can fix them. Close
-// the Request when the build is done.
-func Parse(o *Options) (*Request, error) {
+// a Request. Its errors are usage errors where the user can fix them. When
+// ctx ends (kiln got SIGINT or SIGTERM) while Parse waits for input, such
+// as a Dockerfile on standard input, Parse returns at once with an error
+// wrapping safeio.ErrInterrupted. Close the Request when the build is done.
+func Parse(ctx context.Context, o *Options) (*Request, error) {
 	r := &Request{
 		FrontendAttrs: map[string]string{}, ExportAttrs: map[string]string{},
 		ContextDirs: map[string]string{}, OCIStores: map[string]content.Store{},
@@ -125,18 +137,18 @@ func Parse(o *Options) (*Request, error) {
 	if r.Stderr == nil {
 		r.Stderr = os.Stderr
 	}
-	if err := r.parse(o); err != nil {
+	if err := r.parse(ctx, o); err != nil {
 		r.Close()
 		return nil, err
 	}
 	return r, nil
 }
 
-func (r *Request) parse(o *Options) error {
+func (r *Request) parse(ctx context.Context, o *Options) error {
 	if err := r.resolveContext(o.ContextDir); err != nil {
 		return err
 	}
-	if err := r.resolveDockerfile(o.Dockerfile, o.Stdin); err != nil {
+	if err := r.resolveDockerfile(ctx, o.Dockerfile, o.Stdin); err != nil {
 		return err
 	}
 	names, err := store.NormalizeNames(o.Tags)
@@ -150,7 +162,10 @@ func (r *Request) parse(o *Options) error {
 	if r.Budget, err = ParseBudget(o.Memory, o.CPUs, o.MaxParallelism); err != nil {
 		return err
 	}
-	for _, step := range []func(*Options) error{r.resolveOutputs, r.resolveProgress, r.setAttrs, r.setRunAttrs, r.setExportAttrs, r.resolveContexts, r.resolveCache, r.resolveSecrets} {
+	withCtx := func(step func(context.Context, *Options) error) func(*Options) error {
+		return func(o *Options) error { return step(ctx, o) }
+	}
+	for _, step := range []func(*Options) error{r.resolveOutputs, r.resolveProgress, r.setAttrs, r.setRunAttrs, r.setExportAttrs, withCtx(r.resolveContexts), r.resolveCache, withCtx(r.resolveSecrets)} {
 		if err := step(o); err != nil {
 			return err
 		}
@@ -186,14 +201,15 @@ func (r *Request) resolveContext(dir string) error {
 	return nil
 }
 
-func (r *Request) resolveDockerfile(file string, stdin io.Reader) error {
+func (r *Request) resolveDockerfile(ctx context.Context, file string, stdin io.Reader) error {
 	if file == "-" {
 		if stdin == nil {
 			stdin = os.Stdin
 		}
-		data, err := io.ReadAll(stdin)
+		const name = "the Dockerfile from standard input"
+		data, err := safeio.ReadAll(ctx, stdin, name, MaxDockerfileSize)
 		if err != nil {
-			return fmt.Errorf("reading the Dockerfile from standard input: %w", err)
+			return dockerfileReadError(name, err)
 		}
 		tmp, err := os.MkdirTemp("", "kiln-dockerfile-")
 		if err != nil {
@@ -210,19 +226,18 @@ func (r *Request) resolveDockerfile(file string, stdin io.Reader) error {
 	if path == "" {
 		path = filepath.Join(r.ContextDir, "Dockerfile")
 	}
-	data, err := os.ReadFile(path)
+	data, err := safeio.ReadFile(ctx, path, MaxDockerfileSize)
+	var notRegular *safeio.NotRegularError
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if file == "" {
 			return usage.Errorf("no Dockerfile in build context %s: add one, or name it with -f", r.ContextDir)
 		}
 		return usage.Errorf("Dockerfile %s does not exist: check the path given with -f", file)
+	case errors.As(err, &notRegular) && notRegular.Mode.IsDir():
+		return usage.Errorf("Dockerfile %s is a directory: name the file with -f", path)
 	case err != nil:
-		var pe *fs.PathError
-		if errors.As(err, &pe) && strings.Contains(pe.Err.Error(), "is a directory") {
-			return usage.Errorf("Dockerfile %s is a directory: name the file with -f", path)
-		}
-		return usage.Errorf("cannot read Dockerfile %s: %w", path, err)
+		return dockerfileReadError("Dockerfile "+path, err)
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -230,6 +245,32 @@ func (r *Request) resolveDockerfile(file string, stdin io.Reader) error {
 	}
 	r.Dockerfile = Dockerfile{Dir: filepath.Dir(abs), Name: filepath.Base(abs), Content: data, Display: displayPath(abs)}
 	return r.checkDockerfile(path)
+}
+
+// dockerfileReadError says what to do when the Dockerfile named name could
+// not be read: it is not a file, too large, or kiln was interrupted.
+func dockerfileReadError(name string, err error) error {
+	return inputError(name, err,
+		"name a regular file with -f, or pass -f - to read the Dockerfile from standard input",
+		"BuildKit's Dockerfile frontend reads no more; check what -f names")
+}
+
+// inputError is the usage error for an input named what that safeio
+// refused: notFile says what to give instead of something that is not a
+// regular file, tooLarge what to do about one over its limit. An
+// interruption stays as it is.
+func inputError(what string, err error, notFile, tooLarge string) error {
+	var notRegular *safeio.NotRegularError
+	var large *safeio.TooLargeError
+	switch {
+	case errors.Is(err, safeio.ErrInterrupted):
+		return err
+	case errors.As(err, &notRegular):
+		return usage.Errorf("%s is %s: %s", what, safeio.Kind(notRegular.Mode), notFile)
+	case errors.As(err, &large):
+		return usage.Errorf("%s is larger than %s: %s", what, safeio.FormatSize(large.Limit), tooLarge)
+	}
+	return usage.Errorf("cannot read %s: %w", what, err)
 }
 
 // displayPath is the path the user knows a file by: relative to the
@@ -255,11 +296,7 @@ func (r *Request) resolveProgress(o *Options) error {
 	if mode == "" {
 		mode = "auto"
 	}
-	valid := false
-	for _, m := range progressModes {
-		valid = valid || m == mode
-	}
-	if !valid {
+	if !slices.Contains(progressModes, mode) {
 		return usage.Errorf("invalid --progress %q: use one of %s", mode, strings.Join(progressModes, ", "))
 	}
 	if o.Quiet {

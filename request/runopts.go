@@ -2,6 +2,7 @@ package request
 
 import (
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -101,16 +102,12 @@ func (r *Request) setRunAttrs(o *Options) error {
 		return usage.Errorf("invalid --network %q: use default, none or host", o.Network)
 	}
 	r.Entitlements = allowed
-	var hosts []string
-	for _, h := range o.AddHosts {
-		kv, err := ParseAddHost(h)
-		if err != nil {
-			return err
-		}
-		hosts = append(hosts, kv)
+	hosts, err := parseJoined(o.AddHosts, ParseAddHost)
+	if err != nil {
+		return err
 	}
-	if len(hosts) > 0 {
-		a["add-hosts"] = strings.Join(hosts, ",")
+	if hosts != "" {
+		a["add-hosts"] = hosts
 	}
 	if o.ShmSize != "" {
 		n, err := ParseShmSize(o.ShmSize)
@@ -119,16 +116,12 @@ func (r *Request) setRunAttrs(o *Options) error {
 		}
 		a["shm-size"] = strconv.FormatInt(n, 10)
 	}
-	var limits []string
-	for _, u := range o.Ulimits {
-		l, err := ParseUlimit(u)
-		if err != nil {
-			return err
-		}
-		limits = append(limits, l)
+	limits, err := parseJoined(o.Ulimits, ParseUlimit)
+	if err != nil {
+		return err
 	}
-	if len(limits) > 0 {
-		a["ulimit"] = strings.Join(limits, ",")
+	if limits != "" {
+		a["ulimit"] = limits
 	}
 	return r.setNoCacheFilter(o)
 }
@@ -152,10 +145,8 @@ func (r *Request) setNoCacheFilter(o *Options) error {
 }
 
 func appendOnce(list []string, s string) []string {
-	for _, x := range list {
-		if x == s {
-			return list
-		}
+	if slices.Contains(list, s) {
+		return list
 	}
 	return append(list, s)
 }

@@ -1,18 +1,26 @@
 package request
 
 import (
+	"context"
 	"encoding/csv"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"strings"
 
+	"github.com/moby/buildkit/session/secrets"
 	"github.com/moby/buildkit/session/secrets/secretsprovider"
 	"github.com/moby/buildkit/session/sshforward/sshprovider"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/kiln-build/kiln/internal/safeio"
 	"github.com/kiln-build/kiln/usage"
 )
+
+// maxSSHKeySize bounds an --ssh private key file: BuildKit's ssh provider
+// reads no more than 100 KiB of one.
+const maxSSHKeySize = 100 << 10
 
 // Secret is one parsed --secret value: the ID a Dockerfile mounts it by, and
 // where its value comes from (a file or an environment variable).
@@ -93,18 +101,44 @@ func (s Secret) source() (secretsprovider.Source, error) {
 		}
 		return secretsprovider.Source{ID: s.ID, Env: s.Env}, nil
 	}
-	fi, err := os.Stat(s.File)
+	fi, err := safeio.CheckRegular(s.File)
+	var notRegular *safeio.NotRegularError
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return secretsprovider.Source{}, usage.Errorf("secret %q: file %s does not exist: check src= of --secret", s.ID, s.File)
+	case errors.As(err, &notRegular) && notRegular.Mode.IsDir():
+		return secretsprovider.Source{}, usage.Errorf("secret %q: %s is a directory: src= must name a file", s.ID, s.File)
+	case errors.As(err, &notRegular):
+		return secretsprovider.Source{}, usage.Errorf("secret %q: %s is %s: src= must name a regular file (or use env=VARIABLE)", s.ID, s.File, safeio.Kind(notRegular.Mode))
 	case err != nil:
 		return secretsprovider.Source{}, usage.Errorf("secret %q: cannot read %s: %w", s.ID, s.File, err)
-	case fi.IsDir():
-		return secretsprovider.Source{}, usage.Errorf("secret %q: %s is a directory: src= must name a file", s.ID, s.File)
 	case fi.Size() > secretsprovider.MaxSecretSize:
 		return secretsprovider.Source{}, usage.Errorf("secret %q: %s is larger than the %d bytes a secret may hold", s.ID, s.File, secretsprovider.MaxSecretSize)
 	}
 	return secretsprovider.Source{ID: s.ID, FilePath: s.File}, nil
+}
+
+// secretStore hands the build the secrets of --secret when a step mounts
+// one, as BuildKit's own file store does, but reads a file only when it is
+// still a regular file and no larger than a secret may be: a file swapped
+// for a named pipe or a device after Parse checked it must not hang or
+// flood the build.
+type secretStore map[string]secretsprovider.Source
+
+// GetSecret returns the value of the secret id.
+func (s secretStore) GetSecret(ctx context.Context, id string) ([]byte, error) {
+	src, ok := s[id]
+	if !ok {
+		return nil, secrets.ErrNotFound
+	}
+	if src.Env != "" {
+		return []byte(os.Getenv(src.Env)), nil
+	}
+	dt, err := safeio.ReadFile(ctx, src.FilePath, secretsprovider.MaxSecretSize)
+	if err != nil {
+		return nil, fmt.Errorf("reading secret %q: %w", id, err)
+	}
+	return dt, nil
 }
 
 // ParseSSH parses docker's --ssh syntax: "default" (the agent at
@@ -135,46 +169,36 @@ func ParseSSH(s string) (sshprovider.AgentConfig, error) {
 // resolveSecrets turns --secret and --ssh into the session attachables that
 // hand their values to the build. Values are read only when a step mounts
 // them; nothing here puts them in the build's definition.
-func (r *Request) resolveSecrets(o *Options) error {
-	var sources []secretsprovider.Source
-	seen := map[string]bool{}
-	for _, v := range o.Secrets {
-		sec, err := ParseSecret(v)
-		if err != nil {
-			return err
-		}
-		if seen[sec.ID] {
-			return usage.Errorf("secret %q is given twice: give each --secret id once", sec.ID)
-		}
-		seen[sec.ID] = true
+func (r *Request) resolveSecrets(ctx context.Context, o *Options) error {
+	secrets, err := parseUnique(o.Secrets, ParseSecret, func(s Secret) string { return s.ID }, func(id string) error {
+		return usage.Errorf("secret %q is given twice: give each --secret id once", id)
+	})
+	if err != nil {
+		return err
+	}
+	store := secretStore{}
+	for _, sec := range secrets {
 		src, err := sec.source()
 		if err != nil {
 			return err
 		}
-		sources = append(sources, src)
+		store[sec.ID] = src
 	}
-	if len(sources) > 0 {
-		st, err := secretsprovider.NewStore(sources)
-		if err != nil {
-			return usage.Errorf("reading secrets: %w", err)
-		}
-		r.Attachables = append(r.Attachables, secretsprovider.NewSecretProvider(st))
+	if len(store) > 0 {
+		r.Attachables = append(r.Attachables, secretsprovider.NewSecretProvider(store))
 	}
-	return r.resolveSSH(o)
+	return r.resolveSSH(ctx, o)
 }
 
-func (r *Request) resolveSSH(o *Options) error {
-	var configs []sshprovider.AgentConfig
-	seen := map[string]bool{}
-	for _, v := range o.SSH {
-		cfg, err := ParseSSH(v)
-		if err != nil {
-			return err
-		}
-		if seen[cfg.ID] {
-			return usage.Errorf("--ssh %s is given twice: give each ID once", cfg.ID)
-		}
-		seen[cfg.ID] = true
+func (r *Request) resolveSSH(ctx context.Context, o *Options) error {
+	configs, err := parseUnique(o.SSH, ParseSSH, func(c sshprovider.AgentConfig) string { return c.ID }, func(id string) error {
+		return usage.Errorf("--ssh %s is given twice: give each ID once", id)
+	})
+	if err != nil {
+		return err
+	}
+	for i := range configs {
+		cfg := &configs[i]
 		if len(cfg.Paths) == 0 {
 			sock := os.Getenv("SSH_AUTH_SOCK")
 			if sock == "" {
@@ -183,11 +207,10 @@ func (r *Request) resolveSSH(o *Options) error {
 			cfg.Paths = []string{sock}
 		}
 		for _, p := range cfg.Paths {
-			if err := checkSSHPath(cfg.ID, p); err != nil {
+			if err := checkSSHPath(ctx, cfg.ID, p); err != nil {
 				return err
 			}
 		}
-		configs = append(configs, cfg)
 	}
 	if len(configs) == 0 {
 		return nil
@@ -201,8 +224,10 @@ func (r *Request) resolveSSH(o *Options) error {
 }
 
 // checkSSHPath checks that an --ssh path is an agent socket or a private
-// key that can be used without a passphrase.
-func checkSSHPath(id, p string) error {
+// key that can be used without a passphrase. BuildKit's ssh provider reads
+// the keys again right after this check, so a named pipe or a device is
+// refused here, before it could block or flood that read.
+func checkSSHPath(ctx context.Context, id, p string) error {
 	fi, err := os.Stat(p)
 	if err != nil {
 		return usage.Errorf("--ssh %s: %s: %w: give an ssh-agent socket or a private key file", id, p, errors.Unwrap(err))
@@ -210,9 +235,13 @@ func checkSSHPath(id, p string) error {
 	if fi.Mode()&fs.ModeSocket != 0 {
 		return nil
 	}
-	dt, err := os.ReadFile(p)
+	dt, err := safeio.ReadFile(ctx, p, maxSSHKeySize)
 	if err != nil {
-		return usage.Errorf("--ssh %s: cannot read %s: %w", id, p, err)
+		err = inputError(p, err, "give an ssh-agent socket or a private key file", "more than a private key; give an ssh-agent socket or a private key file")
+		if usage.Is(err) {
+			return usage.Errorf("--ssh %s: %w", id, err)
+		}
+		return err
 	}
 	_, err = ssh.ParseRawPrivateKey(dt)
 	var missing *ssh.PassphraseMissingError

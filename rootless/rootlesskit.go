@@ -125,8 +125,18 @@ func SocketMissing(address string) error {
 	if err := NotRunning(address); err != nil {
 		return err
 	}
-	return fmt.Errorf("RootlessKit runs for %s (state in %s) but no containerd socket is at %s: check that containerd started inside it (see its log), or point --address / CONTAINERD_ADDRESS at its socket",
-		userName(), StateDir(), address)
+	return &NoSocketError{User: userName(), StateDir: StateDir(), Address: address}
+}
+
+// NoSocketError reports a RootlessKit that runs with no containerd socket
+// at the address kiln connects to. Pointing kiln at another address is
+// the command line's hint: it names options.
+type NoSocketError struct {
+	User, StateDir, Address string
+}
+
+func (e *NoSocketError) Error() string {
+	return fmt.Sprintf("RootlessKit runs for %s (state in %s) but no containerd socket is at %s: check that containerd started inside it (see its log)", e.User, e.StateDir, e.Address)
 }
 
 // RequireNamespaces returns an error when kiln runs as an unprivileged user

@@ -297,16 +297,18 @@ func UserNamespaceMap() string {
 // EnsureRuntimeDir makes $XDG_RUNTIME_DIR name a directory the process
 // can write: inside a user namespace runc keeps its containers' state in
 // $XDG_RUNTIME_DIR/runc, and a user without a login session has none. It
-// then points it at LockDir.
+// then points it at RunDir, which stays kiln's runtime directory for the
+// rest of the process.
 func EnsureRuntimeDir() error {
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
 		if fi, err := os.Stat(d); err == nil && fi.IsDir() && unix.Access(d, unix.W_OK) == nil {
 			return nil
 		}
 	}
-	dir := LockDir()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("creating a runtime directory for runc at %s: %w", dir, err)
+	dir, err := RunDir()
+	if err != nil {
+		return err
 	}
+	runDirSet = dir
 	return os.Setenv("XDG_RUNTIME_DIR", dir)
 }

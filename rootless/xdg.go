@@ -1,11 +1,14 @@
 package rootless
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
+
+	"github.com/kiln-build/kiln/internal/owned"
 )
 
 // Environment variables RootlessKit sets in its child, which kiln also sets
@@ -58,14 +61,7 @@ func userName() string {
 
 // InUserNamespace reports whether the process runs in a user namespace other
 // than the initial one.
-func InUserNamespace() bool {
-	b, err := os.ReadFile("/proc/self/uid_map")
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b))
-	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
-}
+func InUserNamespace() bool { return owned.InUserNamespace() }
 
 // RuntimeDir is $XDG_RUNTIME_DIR, or /run/user/UID where no login manager set
 // it.
@@ -93,15 +89,39 @@ func ConfigHome() string {
 }
 
 // home is $HOME or, inside a user namespace where it may be unset, the
-// user's home directory from the password database.
+// user's home directory from the password database. Without either it is
+// kiln's directory in /tmp (see tmpDir), when that is safe to use.
 func home() string {
-	if h := os.Getenv("HOME"); h != "" {
+	if h, ok := realHome(); ok {
 		return h
 	}
-	if u, err := user.LookupId(strconv.Itoa(UID())); err == nil && u.HomeDir != "" {
-		return u.HomeDir
+	d, err := tmpDir()
+	if err != nil {
+		// Whatever uses it fails with a clearer message (RunDir says
+		// why, the state directory's checks too).
+		return filepath.Join(tmpBase, "kiln-"+strconv.Itoa(UID()))
 	}
-	return filepath.Join(os.TempDir(), "kiln-"+strconv.Itoa(UID()))
+	return d
+}
+
+// realHome is $HOME, else the user's home directory from the password
+// database; ok is false when there is neither.
+func realHome() (string, bool) {
+	if h := os.Getenv("HOME"); h != "" {
+		return h, true
+	}
+	if u, err := user.LookupId(strconv.Itoa(UID())); err == nil && u.HomeDir != "" {
+		return u.HomeDir, true
+	}
+	return "", false
+}
+
+// stateHome is $XDG_STATE_HOME, or ~/.local/state of the home directory h.
+func stateHome(h string) string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return d
+	}
+	return filepath.Join(h, ".local", "state")
 }
 
 // StateDir is where RootlessKit keeps the state of the user's rootless
@@ -128,24 +148,106 @@ func DefaultRoot() string {
 	return filepath.Join(DataHome(), "kiln")
 }
 
-// RunDir is kiln's runtime directory, shared by every kiln of the user
-// whatever its --root: /run/kiln for root, LockDir for an unprivileged
-// user, in or out of RootlessKit's namespaces. It holds the namespace locks
-// and the emulation memo.
-func RunDir() string {
-	if Enabled() {
-		return LockDir()
+// RunDir returns kiln's runtime directory, shared by every kiln of the user
+// whatever its --root, created when missing: it holds the namespace locks,
+// the emulation memo and, in kiln's user namespace without a runtime
+// directory, runc's state (see EnsureRuntimeDir). Locks and files there
+// are only safe in a directory nobody else can change, so it is always the
+// user's own, not writable by group or others, below directories only
+// root and the user can change (see package owned):
+//
+//   - /run/kiln for root;
+//   - for an unprivileged user, in or out of RootlessKit's namespaces,
+//     $XDG_RUNTIME_DIR/kiln when the runtime directory ($XDG_RUNTIME_DIR,
+//     else /run/user/UID) is such a directory;
+//   - else $XDG_STATE_HOME/kiln/run (~/.local/state/kiln/run);
+//   - else, without a home directory kiln can write, /tmp/kiln-UID, which
+//     kiln creates itself and refuses when another user made it first.
+//
+// It fails, saying what to do, when the directory it settles on is not
+// safe.
+func RunDir() (string, error) {
+	if runDirSet != "" {
+		return runDirSet, nil
 	}
-	return "/run/kiln"
+	if !Enabled() {
+		return privateDir("/run/kiln", true)
+	}
+	return userRunDir()
 }
 
-// LockDir is where an unprivileged user's kiln processes keep the locks
-// they share whatever their state directory: $XDG_RUNTIME_DIR/kiln, or a
-// per-user directory in /tmp where that does not exist.
-func LockDir() string {
-	d := RuntimeDir()
-	if _, err := os.Stat(d); err == nil {
-		return filepath.Join(d, "kiln")
+// userRunDir is RunDir for an unprivileged user.
+func userRunDir() (string, error) {
+	if d := runtimeDirIfSafe(); d != "" {
+		return privateDir(filepath.Join(d, "kiln"), false)
 	}
-	return filepath.Join(os.TempDir(), "kiln-"+strconv.Itoa(UID()))
+	if h, ok := realHome(); ok {
+		dir := filepath.Join(stateHome(h), "kiln", "run")
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err == nil {
+			return privateDir(dir, false)
+		}
+	}
+	return tmpDir()
+}
+
+// runDirSet is the RunDir that EnsureRuntimeDir made $XDG_RUNTIME_DIR:
+// RunDir would otherwise find a directory below it from then on.
+var runDirSet string
+
+// runtimeDirIfSafe returns the user's runtime directory, with links
+// resolved, when it is the user's own and closed to others; "" otherwise.
+func runtimeDirIfSafe() string {
+	real, err := filepath.EvalSymlinks(RuntimeDir())
+	if err != nil || owned.Dir(real) != nil || owned.Above(real) != nil {
+		return ""
+	}
+	return real
+}
+
+// privateDir creates dir with mode 0700 (with its parents when parents is
+// set) unless it exists, checks that nobody but the user can change it,
+// and returns it with its parent's links resolved: the checks hold for that
+// path.
+func privateDir(dir string, parents bool) (string, error) {
+	if parents {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return "", fmt.Errorf("creating kiln's runtime directory %s: %w", dir, err)
+		}
+	}
+	parent, err := filepath.EvalSymlinks(filepath.Dir(dir))
+	if err != nil {
+		return "", fmt.Errorf("creating kiln's runtime directory %s: %w", dir, err)
+	}
+	dir = filepath.Join(parent, filepath.Base(dir))
+	if err := owned.Above(dir); err != nil {
+		return "", runDirError(dir, err)
+	}
+	if _, err := owned.MkdirPrivate(dir); err != nil {
+		return "", runDirError(dir, err)
+	}
+	return dir, nil
+}
+
+// tmpDir is the runtime directory of last resort, /tmp/kiln-UID: a name
+// anyone can predict in a directory anyone can write, so kiln uses it only
+// as a directory of the user's own, closed to others, and never through a
+// link (see owned.MkdirPrivate). A directory another user made first is
+// refused.
+func tmpDir() (string, error) {
+	return privateDir(filepath.Join(tmpBase, "kiln-"+strconv.Itoa(UID())), false)
+}
+
+// tmpBase is /tmp, always: $TMPDIR may differ between kiln processes (kiln
+// points it into its state directory), and they must find one directory.
+// Tests replace it.
+var tmpBase = "/tmp"
+
+// runDirError says why the runtime directory dir cannot be used, and what
+// to do.
+func runDirError(dir string, err error) error {
+	var oe *owned.Error
+	if errors.As(err, &oe) {
+		return fmt.Errorf("kiln's runtime directory %s cannot be trusted: %s %s; remove it, or set XDG_RUNTIME_DIR to a directory of your own with mode 0700", dir, oe.Path, oe.Problem)
+	}
+	return fmt.Errorf("creating kiln's runtime directory %s: %w", dir, err)
 }

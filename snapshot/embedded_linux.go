@@ -50,12 +50,12 @@ func ChooseEmbedded(req EmbeddedRequest) (Choice, error) {
 	if req.Name != "" {
 		check, ok := checks[req.Name]
 		if !ok {
-			return Choice{}, usage.Errorf("the embedded store has no snapshotter %q: choose %s with --snapshotter or CONTAINERD_SNAPSHOTTER, or leave it out to let kiln choose", req.Name, strings.Join(Embedded, ", "))
+			return Choice{}, usage.Wrap(&ChoiceError{Name: req.Name, Embedded: true, Have: Embedded})
 		}
 		if err := check(req.Dir); err != nil {
-			return Choice{}, fmt.Errorf("the %s snapshotter does not work %s: %w: choose another with --snapshotter (%s), or leave it out to let kiln choose", req.Name, where, err, strings.Join(Embedded, ", "))
+			return Choice{}, &ChoiceError{Name: req.Name, Embedded: true, Have: Embedded, Err: err, Where: where}
 		}
-		return Choice{Name: req.Name, Reason: "chosen with --snapshotter or CONTAINERD_SNAPSHOTTER"}, nil
+		return Choice{Name: req.Name, Chosen: true}, nil
 	}
 	var why []string
 	oerr := checks[Overlayfs](req.Dir)

@@ -41,8 +41,7 @@ func TestChooseEmbedded(t *testing.T) {
 			[]string{"overlayfs cannot be mounted in /s (overlayfs refused)", "fuse-overlayfs works"}},
 		{"native", []string{Native}, EmbeddedRequest{Dir: "/s"}, Native,
 			[]string{"overlayfs refused", "fuse-overlayfs does not work (fuse-overlayfs refused)", "native copies every layer"}},
-		{"chosen", []string{Native}, EmbeddedRequest{Dir: "/s", Name: Native}, Native,
-			[]string{"chosen with --snapshotter"}},
+		{"chosen", []string{Native}, EmbeddedRequest{Dir: "/s", Name: Native}, Native, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -51,8 +50,8 @@ func TestChooseEmbedded(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Name != c.want {
-				t.Fatalf("chose %s (%s), want %s", got.Name, got.Reason, c.want)
+			if got.Name != c.want || got.Chosen != (c.req.Name != "") {
+				t.Fatalf("chose %+v, want %s", got, c.want)
 			}
 			for _, w := range c.why {
 				if !strings.Contains(got.Reason, w) {
@@ -66,11 +65,12 @@ func TestChooseEmbedded(t *testing.T) {
 func TestChooseEmbeddedErrors(t *testing.T) {
 	fakeChecks(t, Native)
 	_, err := ChooseEmbedded(EmbeddedRequest{Dir: "/s", Name: "zfs"})
-	if err == nil || !usage.Is(err) || !strings.Contains(err.Error(), "overlayfs, fuse-overlayfs, native") {
+	var ce *ChoiceError
+	if !errors.As(err, &ce) || !usage.Is(err) || err.Error() != `the embedded store has no snapshotter "zfs"` || ce.HaveList() != "overlayfs, fuse-overlayfs, native" {
 		t.Fatalf("unknown snapshotter: %v, want a usage error listing the snapshotters", err)
 	}
 	_, err = ChooseEmbedded(EmbeddedRequest{Dir: "/s", Name: Overlayfs})
-	if err == nil || !strings.Contains(err.Error(), "the overlayfs snapshotter does not work in /s: overlayfs refused") {
+	if !errors.As(err, &ce) || err.Error() != "the overlayfs snapshotter does not work in /s: overlayfs refused" {
 		t.Fatalf("overlayfs that does not work: %v", err)
 	}
 }

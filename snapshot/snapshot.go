@@ -13,6 +13,7 @@ package snapshot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -40,8 +41,50 @@ type Plugin struct {
 
 // Choice is the snapshotter build steps run on, and why.
 type Choice struct {
-	Name   string `json:"name"`
+	Name string `json:"name"`
+	// Chosen: the user named it. The words for that name options, so
+	// they are the command line's; Reason is then empty.
+	Chosen bool `json:"chosen,omitempty"`
+	// Reason says why kiln picked it.
 	Reason string `json:"reason"`
+}
+
+// ChoiceError reports that the snapshotter the user named cannot be used.
+type ChoiceError struct {
+	Name string
+	// Embedded: the embedded store's snapshotters; otherwise containerd's.
+	Embedded bool
+	// Have are the snapshotters to choose from instead.
+	Have []string
+	// Err says why Name does not work; nil when the store has no
+	// snapshotter of that name.
+	Err error
+	// Where says where the embedded store tried it.
+	Where string
+}
+
+func (e *ChoiceError) Error() string {
+	switch {
+	case e.Embedded && e.Err == nil:
+		return fmt.Sprintf("the embedded store has no snapshotter %q", e.Name)
+	case e.Embedded:
+		return fmt.Sprintf("the %s snapshotter does not work %s: %v", e.Name, e.Where, e.Err)
+	case e.Err == nil:
+		return fmt.Sprintf("containerd has no snapshotter %q (it has %s)", e.Name, e.HaveList())
+	}
+	return fmt.Sprintf("containerd's %s snapshotter did not load (%v): fix containerd's configuration", e.Name, e.Err)
+}
+
+func (e *ChoiceError) Unwrap() error { return e.Err }
+
+// HaveList is Have for messages: comma-separated, or "none".
+func (e *ChoiceError) HaveList() string { return list(e.Have) }
+
+func list(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 // Request says what Choose chooses for.
@@ -96,19 +139,15 @@ func Choose(plugins []Plugin, req Request) (Choice, error) {
 		}
 	}
 	slices.Sort(loaded)
-	have := strings.Join(loaded, ", ")
-	if have == "" {
-		have = "none"
-	}
 	if req.Name != "" {
 		p, ok := byID[req.Name]
 		switch {
 		case !ok:
-			return Choice{}, usage.Errorf("containerd has no snapshotter %q (it has %s): choose one of those with --snapshotter or CONTAINERD_SNAPSHOTTER", req.Name, have)
+			return Choice{}, usage.Wrap(&ChoiceError{Name: req.Name, Have: loaded})
 		case p.Err != "":
-			return Choice{}, fmt.Errorf("containerd's %s snapshotter did not load (%s): fix containerd's configuration, or choose another with --snapshotter (it has %s)", req.Name, p.Err, have)
+			return Choice{}, &ChoiceError{Name: req.Name, Have: loaded, Err: errors.New(p.Err)}
 		}
-		return Choice{Name: req.Name, Reason: "chosen with --snapshotter or CONTAINERD_SNAPSHOTTER"}, nil
+		return Choice{Name: req.Name, Chosen: true}, nil
 	}
 
 	if p, ok := byID[req.CRI]; ok && p.Err == "" {
@@ -146,5 +185,5 @@ func Choose(plugins []Plugin, req Request) (Choice, error) {
 	if p, ok := byID[Native]; ok && p.Err == "" {
 		return Choice{Name: Native, Reason: strings.Join(why, "; ") + "; native copies every layer, which is slower and takes more space"}, nil
 	}
-	return Choice{}, fmt.Errorf("containerd has no snapshotter kiln can use (it has %s): %s; configure overlayfs, fuse-overlayfs or native in containerd", have, strings.Join(why, "; "))
+	return Choice{}, fmt.Errorf("containerd has no snapshotter kiln can use (it has %s): %s; configure overlayfs, fuse-overlayfs or native in containerd", list(loaded), strings.Join(why, "; "))
 }

@@ -35,7 +35,6 @@ func TestChoose(t *testing.T) {
 		{"rootless old kernel, no fuse", all, Request{Rootless: true, Kernel: "5.10.0", ProbeOverlay: refuse}, Native, "fuse-overlayfs is not installed"},
 		{"overlayfs failed to load", []Plugin{{ID: "native"}, {ID: "overlayfs", Err: "/var/lib/containerd does not support d_type"}}, Request{}, Native,
 			"containerd's overlayfs snapshotter did not load (/var/lib/containerd does not support d_type)"},
-		{"asked for", withFuse, Request{Name: "fuse-overlayfs", Rootless: true, ProbeOverlay: ok}, FuseOverlayfs, "chosen with --snapshotter"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -43,10 +42,14 @@ func TestChoose(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Name != c.want || !strings.Contains(got.Reason, c.wantWhy) {
+			if got.Name != c.want || got.Chosen || !strings.Contains(got.Reason, c.wantWhy) {
 				t.Errorf("Choose = %+v, want %s because %q", got, c.want, c.wantWhy)
 			}
 		})
+	}
+	got, err := Choose(withFuse, Request{Name: "fuse-overlayfs", Rootless: true, ProbeOverlay: ok})
+	if err != nil || got != (Choice{Name: FuseOverlayfs, Chosen: true}) {
+		t.Errorf("Choose(asked for fuse-overlayfs) = %+v, %v", got, err)
 	}
 }
 
@@ -57,8 +60,8 @@ func TestChooseErrors(t *testing.T) {
 		req     Request
 		want    string
 	}{
-		{"unknown", all, Request{Name: "zfs"}, `containerd has no snapshotter "zfs" (it has native, overlayfs): choose one of those with --snapshotter or CONTAINERD_SNAPSHOTTER`},
-		{"did not load", all, Request{Name: "blockfile"}, "containerd's blockfile snapshotter did not load (no scratch file generator: skip plugin): fix containerd's configuration, or choose another with --snapshotter (it has native, overlayfs)"},
+		{"unknown", all, Request{Name: "zfs"}, `containerd has no snapshotter "zfs" (it has native, overlayfs)`},
+		{"did not load", all, Request{Name: "blockfile"}, "containerd's blockfile snapshotter did not load (no scratch file generator: skip plugin): fix containerd's configuration"},
 		{"nothing usable", []Plugin{{ID: "overlayfs"}}, Request{Rootless: true, Kernel: "5.4.0", ProbeOverlay: refuse},
 			"containerd has no snapshotter kiln can use (it has overlayfs): Linux 5.4.0 cannot mount overlayfs inside RootlessKit's user namespace"},
 	}
@@ -70,6 +73,10 @@ func TestChooseErrors(t *testing.T) {
 			}
 			if usage.Is(err) != (c.name == "unknown") {
 				t.Errorf("Choose error %v: usage error %v, want %v", err, usage.Is(err), c.name == "unknown")
+			}
+			var ce *ChoiceError
+			if errors.As(err, &ce) != (c.req.Name != "") || ce != nil && (ce.Name != c.req.Name || ce.HaveList() != "native, overlayfs") {
+				t.Errorf("Choose error %v: ChoiceError %+v", err, ce)
 			}
 		})
 	}

@@ -106,8 +106,12 @@ func (s *Store) Load(ctx context.Context, r io.Reader, opts LoadOptions) ([]Load
 	// client.Import would name each image as it goes, whole or not.
 	cs := s.client.ContentStore()
 	index, err := archive.ImportIndex(ctx, cs, r)
+	if err != nil && ctx.Err() != nil {
+		// Interrupted: the archive is not to blame.
+		return nil, fmt.Errorf("loading the image archive: %w", err)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("loading the image archive: %w; kiln loads archives written by \"kiln save\", \"docker save\" or as OCI image layout tars", err)
+		return nil, &ArchiveError{Err: err}
 	}
 	var idx ocispecs.Index
 	if err := newInventory(ctx, cs).readJSON(index, &idx); err != nil {

@@ -98,7 +98,27 @@ func (l leasedStore) Abort(ctx context.Context, ref string) error {
 }
 
 func (l leasedStore) Writer(ctx context.Context, opts ...content.WriterOpt) (content.Writer, error) {
-	return l.Store.Writer(l.ctx(ctx), opts...)
+	w, err := l.Store.Writer(l.ctx(ctx), opts...)
+	if err != nil {
+		return nil, err
+	}
+	return leasedWriter{Writer: w, l: l}, nil
+}
+
+// leasedWriter commits under the ingest's lease too. BuildKit's session
+// content server commits with the context of the request it serves, and a
+// remote node's request carries the node's own containerd lease in its
+// gRPC headers. The embedded store's metadata takes the lease of the
+// commit's context, finds none of that name here and fails ("lease does
+// not exist"); a containerd commits over the stream Writer opened, under
+// the ingest's lease already.
+type leasedWriter struct {
+	content.Writer
+	l leasedStore
+}
+
+func (w leasedWriter) Commit(ctx context.Context, size int64, expected digest.Digest, opts ...content.Opt) error {
+	return w.Writer.Commit(w.l.ctx(ctx), size, expected, opts...)
 }
 
 // ReadIndex reads an index blob received into the ingest.

@@ -81,7 +81,7 @@ func OpenEmbedded(ctx context.Context, opts EmbeddedOptions) (*Store, error) {
 	}
 	dir := EmbeddedDir(opts.Root)
 	if err := os.MkdirAll(filepath.Join(dir, "snapshots"), 0o700); err != nil {
-		return nil, fmt.Errorf("creating kiln's embedded store in %s: %w (choose another state directory with --root)", dir, err)
+		return nil, &StateDirError{Doing: "creating kiln's embedded store in", Path: dir, Err: err}
 	}
 	e := &embedded{dir: dir, namespace: opts.Namespace, snapshotter: opts.Snapshotter, snapshotters: map[string]ctdsnapshot.Snapshotter{}}
 	ok := false
@@ -281,17 +281,23 @@ func (s imageStore) Delete(ctx context.Context, name string, opts ...images.Dele
 	if err := s.Store.Delete(ctx, name, opts...); err != nil {
 		return err
 	}
-	var do images.DeleteOptions
+	return afterDelete(ctx, s.e, opts, func(do images.DeleteOptions) bool { return do.Synchronous })
+}
+
+// afterDelete finishes a delete as containerd's services do: when opts
+// ask for a synchronous delete, garbage is collected before it returns.
+func afterDelete[D any, O ~func(context.Context, *D) error](ctx context.Context, e *embedded, opts []O, synchronous func(D) bool) error {
+	var do D
 	for _, o := range opts {
 		if err := o(ctx, &do); err != nil {
 			return err
 		}
 	}
-	if do.Synchronous {
-		_, err := s.e.collectGarbage(ctx)
-		return err
+	if !synchronous(do) {
+		return nil
 	}
-	return nil
+	_, err := e.collectGarbage(ctx)
+	return err
 }
 
 // leaseManager is containerd's metadata lease manager in the store's
@@ -327,17 +333,7 @@ func (l leaseManager) Delete(ctx context.Context, lease leases.Lease, opts ...le
 	if err := l.m.Delete(ctx, lease, opts...); err != nil {
 		return err
 	}
-	var do leases.DeleteOptions
-	for _, o := range opts {
-		if err := o(ctx, &do); err != nil {
-			return err
-		}
-	}
-	if do.Synchronous {
-		_, err := l.e.collectGarbage(ctx)
-		return err
-	}
-	return nil
+	return afterDelete(ctx, l.e, opts, func(do leases.DeleteOptions) bool { return do.Synchronous })
 }
 
 // diffService applies and computes layers in this process, in the store's

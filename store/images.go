@@ -99,7 +99,7 @@ func (s *Store) lookup(ctx context.Context, arg string) ([]images.Image, error) 
 		}
 	}
 	if !digestPrefix.MatchString(arg) {
-		return nil, usage.Errorf("invalid digest %q: give \"sha256:\" and at least 12 hex digits, as \"kiln images -q\" prints", arg)
+		return nil, usage.Wrap(&DigestError{Arg: arg})
 	}
 	prefix := arg
 	if !strings.HasPrefix(prefix, "sha256:") {
@@ -445,7 +445,7 @@ func (s *Store) Remove(ctx context.Context, names []string, opts RemoveOptions) 
 	for _, n := range names {
 		if strings.HasPrefix(n, "sha256:") {
 			if !digestPrefix.MatchString(n) {
-				return nil, usage.Errorf("invalid digest %q: give \"sha256:\" and at least 12 hex digits, as \"kiln images -q\" prints", n)
+				return nil, usage.Wrap(&DigestError{Arg: n})
 			}
 		} else if _, err := normalize(n); err != nil {
 			return nil, err

@@ -179,12 +179,12 @@ func TestRegistryError(t *testing.T) {
 		err  error
 		want []string
 	}{
-		{"pull", fmt.Errorf("failed to resolve: %w", refused), []string{"cannot reach registry registry.example.com (dial tcp: connection refused)", "check the address", "--insecure-registry"}},
+		{"pull", fmt.Errorf("failed to resolve: %w", refused), []string{"cannot reach registry registry.example.com (dial tcp: connection refused)"}},
 		{"pull", &net.DNSError{Err: "no such host", Name: "registry.example.com", IsNotFound: true}, []string{"cannot reach registry registry.example.com", "no such host"}},
 		{"push", fmt.Errorf("push access denied: %w", docker.ErrInvalidAuthorization), []string{"registry registry.example.com refused to let kiln push " + name, `docker login registry.example.com`}},
 		{"pull", remoteerrors.ErrUnexpectedStatus{StatusCode: 401, Status: "401 Unauthorized"}, []string{"refused to let kiln pull", "docker login"}},
 		{"pull", fmt.Errorf("x: %w", errdefs.ErrNotFound), []string{"image " + name + " not found in registry registry.example.com: check the name and tag"}},
-		{"pull", fmt.Errorf("Get: %w", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}), []string{"cannot reach registry registry.example.com over HTTPS", "--insecure-registry"}},
+		{"pull", fmt.Errorf("Get: %w", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}), []string{"cannot reach registry registry.example.com over HTTPS (Get: tls: first record does not look like a TLS handshake)"}},
 		{"push", errors.New("unexpected\nmultiline\tbody"), []string{"pushing " + name + " (registry registry.example.com): unexpected multiline body"}},
 	}
 	for i, c := range cases {
@@ -201,9 +201,14 @@ func TestRegistryError(t *testing.T) {
 			}
 		}
 	}
+	// What cmd/kiln's hints need to say what to do.
+	var ue *UnreachableError
 	loop := registryError("pull", "127.0.0.1:1/x:1", refused)
-	if !strings.Contains(loop.Error(), "cannot reach registry 127.0.0.1:1") || !strings.Contains(loop.Error(), "plain HTTP") {
-		t.Errorf("loopback: %v", loop)
+	if !errors.As(loop, &ue) || loop.Error() != "cannot reach registry 127.0.0.1:1 (dial tcp: connection refused)" || !ue.Loopback || ue.TLS {
+		t.Errorf("loopback: %v (%+v)", loop, ue)
+	}
+	if err := registryError("pull", name, cases[5].err); !errors.As(err, &ue) || !ue.TLS || ue.Loopback || ue.Host != "registry.example.com" {
+		t.Errorf("TLS: %v (%+v)", err, ue)
 	}
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -49,22 +50,15 @@ func (e *IncompleteError) Error() string {
 func (e *IncompleteError) Refetch() []string {
 	var pull []string
 	for _, m := range e.Missing {
-		if p, ok := strings.CutPrefix(m.Platform, "attestation for "); ok {
-			pull = appendUnique(pull, p)
-		} else if m.Platform != "index" && m.Platform != "unknown" {
-			pull = appendUnique(pull, m.Platform)
+		p, ok := strings.CutPrefix(m.Platform, "attestation for ")
+		if !ok && (m.Platform == "index" || m.Platform == "unknown") {
+			continue
+		}
+		if !slices.Contains(pull, p) {
+			pull = append(pull, p)
 		}
 	}
 	return pull
-}
-
-func appendUnique(list []string, s string) []string {
-	for _, x := range list {
-		if x == s {
-			return list
-		}
-	}
-	return append(list, s)
 }
 
 // describeBlobs names up to three missing blobs: "layer sha256:0123456789ab".

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -85,19 +84,17 @@ func FindKubernetes() (KubernetesContainerd, bool) {
 // user gave one, else the Kubernetes distribution's that answers here.
 func SelectKubernetes(kind, address string, addressSet bool) (Selection, error) {
 	if kind == KindEmbedded {
-		return Selection{}, usage.Errorf("--k8s builds into a Kubernetes node's containerd, not --store embedded: leave out one of them")
+		return Selection{}, usage.Wrap(&KubernetesError{Embedded: true})
 	}
 	if kind != KindAuto && kind != "" && kind != KindContainerd {
 		return Select(kind, address, addressSet)
 	}
 	if addressSet {
-		address = TrimScheme(address)
-		return Selection{Kind: KindContainerd, Address: address, Reason: "--k8s with --address or CONTAINERD_ADDRESS " + address}, nil
+		return Selection{Kind: KindContainerd, Why: AddressGiven, Address: TrimScheme(address)}, nil
 	}
 	k, ok := FindKubernetes()
 	if !ok {
-		return Selection{}, fmt.Errorf("--k8s found no Kubernetes containerd: none answers at %s (k3s, RKE2, MicroK8s); start it, build as root (its socket is root's), or give its socket with --address", KubernetesSockets())
+		return Selection{}, &KubernetesError{Sockets: KubernetesSockets()}
 	}
-	return Selection{Kind: KindContainerd, Address: k.Address, Kubernetes: k.Name,
-		Reason: fmt.Sprintf("--k8s: %s's containerd answers at %s", k.Name, k.Address)}, nil
+	return Selection{Kind: KindContainerd, Why: KubernetesAsked, Address: k.Address, Kubernetes: k.Name}, nil
 }

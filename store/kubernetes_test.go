@@ -56,7 +56,7 @@ func TestSelectFindsKubernetes(t *testing.T) {
 	dir := t.TempDir()
 	// No containerd at the default socket: k3s's is used, and said so.
 	sel, err := Select(KindAuto, filepath.Join(dir, "containerd.sock"), false)
-	if err != nil || sel.Kind != KindContainerd || sel.Address != k3s || sel.Kubernetes != "k3s" || !strings.Contains(sel.Reason, "k3s's does at "+k3s) {
+	if err != nil || sel.Kind != KindContainerd || sel.Address != k3s || sel.Kubernetes != "k3s" || sel.Why != KubernetesFound || sel.Unanswered != filepath.Join(dir, "containerd.sock") {
 		t.Errorf("Select = %+v, %v; want k3s's containerd", sel, err)
 	}
 	// A socket file nobody listens on does not answer either.
@@ -67,11 +67,11 @@ func TestSelectFindsKubernetes(t *testing.T) {
 	}
 	// A containerd that answers at the default socket wins.
 	_, sock := listeningSocket(t)
-	if sel, _ := Select(KindAuto, sock, false); sel.Address != "" || sel.Kubernetes != "" {
+	if sel, _ := Select(KindAuto, sock, false); sel.Address != sock || sel.Kubernetes != "" {
 		t.Errorf("Select with a containerd at the default socket = %+v, want that one", sel)
 	}
 	// An address the user gave is kept.
-	if sel, _ := Select(KindAuto, filepath.Join(dir, "x.sock"), true); sel.Address != "" {
+	if sel, _ := Select(KindAuto, filepath.Join(dir, "x.sock"), true); sel.Address != filepath.Join(dir, "x.sock") || sel.Kubernetes != "" {
 		t.Errorf("Select with --address = %+v, want the address given", sel)
 	}
 }
@@ -79,7 +79,7 @@ func TestSelectFindsKubernetes(t *testing.T) {
 func TestSelectKubernetes(t *testing.T) {
 	k3s, _ := fakeKubernetes(t, true)
 	sel, err := SelectKubernetes(KindAuto, DefaultAddress, false)
-	if err != nil || sel.Address != k3s || !strings.Contains(sel.Reason, "--k8s") {
+	if err != nil || sel.Address != k3s || sel.Why != KubernetesAsked || sel.Kubernetes != "k3s" {
 		t.Errorf("SelectKubernetes = %+v, %v; want k3s's containerd", sel, err)
 	}
 	if sel, err := SelectKubernetes(KindAuto, "unix:///x/containerd.sock", true); err != nil || sel.Address != "/x/containerd.sock" {

@@ -57,7 +57,7 @@ func (s *Store) CreateManifest(ctx context.Context, name string, sources []strin
 		return nil, err
 	}
 	if len(sources) == 0 {
-		return nil, usage.Errorf("give the images to put in %s, for example \"kiln manifest create %s app:amd64 app:arm64\"", name, name)
+		return nil, usage.Errorf("give the images to put in %s", name)
 	}
 	ctx, release, err := s.withLease(ctx)
 	if err != nil {
@@ -65,11 +65,11 @@ func (s *Store) CreateManifest(ctx context.Context, name string, sources []strin
 	}
 	defer release()
 
-	var list entryList
+	var list IndexEntries
 	existing, err := s.client.ImageService().Get(ctx, full)
 	switch {
 	case err == nil && !opts.Amend:
-		return nil, fmt.Errorf("image %s already exists: add to it with \"kiln manifest create --amend\", or remove it first with \"kiln manifest rm %s\"", FamiliarName(full), FamiliarName(full))
+		return nil, &ExistsError{Name: full}
 	case err == nil:
 		sum, err := s.summarize(ctx, existing, "")
 		if err != nil {
@@ -98,19 +98,18 @@ func (s *Store) CreateManifest(ctx context.Context, name string, sources []strin
 		if err != nil {
 			return nil, err
 		}
-		for _, p := range add.platforms() {
+		for _, p := range add.Platforms() {
 			if prev, ok := fromThisCall[p]; ok && prev != src {
 				return nil, usage.Errorf("both %s and %s provide %s: give one image per platform", prev, src, p)
 			}
 			fromThisCall[p] = src
 		}
-		replaced = append(replaced, list.merge(add)...)
+		replaced = append(replaced, list.Join(add)...)
 	}
 	if len(list.platformEntries()) == 0 {
 		return nil, fmt.Errorf("the sources of %s have no platform: they hold attestations only", FamiliarName(full))
 	}
-	idx := ocispecs.Index{Manifests: list.entries, Annotations: list.annotations}
-	desc, err := s.writeIndex(ctx, idx)
+	desc, err := s.writeIndex(ctx, list.Index(""))
 	if err != nil {
 		return nil, fmt.Errorf("storing the manifest list %s: %w", FamiliarName(full), err)
 	}
@@ -129,31 +128,54 @@ func (s *Store) CreateManifest(ctx context.Context, name string, sources []strin
 			return nil, err
 		}
 	}
-	return &ManifestResult{Name: full, Descriptor: desc, Platforms: list.platforms(), Replaced: replaced}, nil
+	return &ManifestResult{Name: full, Descriptor: desc, Platforms: list.Platforms(), Replaced: replaced}, nil
 }
 
-// entryList is the entries of an index being assembled: platform
-// manifests and the attestations that describe them.
-type entryList struct {
-	entries     []ocispecs.Descriptor
-	annotations map[string]string
+// IndexEntries are the entries of an index being assembled: platform
+// manifests and the attestations that describe them, and the index's
+// annotations. Join is the one way indexes are joined, for manifest
+// create and for the results of remote nodes.
+type IndexEntries struct {
+	Manifests   []ocispecs.Descriptor
+	Annotations map[string]string
+}
+
+// EntriesOf returns the entries of idx.
+func EntriesOf(idx ocispecs.Index) IndexEntries {
+	return IndexEntries{Manifests: idx.Manifests, Annotations: idx.Annotations}
+}
+
+// Index is the index of the entries. An empty mediaType makes it docker's
+// manifest list when every entry is a docker manifest, as "docker manifest
+// create" does, and an OCI index otherwise.
+func (l IndexEntries) Index(mediaType string) ocispecs.Index {
+	return ocispecs.Index{MediaType: mediaType, Manifests: l.Manifests, Annotations: l.Annotations}
+}
+
+// readIndex reads and decodes the index desc of the image name.
+func (s *Store) readIndex(ctx context.Context, desc ocispecs.Descriptor, name string) (ocispecs.Index, error) {
+	var idx ocispecs.Index
+	raw, err := s.readBlob(ctx, desc)
+	if err != nil {
+		return idx, fmt.Errorf("reading the index of %s: %w", name, err)
+	}
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		return idx, fmt.Errorf("decoding the index of %s: %w", name, err)
+	}
+	return idx, nil
 }
 
 // entriesOf lists an image's platform manifests, each with its platform
 // set (from the index, or from the config of a single manifest), and its
 // attestations. Nested indexes are flattened.
-func (s *Store) entriesOf(ctx context.Context, sum ImageSummary) (entryList, error) {
-	var l entryList
+func (s *Store) entriesOf(ctx context.Context, sum ImageSummary) (IndexEntries, error) {
+	var l IndexEntries
 	if images.IsIndexType(sum.target.MediaType) {
-		raw, err := s.readBlob(ctx, sum.target)
+		idx, err := s.readIndex(ctx, sum.target, sum.Name)
 		if err != nil {
-			return l, fmt.Errorf("reading the index of %s: %w", sum.Name, err)
+			return l, err
 		}
-		var idx ocispecs.Index
-		if err := json.Unmarshal(raw, &idx); err != nil {
-			return l, fmt.Errorf("decoding the index of %s: %w", sum.Name, err)
-		}
-		l.annotations = idx.Annotations
+		l.Annotations = idx.Annotations
 	}
 	for _, p := range sum.Platforms {
 		if p.Platform == "unknown" {
@@ -165,10 +187,10 @@ func (s *Store) entriesOf(ctx context.Context, sum ImageSummary) (entryList, err
 			spec = *d.Platform // keep os.version and os.features as the index gave them
 		}
 		d.Platform = &spec
-		l.entries = append(l.entries, d)
+		l.Manifests = append(l.Manifests, d)
 	}
 	for _, a := range sum.Attestations {
-		l.entries = append(l.entries, a.desc)
+		l.Manifests = append(l.Manifests, a.desc)
 	}
 	return l, nil
 }
@@ -181,9 +203,9 @@ func platformKey(d ocispecs.Descriptor) string {
 	return platforms.FormatAll(platforms.Normalize(*d.Platform))
 }
 
-func (l *entryList) platformEntries() []ocispecs.Descriptor {
+func (l *IndexEntries) platformEntries() []ocispecs.Descriptor {
 	var out []ocispecs.Descriptor
-	for _, d := range l.entries {
+	for _, d := range l.Manifests {
 		if !IsAttestation(d) {
 			out = append(out, d)
 		}
@@ -191,8 +213,8 @@ func (l *entryList) platformEntries() []ocispecs.Descriptor {
 	return out
 }
 
-// platforms lists the platforms of the entries in order.
-func (l *entryList) platforms() []string {
+// Platforms lists the platforms of the entries in order.
+func (l *IndexEntries) Platforms() []string {
 	var out []string
 	for _, d := range l.platformEntries() {
 		out = append(out, platformKey(d))
@@ -200,14 +222,15 @@ func (l *entryList) platforms() []string {
 	return out
 }
 
-// merge adds the entries of add. An entry for a platform l already has
-// replaces it, and the attestations of the replaced manifest go with it;
-// merge returns the platforms replaced. Entries already present (same
-// digest) are kept once.
-func (l *entryList) merge(add entryList) []string {
+// Join adds the entries of add after l's. An entry for a platform l
+// already has replaces it, and the attestations of the replaced manifest
+// go with it; Join returns the platforms replaced. Entries already present
+// (same digest) are kept once. The first annotations that say anything
+// are the index's.
+func (l *IndexEntries) Join(add IndexEntries) []string {
 	newPlatforms := map[string]bool{}
 	newDigests := map[digest.Digest]bool{}
-	for _, d := range add.entries {
+	for _, d := range add.Manifests {
 		newDigests[d.Digest] = true
 		if !IsAttestation(d) {
 			newPlatforms[platformKey(d)] = true
@@ -216,7 +239,7 @@ func (l *entryList) merge(add entryList) []string {
 	dropped := map[digest.Digest]bool{}
 	var replaced []string
 	var kept []ocispecs.Descriptor
-	for _, d := range l.entries {
+	for _, d := range l.Manifests {
 		if !IsAttestation(d) && newPlatforms[platformKey(d)] {
 			dropped[d.Digest] = true
 			if !newDigests[d.Digest] {
@@ -226,18 +249,45 @@ func (l *entryList) merge(add entryList) []string {
 		}
 		kept = append(kept, d)
 	}
-	l.entries = kept[:0:0]
+	l.Manifests = kept[:0:0]
 	for _, d := range kept {
 		if IsAttestation(d) && (dropped[digest.Digest(d.Annotations[annotationReferenceDigest])] || newDigests[d.Digest]) {
 			continue
 		}
-		l.entries = append(l.entries, d)
+		l.Manifests = append(l.Manifests, d)
 	}
-	l.entries = append(l.entries, add.entries...)
-	if l.annotations == nil && len(add.annotations) > 0 {
-		l.annotations = add.annotations
+	l.Manifests = append(l.Manifests, add.Manifests...)
+	if l.Annotations == nil && len(add.Annotations) > 0 {
+		l.Annotations = add.Annotations
 	}
 	return replaced
+}
+
+// Order puts the platform manifests in the order of ps, those ps does not
+// name after them as they were, and the attestations last.
+func (l *IndexEntries) Order(ps []ocispecs.Platform) {
+	plats := l.platformEntries()
+	sorted := make([]ocispecs.Descriptor, 0, len(l.Manifests))
+	used := make([]bool, len(plats))
+	for _, p := range ps {
+		for i, m := range plats {
+			if !used[i] && m.Platform != nil && platform.Format(*m.Platform) == platform.Format(p) {
+				used[i] = true
+				sorted = append(sorted, m)
+			}
+		}
+	}
+	for i, m := range plats {
+		if !used[i] {
+			sorted = append(sorted, m)
+		}
+	}
+	for _, m := range l.Manifests {
+		if IsAttestation(m) {
+			sorted = append(sorted, m)
+		}
+	}
+	l.Manifests = sorted
 }
 
 // indexMediaType is docker's manifest list when every entry is a docker
@@ -314,30 +364,26 @@ type AnnotateOptions struct {
 // stores the new index under name.
 func (s *Store) AnnotateManifest(ctx context.Context, name string, opts AnnotateOptions) (*ManifestResult, error) {
 	if opts.Platform == nil && (opts.OS != "" || opts.Architecture != "" || opts.Variant != "" || opts.OSVersion != "" || opts.OSFeatures != nil) {
-		return nil, usage.Errorf("--os, --arch, --variant, --os-version and --os-features change one entry: name it with --platform")
+		return nil, usage.Errorf("the OS, architecture, variant, OS version and OS features of an entry change one entry: give its platform")
 	}
 	if opts.Platform == nil && len(opts.Annotations) == 0 {
-		return nil, usage.Errorf("nothing to change: give --annotation KEY=VALUE, or --platform P with --os, --arch, --variant, --os-version, --os-features or --annotation")
+		return nil, usage.Errorf("nothing to change: give annotations, or the platform of an entry and what to change in it")
 	}
 	img, err := s.getImage(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	if !images.IsIndexType(img.Target.MediaType) {
-		return nil, fmt.Errorf("image %s is a single manifest, not a manifest list: make one with \"kiln manifest create\"", FamiliarName(img.Name))
+		return nil, &NotListError{Name: img.Name, Given: name, Action: "annotate"}
 	}
 	ctx, release, err := s.withLease(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("taking a containerd lease for the manifest list: %w", err)
 	}
 	defer release()
-	raw, err := s.readBlob(ctx, img.Target)
+	idx, err := s.readIndex(ctx, img.Target, img.Name)
 	if err != nil {
-		return nil, fmt.Errorf("reading the index of %s: %w", img.Name, err)
-	}
-	var idx ocispecs.Index
-	if err := json.Unmarshal(raw, &idx); err != nil {
-		return nil, fmt.Errorf("decoding the index of %s: %w", img.Name, err)
+		return nil, err
 	}
 	if err := annotateIndex(&idx, opts); err != nil {
 		return nil, fmt.Errorf("cannot annotate %s: %w", FamiliarName(img.Name), err)
@@ -350,8 +396,8 @@ func (s *Store) AnnotateManifest(ctx context.Context, name string, opts Annotate
 	if err := s.putImage(ctx, img); err != nil {
 		return nil, err
 	}
-	l := entryList{entries: idx.Manifests}
-	return &ManifestResult{Name: img.Name, Descriptor: desc, Platforms: l.platforms()}, nil
+	l := EntriesOf(idx)
+	return &ManifestResult{Name: img.Name, Descriptor: desc, Platforms: l.Platforms()}, nil
 }
 
 // annotateIndex applies opts to idx.
@@ -440,7 +486,7 @@ func (s *Store) RemoveManifests(ctx context.Context, names []string) ([]string, 
 			continue
 		}
 		if !images.IsIndexType(img.Target.MediaType) {
-			errs = append(errs, fmt.Errorf("image %s is a single manifest, not a manifest list: remove it with \"kiln rm %s\"", FamiliarName(img.Name), n))
+			errs = append(errs, &NotListError{Name: img.Name, Given: n, Action: "remove"})
 			continue
 		}
 		ok = append(ok, img.Name)

@@ -30,34 +30,52 @@ func digests(ds []ocispecs.Descriptor) []string {
 	return out
 }
 
-func TestEntryListMerge(t *testing.T) {
-	l := entryList{}
-	if r := l.merge(entryList{entries: []ocispecs.Descriptor{entry("amd", "linux/amd64"), attestation("att-amd", "amd")}}); r != nil {
-		t.Fatalf("first merge replaced %v", r)
+func TestIndexEntriesJoin(t *testing.T) {
+	l := IndexEntries{}
+	if r := l.Join(IndexEntries{Manifests: []ocispecs.Descriptor{entry("amd", "linux/amd64"), attestation("att-amd", "amd")}}); r != nil {
+		t.Fatalf("first join replaced %v", r)
 	}
-	l.merge(entryList{entries: []ocispecs.Descriptor{entry("arm", "linux/arm64")}})
-	if got, want := l.platforms(), []string{"linux/amd64", "linux/arm64"}; !reflect.DeepEqual(got, want) {
+	l.Join(IndexEntries{Manifests: []ocispecs.Descriptor{entry("arm", "linux/arm64")}})
+	if got, want := l.Platforms(), []string{"linux/amd64", "linux/arm64"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("platforms = %v, want %v", got, want)
 	}
 	// A new amd64 replaces the old one and drops its attestation.
-	r := l.merge(entryList{entries: []ocispecs.Descriptor{entry("amd2", "linux/amd64")}})
+	r := l.Join(IndexEntries{Manifests: []ocispecs.Descriptor{entry("amd2", "linux/amd64")}})
 	if !reflect.DeepEqual(r, []string{"linux/amd64"}) {
 		t.Fatalf("replaced = %v", r)
 	}
-	if got, want := digests(l.entries), digests([]ocispecs.Descriptor{entry("arm", "linux/arm64"), entry("amd2", "linux/amd64")}); !reflect.DeepEqual(got, want) {
+	if got, want := digests(l.Manifests), digests([]ocispecs.Descriptor{entry("arm", "linux/arm64"), entry("amd2", "linux/amd64")}); !reflect.DeepEqual(got, want) {
 		t.Fatalf("entries = %v, want %v", got, want)
 	}
 	// The same manifest again is kept once and not reported as replaced.
-	if r := l.merge(entryList{entries: []ocispecs.Descriptor{entry("arm", "linux/arm64")}}); r != nil {
+	if r := l.Join(IndexEntries{Manifests: []ocispecs.Descriptor{entry("arm", "linux/arm64")}}); r != nil {
 		t.Fatalf("re-adding the same manifest replaced %v", r)
 	}
-	if len(l.entries) != 2 {
-		t.Fatalf("entries = %v", digests(l.entries))
+	if len(l.Manifests) != 2 {
+		t.Fatalf("entries = %v", digests(l.Manifests))
 	}
 	// arm/v7 and arm64 are different platforms.
-	l.merge(entryList{entries: []ocispecs.Descriptor{entry("armv7", "linux/arm/v7")}})
-	if got := l.platforms(); len(got) != 3 {
+	l.Join(IndexEntries{Manifests: []ocispecs.Descriptor{entry("armv7", "linux/arm/v7")}})
+	if got := l.Platforms(); len(got) != 3 {
 		t.Fatalf("platforms = %v", got)
+	}
+}
+
+// The results of remote nodes: each builder's index joined, the platforms
+// in the order asked for, attestations after them in the builders' order,
+// the first annotations.
+func TestIndexEntriesOrder(t *testing.T) {
+	var l IndexEntries
+	l.Join(EntriesOf(ocispecs.Index{Manifests: []ocispecs.Descriptor{entry("arm", "linux/arm64"), attestation("att-arm", "arm")}, Annotations: map[string]string{"a": "1"}}))
+	l.Join(EntriesOf(ocispecs.Index{Manifests: []ocispecs.Descriptor{entry("s390x", "linux/s390x"), entry("amd", "linux/amd64"), attestation("att-amd", "amd")}, Annotations: map[string]string{"a": "2"}}))
+	l.Order([]ocispecs.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}})
+	want := []ocispecs.Descriptor{entry("amd", "linux/amd64"), entry("arm", "linux/arm64"), entry("s390x", "linux/s390x"), attestation("att-arm", "arm"), attestation("att-amd", "amd")}
+	if got := digests(l.Manifests); !reflect.DeepEqual(got, digests(want)) {
+		t.Errorf("ordered = %v, want %v", got, digests(want))
+	}
+	idx := l.Index(ocispecs.MediaTypeImageIndex)
+	if idx.MediaType != ocispecs.MediaTypeImageIndex || idx.Annotations["a"] != "1" || len(idx.Manifests) != 5 {
+		t.Errorf("index %+v", idx)
 	}
 }
 

@@ -139,13 +139,10 @@ func registryError(op, name string, err error) error {
 		return oneLine(fmt.Errorf("registry %s refused to let kiln %s %s (%w): log in with \"docker login %s\" (kiln reads the docker config file and its credential helpers) or check that the repository exists and you may %s it",
 			host, op, name, err, host, op))
 	case isTLSProblem(err):
-		return oneLine(fmt.Errorf("cannot reach registry %s over HTTPS (%w): check the address; if the registry serves plain HTTP or a self-signed certificate, use --insecure-registry", host, err))
+		return &UnreachableError{Host: host, TLS: true, Err: err}
 	case isNetworkProblem(err):
-		hint := "check the address and that the registry is running; if it serves plain HTTP, use --insecure-registry"
-		if loopback, _ := docker.MatchLocalhost(host); loopback {
-			hint = "check the address and that the registry is running (kiln reaches loopback registries over plain HTTP; elsewhere --insecure-registry allows it)"
-		}
-		return oneLine(fmt.Errorf("cannot reach registry %s (%w): %s", host, innermostNetError(err), hint))
+		loopback, _ := docker.MatchLocalhost(host)
+		return &UnreachableError{Host: host, Loopback: loopback, Err: innermostNetError(err)}
 	case op == "pull" && errdefs.IsNotFound(err):
 		return errmsg.New(fmt.Sprintf("image %s not found in registry %s: check the name and tag", name, host), err)
 	}
@@ -188,10 +185,10 @@ func innermostNetError(err error) error {
 // bodies with newlines in theirs) and keeps it unwrappable.
 func oneLine(err error) error {
 	msg := err.Error()
-	if !strings.ContainsAny(msg, "\r\n\t") {
-		return err
+	if flat := flatten(msg); flat != msg {
+		return errmsg.New(flat, err)
 	}
-	return errmsg.New(strings.Join(strings.Fields(msg), " "), err)
+	return err
 }
 
 // progress writes one line per blob event, safe for concurrent use.

@@ -2,7 +2,6 @@ package store
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 
@@ -24,14 +23,40 @@ const (
 type Selection struct {
 	// Kind is KindContainerd or KindEmbedded.
 	Kind string `json:"kind"`
-	// Reason says why, for kiln info.
-	Reason string `json:"reason"`
-	// Address, when set, is the containerd socket to use instead of the
-	// one asked for: a Kubernetes distribution's (see FindKubernetes).
-	Address string `json:"address,omitempty"`
+	// Why says what decided; the words for it name options, so kiln
+	// info's are cmd/kiln's.
+	Why Why `json:"why"`
+	// Address is containerd's socket, which Why may be about: with
+	// KubernetesFound and KubernetesAsked, a Kubernetes distribution's
+	// (see FindKubernetes), used instead of the one asked for.
+	Address string `json:"address"`
 	// Kubernetes names the distribution whose containerd Address is.
 	Kubernetes string `json:"kubernetes,omitempty"`
+	// Unanswered is the socket asked for, where no containerd answered
+	// (KubernetesFound).
+	Unanswered string `json:"unanswered,omitempty"`
 }
+
+// Why says what decided a Selection.
+type Why string
+
+const (
+	// Chosen: the store was named (KindContainerd or KindEmbedded asked
+	// for).
+	Chosen Why = "chosen"
+	// AddressGiven: the user gave containerd's address.
+	AddressGiven Why = "address-given"
+	// NoSocket: no address was given and no socket is at the default one.
+	NoSocket Why = "no-socket"
+	// SocketFound: a socket is at the default address.
+	SocketFound Why = "socket-found"
+	// KubernetesFound: no containerd answers at the default address, a
+	// Kubernetes distribution's does.
+	KubernetesFound Why = "kubernetes-found"
+	// KubernetesAsked: a Kubernetes distribution's containerd was asked
+	// for (SelectKubernetes) and answers.
+	KubernetesAsked Why = "kubernetes-asked"
+)
 
 // Embedded reports whether the selection is the embedded store.
 func (s Selection) Embedded() bool { return s.Kind == KindEmbedded }
@@ -47,27 +72,26 @@ func (s Selection) Embedded() bool { return s.Kind == KindEmbedded }
 func Select(kind, address string, addressSet bool) (Selection, error) {
 	switch kind {
 	case KindEmbedded:
-		return Selection{Kind: KindEmbedded, Reason: "chosen with --store embedded or KILN_STORE"}, nil
+		return Selection{Kind: KindEmbedded, Why: Chosen}, nil
 	case KindContainerd:
-		return Selection{Kind: KindContainerd, Reason: "chosen with --store containerd or KILN_STORE"}, nil
+		return Selection{Kind: KindContainerd, Why: Chosen}, nil
 	case KindAuto, "":
 	default:
-		return Selection{}, usage.Errorf("invalid --store %q: use auto, containerd or embedded", kind)
+		return Selection{}, usage.Wrap(&KindError{Kind: kind})
 	}
 	address = TrimScheme(address)
 	if addressSet {
-		return Selection{Kind: KindContainerd, Reason: "--address or CONTAINERD_ADDRESS names containerd's socket " + address}, nil
+		return Selection{Kind: KindContainerd, Why: AddressGiven, Address: address}, nil
 	}
 	_, err := os.Stat(address)
 	missing := errors.Is(err, fs.ErrNotExist)
 	if missing || !answers(address) {
 		if k, ok := FindKubernetes(); ok {
-			return Selection{Kind: KindContainerd, Address: k.Address, Kubernetes: k.Name,
-				Reason: fmt.Sprintf("no containerd answers at %s; %s's does at %s", address, k.Name, k.Address)}, nil
+			return Selection{Kind: KindContainerd, Why: KubernetesFound, Address: k.Address, Kubernetes: k.Name, Unanswered: address}, nil
 		}
 	}
 	if missing {
-		return Selection{Kind: KindEmbedded, Reason: "no containerd socket at " + address + " and no --address or CONTAINERD_ADDRESS given"}, nil
+		return Selection{Kind: KindEmbedded, Why: NoSocket, Address: address}, nil
 	}
-	return Selection{Kind: KindContainerd, Reason: "containerd's socket is at " + address}, nil
+	return Selection{Kind: KindContainerd, Why: SocketFound, Address: address}, nil
 }

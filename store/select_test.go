@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"net"
 	"path/filepath"
 	"strings"
@@ -34,17 +35,18 @@ func TestSelect(t *testing.T) {
 		address    string
 		addressSet bool
 		want       string
-		why        string
+		why        Why
+		at         string
 	}{
-		{"embedded chosen", KindEmbedded, sock, true, KindEmbedded, "--store embedded"},
-		{"containerd chosen", KindContainerd, missing, false, KindContainerd, "--store containerd"},
-		{"auto, socket exists", KindAuto, sock, false, KindContainerd, "socket is at " + sock},
-		{"empty is auto", "", sock, false, KindContainerd, "socket is at " + sock},
-		{"auto, no socket", KindAuto, missing, false, KindEmbedded, "no containerd socket at " + missing},
-		{"auto, unix scheme", KindAuto, "unix://" + missing, false, KindEmbedded, "no containerd socket at " + missing},
+		{"embedded chosen", KindEmbedded, sock, true, KindEmbedded, Chosen, ""},
+		{"containerd chosen", KindContainerd, missing, false, KindContainerd, Chosen, ""},
+		{"auto, socket exists", KindAuto, sock, false, KindContainerd, SocketFound, sock},
+		{"empty is auto", "", sock, false, KindContainerd, SocketFound, sock},
+		{"auto, no socket", KindAuto, missing, false, KindEmbedded, NoSocket, missing},
+		{"auto, unix scheme", KindAuto, "unix://" + missing, false, KindEmbedded, NoSocket, missing},
 		// An address the user gave stays containerd's, so that a typo or a
 		// stopped containerd is an error rather than a silent switch.
-		{"auto, address given but missing", KindAuto, missing, true, KindContainerd, "--address or CONTAINERD_ADDRESS"},
+		{"auto, address given but missing", KindAuto, missing, true, KindContainerd, AddressGiven, missing},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -52,8 +54,8 @@ func TestSelect(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sel.Kind != c.want || !strings.Contains(sel.Reason, c.why) {
-				t.Fatalf("Select = %+v, want kind %s with reason containing %q", sel, c.want, c.why)
+			if sel.Kind != c.want || sel.Why != c.why || sel.Address != c.at {
+				t.Fatalf("Select = %+v, want kind %s because %s (address %q)", sel, c.want, c.why, c.at)
 			}
 			if sel.Embedded() != (c.want == KindEmbedded) {
 				t.Fatalf("Embedded() = %v for %+v", sel.Embedded(), sel)
@@ -64,7 +66,8 @@ func TestSelect(t *testing.T) {
 
 func TestSelectInvalid(t *testing.T) {
 	_, err := Select("docker", DefaultAddress, false)
-	if err == nil || !usage.Is(err) || !strings.Contains(err.Error(), "use auto, containerd or embedded") {
+	var ke *KindError
+	if !errors.As(err, &ke) || ke.Kind != "docker" || !usage.Is(err) || !strings.Contains(err.Error(), "use auto, containerd or embedded") {
 		t.Fatalf("Select(docker) = %v, want a usage error naming the choices", err)
 	}
 }

@@ -110,23 +110,20 @@ func checkSocket(address string) error {
 		if rerr := rootless.SocketMissing(address); rerr != nil {
 			return rerr
 		}
-		return fmt.Errorf("containerd is not running at %s (no such socket): start it (for example \"systemctl start containerd\") or point --address / CONTAINERD_ADDRESS at its socket", address)
+		return &SocketError{Address: address, Missing: true}
 	case errors.Is(err, fs.ErrPermission):
-		if rootless.Enabled() {
-			return fmt.Errorf("cannot reach containerd at %s: permission denied: use your own rootless containerd (the default --address, %s), or run kiln as root", address, rootless.DefaultAddress())
-		}
-		return fmt.Errorf("cannot reach containerd at %s: permission denied: run kiln as root, or as a member of the socket's group", address)
+		return &PermissionError{Address: address, Rootless: rootless.Enabled()}
 	case err != nil:
 		return fmt.Errorf("cannot reach containerd at %s: %w", address, err)
 	case fi.Mode()&fs.ModeSocket == 0:
-		return fmt.Errorf("containerd address %s is not a socket: point --address / CONTAINERD_ADDRESS at containerd's socket (usually %s)", address, DefaultAddress)
+		return &SocketError{Address: address}
 	}
 	return nil
 }
 
 func unreachable(address string, err error) error {
 	if strings.Contains(err.Error(), "permission denied") {
-		return fmt.Errorf("cannot reach containerd at %s: permission denied: run kiln as root, or as a member of the socket's group", address)
+		return &PermissionError{Address: address}
 	}
 	// A socket left by a rootless containerd that is gone.
 	if rerr := rootless.NotRunning(address); rerr != nil {

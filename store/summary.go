@@ -373,7 +373,7 @@ func (s *Store) isUnpacked(ctx context.Context, snapshotter string, diffIDs []di
 	case errdefs.IsNotFound(err):
 		return false, nil
 	}
-	return false, fmt.Errorf("checking whether layers are unpacked in snapshotter %q: %w; pick another with --snapshotter", snapshotter, err)
+	return false, &SnapshotterError{Snapshotter: snapshotter, Err: err}
 }
 
 // hostPlatform returns the platform of img this host runs natively, if it

@@ -1,13 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/internal/safeio"
 	"github.com/kiln-build/kiln/store"
 )
 
@@ -31,36 +32,23 @@ func saveCommand() *cli.Command {
 				if out == "" || out == "-" {
 					return st.Save(c.Context, c.App.Writer, c.Args().Slice())
 				}
-				return writeFileAtomic(out, func(w io.Writer) error {
-					return st.Save(c.Context, w, c.Args().Slice())
-				})
+				// The archive replaces FILE only when whole: a failed or
+				// interrupted save leaves FILE as it was.
+				f, err := safeio.Create(out, 0o644)
+				if err != nil {
+					return usageErrorf("cannot write %s: %w", out, err)
+				}
+				defer f.Close()
+				if err := st.Save(c.Context, f, c.Args().Slice()); err != nil {
+					return err
+				}
+				if err := f.Commit(); err != nil {
+					return fmt.Errorf("writing %s: %w", out, err)
+				}
+				return nil
 			})
 		},
 	}
-}
-
-// writeFileAtomic writes path through a temporary file in its directory,
-// so a failed save leaves no truncated archive behind.
-func writeFileAtomic(path string, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return usageErrorf("cannot write %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	if err := write(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }
 
 func loadCommand() *cli.Command {
@@ -80,17 +68,26 @@ func loadCommand() *cli.Command {
 			if r == nil {
 				r = os.Stdin
 			}
-			in := c.String("input")
+			in, name := c.String("input"), "the archive from standard input"
 			if in != "" && in != "-" {
-				f, err := os.Open(in)
+				// A named pipe is a fine archive; waiting for its writer
+				// must not outlast SIGINT.
+				f, err := safeio.Open(c.Context, in)
+				if errors.Is(err, safeio.ErrInterrupted) {
+					return err
+				}
 				if err != nil {
 					return usageErrorf("cannot read the archive: %w", err)
 				}
 				defer f.Close()
-				r = f
+				r, name = f, "the archive "+in
 			} else if isTerminal(r) {
 				return usageErrorf("\"kiln load\" reads an archive from -i FILE or standard input, which is a terminal")
 			}
+			// A pipe that stays silent must not outlast SIGINT either.
+			ir := safeio.Interruptible(c.Context, r, name)
+			defer ir.Close()
+			r = ir
 			return withStore(c, func(st *store.Store) error {
 				loaded, err := st.Load(c.Context, r, store.LoadOptions{Snapshotter: engineConfig(c).Snapshotter, Progress: c.App.ErrWriter})
 				if err != nil {

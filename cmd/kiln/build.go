@@ -49,7 +49,7 @@ func buildCommand() *cli.Command {
 			&cli.StringFlag{Name: "memory", EnvVars: []string{"KILN_MEMORY"}, Usage: "memory of all build steps together, swap included, e.g. 256m or 1g: a step that goes over it fails as out of memory, kiln itself is outside the budget (default: no limit)"},
 			&cli.StringFlag{Name: "cpus", EnvVars: []string{"KILN_CPUS"}, Usage: "CPU quota of all build steps together, e.g. 1.5 (default: no limit)"},
 			&cli.StringFlag{Name: "max-parallelism", EnvVars: []string{"KILN_MAX_PARALLELISM"}, Usage: "how many steps run at once, e.g. 1 (default: no limit, as buildkitd)"},
-			&cli.StringSliceFlag{Name: "node", Usage: "build platforms on a remote BuildKit node: PLATFORM=ADDRESS (tcp://HOST:PORT, unix://, ssh://), PLATFORM=NAME from nodes.toml, or PLATFORM=local (repeatable)"},
+			&cli.StringSliceFlag{Name: "node", Usage: "build platforms on a remote BuildKit node: PLATFORM=ADDRESS (tcp://HOST:PORT, unix://, ssh://), PLATFORM=NAME from nodes.toml, or PLATFORM=local (repeatable); a tcp:// node without TLS needs ,insecure-plaintext=true"},
 			&cli.StringFlag{Name: "node-fallback", Value: "fail", Usage: "when a node does not answer: fail, or emulate (build its platforms here)"},
 		},
 		Action: runBuild,
@@ -103,7 +103,7 @@ func runBuild(c *cli.Context) error {
 		Stdout:           c.App.Writer,
 		Stderr:           c.App.ErrWriter,
 	}
-	req, err := request.Parse(opts)
+	req, err := request.Parse(c.Context, opts)
 	if err != nil {
 		return err
 	}

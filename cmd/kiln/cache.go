@@ -17,10 +17,14 @@ func pruneCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "all", Aliases: []string{"a"}, Usage: "free all unused cache, including cache shared with images"},
 			&cli.StringFlag{Name: "keep-storage", Usage: "keep this much of the most recently used cache, e.g. 5GB"},
-			&cli.StringSliceFlag{Name: "filter", Usage: "free only records matching a filter, e.g. type==regular"},
+			&cli.StringSliceFlag{Name: "filter", Usage: "free only records matching a filter: FIELD, FIELD==VALUE, FIELD!=VALUE or FIELD~=REGEXP (FIELD id, parents, description, inuse, mutable, immutable, type, shared or private), e.g. type==regular (repeatable: records matching any)"},
 		},
 		Action: func(c *cli.Context) error {
-			opts := engine.PruneOptions{All: c.Bool("all"), Filters: c.StringSlice("filter")}
+			filters, err := parsePruneFilters(c.StringSlice("filter"))
+			if err != nil {
+				return err
+			}
+			opts := engine.PruneOptions{All: c.Bool("all"), Filters: filters}
 			if s := c.String("keep-storage"); s != "" {
 				n, err := units.RAMInBytes(s)
 				if err != nil {

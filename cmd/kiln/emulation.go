@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -32,13 +33,13 @@ func emulationCommand() *cli.Command {
 				Name:      "install",
 				Usage:     "register QEMU handlers (flags FP) for platforms that do not run yet",
 				ArgsUsage: "PLATFORM... | all",
-				Action:    runEmulationInstall,
+				Action:    changeEmulation("install", emulation.Install),
 			},
 			{
 				Name:      "uninstall",
 				Usage:     "remove QEMU's handlers for platforms (only handlers named qemu-* whose interpreter is QEMU)",
 				ArgsUsage: "PLATFORM... | all",
-				Action:    runEmulationUninstall,
+				Action:    changeEmulation("uninstall", emulation.Uninstall),
 			},
 		},
 	}
@@ -55,6 +56,11 @@ func runEmulationLs(c *cli.Context) error {
 	st, err := emulation.Status(c.Context)
 	if err != nil {
 		return err
+	}
+	for i, s := range st {
+		if s.State == emulation.StateInstallable {
+			st[i].Note += fmt.Sprintf("; run %q", installCommand([]string{s.Platform}, s.NeedsRoot))
+		}
 	}
 	if asJSON {
 		return writeJSON(c.App.Writer, st)
@@ -89,28 +95,19 @@ func emulationPlatforms(c *cli.Context, verb string) ([]ocispecs.Platform, error
 	return ps, nil
 }
 
-func runEmulationInstall(c *cli.Context) error {
-	ps, err := emulationPlatforms(c, "install")
-	if err != nil {
+// changeEmulation is the action of "kiln emulation VERB": change runs on
+// the platforms given and what it did is printed, also when it failed for
+// some of them.
+func changeEmulation(verb string, change func(context.Context, []ocispecs.Platform) ([]emulation.Action, error)) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		ps, err := emulationPlatforms(c, verb)
+		if err != nil {
+			return err
+		}
+		actions, err := change(c.Context, ps)
+		for _, a := range actions {
+			fmt.Fprintln(c.App.Writer, a.String())
+		}
 		return err
-	}
-	actions, err := emulation.Install(c.Context, ps)
-	printActions(c.App.Writer, actions)
-	return err
-}
-
-func runEmulationUninstall(c *cli.Context) error {
-	ps, err := emulationPlatforms(c, "uninstall")
-	if err != nil {
-		return err
-	}
-	actions, err := emulation.Uninstall(c.Context, ps)
-	printActions(c.App.Writer, actions)
-	return err
-}
-
-func printActions(w io.Writer, actions []emulation.Action) {
-	for _, a := range actions {
-		fmt.Fprintln(w, a.String())
 	}
 }

@@ -43,6 +43,11 @@ func infoCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			// The reasons that name kiln's options are the command line's.
+			info.StoreReason = storeReason(info.Selection)
+			if info.SnapshotterChosen {
+				info.SnapshotterReason = snapshotterChosen
+			}
 			if asJSON {
 				return writeJSON(c.App.Writer, info)
 			}

@@ -157,8 +157,11 @@ func commands() []*cli.Command {
 }
 
 // setup configures logging: the libraries' logs are noise unless --debug
-// asks for them (see libraryLogs).
+// asks for them (see libraryLogs). It checks the global options.
 func setup(c *cli.Context) error {
 	libraryLogs(c.Bool("debug"))
+	if err := checkGlobals(c); err != nil {
+		return err
+	}
 	return ownNamespaces(c)
 }

@@ -139,6 +139,13 @@ func manifestAnnotateCommand() *cli.Command {
 				}
 				opts.Annotations[k] = v
 			}
+			changesEntry := opts.OS != "" || opts.Architecture != "" || opts.Variant != "" || opts.OSVersion != "" || opts.OSFeatures != nil
+			switch {
+			case opts.Platform == nil && changesEntry:
+				return usageErrorf("--os, --arch, --variant, --os-version and --os-features change one entry: name it with --platform")
+			case opts.Platform == nil && len(opts.Annotations) == 0:
+				return usageErrorf("nothing to change: give --annotation KEY=VALUE, or --platform P with --os, --arch, --variant, --os-version, --os-features or --annotation")
+			}
 			return withStore(c, func(st *store.Store) error {
 				res, err := st.AnnotateManifest(c.Context, c.Args().First(), opts)
 				if err != nil {

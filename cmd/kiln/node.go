@@ -20,7 +20,7 @@ func nodeCommand() *cli.Command {
 		Subcommands: usageErrors([]*cli.Command{
 			{
 				Name:  "ls",
-				Usage: "list the configured nodes: address, reachable or not, BuildKit version, platforms",
+				Usage: "list the configured nodes: address, transport (plaintext: unencrypted), reachable or not, BuildKit version, platforms",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "format", Value: "table", Usage: "output format: table or json (one object per line)"},
 				},
@@ -82,12 +82,20 @@ func runNodeInspect(c *cli.Context) error {
 }
 
 // writeNodeTable writes statuses as "kiln node ls" shows them: one row per
-// node, then the reason of each node that did not answer.
+// node, then the reason of each node that did not answer and what to do
+// about each unencrypted node that builds refuse.
 func writeNodeTable(w io.Writer, sts []nodes.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tBUILDKIT\tPLATFORMS")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tTRANSPORT\tSTATUS\tBUILDKIT\tPLATFORMS")
 	var reasons []string
 	for _, s := range sts {
+		transport := s.Transport
+		if s.Node.Plaintext() {
+			transport = "plaintext (refused)"
+			if s.Node.InsecurePlaintext {
+				transport = "plaintext (accepted)"
+			}
+		}
 		status, version, plats := "reachable", s.BuildKit, strings.Join(s.Platforms, ",")
 		if !s.Reachable {
 			status, version, plats = "unreachable", "-", strings.Join(s.Node.Restricted(), ",")
@@ -102,7 +110,12 @@ func writeNodeTable(w io.Writer, sts []nodes.Status) error {
 		if version == "" {
 			version = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Node.Name, s.Node.Address, status, version, plats)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Node.Name, s.Node.Address, transport, status, version, plats)
+	}
+	for _, s := range sts {
+		if err := s.Node.CheckTransport(); err != nil {
+			reasons = append(reasons, err.Error())
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -22,6 +22,8 @@ var rules = []rule{
 	{"platform", []string{"builder", "engine", "request", "cmd/kiln", "store", "nodes", "emulation", "rootless", "snapshot"}, "platform is the leaf every package parses platforms with"},
 	{"usage", []string{"..."}, "usage is a leaf"},
 	{"internal/errmsg", []string{"..."}, "errmsg is a leaf"},
+	{"internal/owned", []string{"..."}, "owned is a leaf: the checks of what is the user's own, for the engine and host policy alike"},
+	{"internal/safeio", []string{"..."}, "safeio is a leaf"},
 	{"store", []string{"builder", "engine", "request", "cmd/kiln"}, "store returns data to whoever asks"},
 	{"nodes", []string{"store", "builder", "engine", "request", "cmd/kiln"}, "nodes owns node addresses only"},
 	{"emulation", []string{"builder", "engine", "request", "cmd/kiln", "store"}, "emulation is host policy"},
