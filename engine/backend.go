@@ -47,7 +47,7 @@ type backend interface {
 func (c Config) Selection() (store.Selection, error) {
 	if c.Kubernetes {
 		if c.Namespace != store.KubernetesNamespace {
-			return store.Selection{}, usage.Errorf("--k8s builds into the namespace %s, not %q: leave out --namespace", store.KubernetesNamespace, c.Namespace)
+			return store.Selection{}, usage.Wrap(&KubernetesNamespaceError{Namespace: c.Namespace})
 		}
 		return store.SelectKubernetes(c.Store, c.Address, c.AddressSet)
 	}

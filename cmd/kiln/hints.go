@@ -54,6 +54,13 @@ func reworded(e error) string {
 	switch e := e.(type) {
 	case *store.KindError:
 		return fmt.Sprintf("invalid --store %q: use %s, %s or %s", e.Kind, store.KindAuto, store.KindContainerd, store.KindEmbedded)
+	case *engine.KubernetesNamespaceError:
+		return fmt.Sprintf("--k8s builds into the namespace %s, not %q: leave out --namespace", store.KubernetesNamespace, e.Namespace)
+	case *store.KubernetesError:
+		if e.Embedded {
+			return "--k8s builds into a Kubernetes node's containerd, not --store embedded: leave out one of them"
+		}
+		return "--k8s " + e.Error() + "; start it, build as root (its socket is root's), or give its socket with --address"
 	case *engine.KeepStorageError:
 		return fmt.Sprintf("invalid --gc-keep-storage %q: %s; give a size such as 10GB, a percentage of the disk such as 10%%, or turn the collection off with --gc=false", e.Value, e.Problem)
 	}
