@@ -282,6 +282,8 @@ func TestSecurityTyposAreUsageErrors(t *testing.T) {
 		{[]string{"build", "-o", "type=oci,dest=x.tar,compresion=zstd", dir}, `type=oci has no attribute "compresion"`},
 		{[]string{"build", "-o", "type=oci,dest=x.tar,compression=bogus", dir}, `invalid --compression "bogus"`},
 		{[]string{"build", "--attest", "type=provenance,mdoe=max", dir}, `unknown key "mdoe"`},
+		{[]string{"build", "--cache-to", "type=local,dest=c,mdoe=max", dir}, `invalid --cache-to "type=local,dest=c,mdoe=max": type=local has no attribute "mdoe"`},
+		{[]string{"build", "--cache-from", "type=registry,ref=localhost:5000/c,registry.insecure=yes", dir}, `registry.insecure must be true or false, not "yes"`},
 		{[]string{"prune", "--filter", "bogus"}, `invalid --filter "bogus": unknown field "bogus"`},
 		{[]string{"prune", "--filter", "type==regualr"}, `unknown record type "regualr"`},
 		{[]string{"--namespace", "../../x", "images"}, `invalid --namespace "../../x"`},

@@ -7,6 +7,7 @@ package nodes
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/kiln-build/kiln/internal/safeio"
 	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/usage"
 )
@@ -155,16 +157,21 @@ func DefaultFiles() []string {
 	return files
 }
 
+// maxFileSize bounds a nodes file: a few hundred nodes fit in a fraction
+// of it, and a FIFO or /dev/zero at the path must not hang or fill memory.
+const maxFileSize = 1 << 20
+
 // LoadDefault reads the default nodes files; missing files are skipped.
-func LoadDefault() ([]Node, error) { return Load(DefaultFiles()...) }
+func LoadDefault(ctx context.Context) ([]Node, error) { return Load(ctx, DefaultFiles()...) }
 
 // Load reads nodes files in order; a later file's node replaces an
-// earlier one of the same name. Missing files are skipped. The nodes are
-// returned sorted by name.
-func Load(paths ...string) ([]Node, error) {
+// earlier one of the same name. Missing files are skipped; anything but a
+// regular file of at most 1 MiB is refused. The nodes are returned sorted
+// by name.
+func Load(ctx context.Context, paths ...string) ([]Node, error) {
 	byName := map[string]Node{}
 	for _, path := range paths {
-		data, err := os.ReadFile(path)
+		data, err := safeio.ReadFile(ctx, path, maxFileSize)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}

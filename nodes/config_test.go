@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/kiln-build/kiln/usage"
@@ -39,7 +40,7 @@ platforms = ["linux/arm64"]
 ca = "ca.pem"
 server-name = "pi.local"
 `)
-	ns, err := Load(sys, user, filepath.Join(dir, "missing.toml"))
+	ns, err := Load(t.Context(), sys, user, filepath.Join(dir, "missing.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func TestLoadErrors(t *testing.T) {
 		"[node.pi]\naddress = \"tcp://h:1\"\ninsecure-plaintext = \"yes\"\n":                              "line 3",
 	} {
 		p := write(t, dir, "nodes.toml", content)
-		_, err := Load(p)
+		_, err := Load(t.Context(), p)
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), p) {
 			t.Errorf("Load(%q) = %v, want an error naming the file and containing %q", content, err, want)
 		}
@@ -185,7 +186,7 @@ address = "unix:///run/buildkit/buildkitd.sock"
 [node.tunnel]
 address = "ssh://me@graviton"
 `)
-	ns, err := Load(file)
+	ns, err := Load(t.Context(), file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,5 +232,22 @@ address = "ssh://me@graviton"
 	a, err = ParseAssignment("arm64=accepted,insecure-plaintext=false", ns)
 	if err != nil || a.Node.CheckTransport() == nil {
 		t.Errorf("insecure-plaintext=false: %+v %v, want the node refused", a.Node, err)
+	}
+}
+
+// A nodes file that is not a regular file (a FIFO nobody writes to) or is
+// larger than any real one is refused at once, naming the file.
+func TestLoadRefusesWhatIsNotANodesFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.toml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(t.Context(), fifo); err == nil || !strings.Contains(err.Error(), fifo) || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("Load(fifo) = %v, want a refusal naming %s", err, fifo)
+	}
+	big := write(t, dir, "big.toml", "# "+strings.Repeat("x", maxFileSize)+"\n")
+	if _, err := Load(t.Context(), big); err == nil || !strings.Contains(err.Error(), big) {
+		t.Errorf("Load(big) = %v, want a refusal naming %s", err, big)
 	}
 }

@@ -45,7 +45,7 @@ func TestSSHAddressRefusesShellSyntax(t *testing.T) {
 	}
 	dir := t.TempDir()
 	p := write(t, dir, "nodes.toml", "[node.evil]\naddress = \"ssh://u@h/run/x;touch${IFS}/tmp/pwned;\"\n")
-	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), "reaches a shell on the node") {
+	if _, err := Load(t.Context(), p); err == nil || !strings.Contains(err.Error(), "reaches a shell on the node") {
 		t.Errorf("Load = %v, want the socket path refused", err)
 	}
 	for _, addr := range []string{

@@ -215,6 +215,10 @@ func TestParseCacheOptions(t *testing.T) {
 		{"type=gha", bkclient.CacheOptionsEntry{}, `unsupported --cache-from type "gha"`},
 		{"src=/c", bkclient.CacheOptionsEntry{}, "missing type="},
 		{"type=local,=x", bkclient.CacheOptionsEntry{}, "is not KEY=VALUE"},
+		// Keys the cache type does not read would be dropped in silence.
+		{"type=local,src=/c,dest=/d", bkclient.CacheOptionsEntry{}, `type=local has no attribute "dest"; it takes src, digest, tag`},
+		{"type=registry,ref=r.io/c,mode=max", bkclient.CacheOptionsEntry{}, `type=registry has no attribute "mode"`},
+		{"type=registry,ref=r.io/c,registry.insecure=yes", bkclient.CacheOptionsEntry{}, "registry.insecure must be true or false"},
 	}
 	for _, c := range from {
 		got, err := ParseCacheFrom(c.in)
@@ -237,6 +241,16 @@ func TestParseCacheOptions(t *testing.T) {
 		{"type=local", bkclient.CacheOptionsEntry{}, "needs dest=DIR"},
 		{"type=local,dest=/c,mode=all", bkclient.CacheOptionsEntry{}, "mode must be min or max"},
 		{"type=s3", bkclient.CacheOptionsEntry{}, `unsupported --cache-to type "s3"`},
+		{"type=registry,ref=r.io/c,mode=max,oci-mediatypes=true,image-manifest=true,compression=zstd,compression-level=3,ignore-error=true",
+			bkclient.CacheOptionsEntry{Type: "registry", Attrs: map[string]string{"ref": "r.io/c:latest", "mode": "max", "oci-mediatypes": "true",
+				"image-manifest": "true", "compression": "zstd", "compression-level": "3", "ignore-error": "true"}}, ""},
+		{"type=local,dest=/c,src=/d", bkclient.CacheOptionsEntry{}, `type=local has no attribute "src"`},
+		{"type=registry,ref=r.io/c,compresion=zstd", bkclient.CacheOptionsEntry{}, `has no attribute "compresion"`},
+		{"type=local,dest=/c,ignore-error=maybe", bkclient.CacheOptionsEntry{}, "ignore-error must be true or false"},
+		{"type=local,dest=/c,compression=lz4", bkclient.CacheOptionsEntry{}, `invalid --compression "lz4"`},
+		{"type=local,dest=/c,compression=gzip,compression-level=12", bkclient.CacheOptionsEntry{}, "use 0 to 9"},
+		{"type=inline,mode=max", bkclient.CacheOptionsEntry{}, "inline cache holds only the final image's layers"},
+		{"type=inline,ref=r.io/c", bkclient.CacheOptionsEntry{}, `type=inline has no attribute "ref"`},
 	}
 	for _, c := range to {
 		got, err := ParseCacheTo(c.in)

@@ -35,7 +35,7 @@ func ParseCacheFrom(s string) (bkclient.CacheOptionsEntry, error) {
 	default:
 		return e, usage.Errorf("unsupported --cache-from type %q: kiln reads cache of type local or registry", e.Type)
 	}
-	return e, nil
+	return e, checkCacheAttrs("--cache-from", s, e, cacheFromAttrs)
 }
 
 // ParseCacheTo parses a --cache-to value: "type=local,dest=DIR",
@@ -58,6 +58,9 @@ func ParseCacheTo(s string) (bkclient.CacheOptionsEntry, error) {
 	case "inline":
 	default:
 		return e, usage.Errorf("unsupported --cache-to type %q: kiln writes cache of type local, registry or inline", e.Type)
+	}
+	if err := checkCacheAttrs("--cache-to", s, e, cacheToAttrs); err != nil {
+		return e, err
 	}
 	if m, ok := e.Attrs["mode"]; ok && m != "min" && m != "max" {
 		return e, usage.Errorf("invalid --cache-to %q: mode must be min or max, not %q", s, m)

@@ -1,6 +1,7 @@
 package request
 
 import (
+	"context"
 	"slices"
 
 	"github.com/containerd/platforms"
@@ -36,7 +37,7 @@ type Nodes struct {
 }
 
 // resolveNodes reads the nodes files and checks --node and --node-fallback.
-func (r *Request) resolveNodes(o *Options) error {
+func (r *Request) resolveNodes(ctx context.Context, o *Options) error {
 	fallback := o.NodeFallback
 	switch fallback {
 	case "", FallbackFail:
@@ -49,7 +50,7 @@ func (r *Request) resolveNodes(o *Options) error {
 	if files == nil {
 		files = nodes.DefaultFiles()
 	}
-	configured, err := nodes.Load(files...)
+	configured, err := nodes.Load(ctx, files...)
 	if err != nil {
 		return err
 	}

@@ -173,7 +173,7 @@ func (r *Request) parse(ctx context.Context, o *Options) error {
 	if w := r.syntaxWarning(); w != "" {
 		r.Warnings = append([]string{w}, r.Warnings...)
 	}
-	return r.resolveNodes(o)
+	return r.resolveNodes(ctx, o)
 }
 
 func (r *Request) resolveContext(dir string) error {

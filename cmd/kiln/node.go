@@ -44,7 +44,7 @@ func runNodeLs(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageErrorf("\"kiln node ls\" takes no arguments; inspect one node with \"kiln node inspect NAME\"")
 	}
-	ns, err := nodes.LoadDefault()
+	ns, err := nodes.LoadDefault(c.Context)
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func runNodeInspect(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return usageErrorf("\"kiln node inspect\" needs exactly one node name; list them with \"kiln node ls\"")
 	}
-	ns, err := nodes.LoadDefault()
+	ns, err := nodes.LoadDefault(c.Context)
 	if err != nil {
 		return err
 	}
