@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -173,61 +172,6 @@ func kernelController(name string) (enabled, known bool) {
 		}
 	}
 	return false, false
-}
-
-// readMounts lists the cgroup and cgroup2 file systems in mountinfo.
-func readMounts(path string) ([]mount, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []mount
-	s := bufio.NewScanner(f)
-	s.Buffer(make([]byte, 64<<10), 1<<20)
-	for s.Scan() {
-		// id parent major:minor root mountpoint options [optional...] - fstype source superoptions
-		pre, post, ok := strings.Cut(s.Text(), " - ")
-		if !ok {
-			continue
-		}
-		pf, qf := strings.Fields(pre), strings.Fields(post)
-		if len(pf) < 5 || len(qf) < 3 {
-			continue
-		}
-		// A cgroup file system mounted from below its root (inside a
-		// cgroup namespace or a bind mount of a subtree) does not show the
-		// paths runc uses: kiln cannot place cgroups through it.
-		if pf[3] != "/" {
-			continue
-		}
-		switch qf[0] {
-		case "cgroup2":
-			out = append(out, mount{dir: unescape(pf[4]), v2: true})
-		case "cgroup":
-			out = append(out, mount{dir: unescape(pf[4]), options: strings.Split(qf[2], ",")})
-		}
-	}
-	return out, s.Err()
-}
-
-// unescape undoes mountinfo's octal escapes of spaces and the like.
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // Enforceable says why limits cannot be enforced on this host, or nil.
