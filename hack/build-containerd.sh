@@ -24,6 +24,15 @@ want="$version tags=$tags"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
+# install_bins NAME...: moves the binaries built in $tmp/bin into $out, each first copied beside
+# its target under a temporary name and then renamed over it, so a test running the old binary
+# from a shared $out keeps it and nobody sees half a file.
+install_bins() {
+	for b in "$@"; do
+		cp "$tmp/bin/$b" "$out/.$b.tmp.$$"
+		mv -f "$out/.$b.tmp.$$" "$out/$b"
+	done
+}
 printf 'module kiln.local/containerd-build\n\ngo %s\n\nrequire %s %s\n' \
 	"$(go env GOVERSION | sed 's/^go//')" "$module" "$version" >"$tmp/go.mod"
 
@@ -35,9 +44,10 @@ else
 	(
 		cd "$tmp"
 		GOFLAGS="${GOFLAGS:-} -mod=mod" CGO_ENABLED=0 go build -trimpath -tags "$tags" \
-			-ldflags "-X $module/version.Version=$version" -o "$out/" \
+			-ldflags "-X $module/version.Version=$version" -o "$tmp/bin/" \
 			"$module/cmd/containerd" "$module/cmd/containerd-shim-runc-v2" "$module/cmd/ctr"
 	)
+	install_bins containerd containerd-shim-runc-v2 ctr
 	echo "$want" >"$stamp"
 	"$out/containerd" --version
 fi
@@ -53,7 +63,8 @@ echo "build-containerd: building containerd-cri $version (with the CRI plugin) i
 (
 	cd "$tmp"
 	GOFLAGS="${GOFLAGS:-} -mod=mod" CGO_ENABLED=0 go build -trimpath -tags "$cri_tags" \
-		-ldflags "-X $module/version.Version=$version" -o "$out/containerd-cri" \
+		-ldflags "-X $module/version.Version=$version" -o "$tmp/bin/containerd-cri" \
 		"$module/cmd/containerd"
 )
+install_bins containerd-cri
 echo "$cri_want" >"$cri_stamp"

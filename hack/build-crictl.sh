@@ -19,7 +19,12 @@ if [ -x "$out/crictl" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then
 	exit 0
 fi
 echo "build-crictl: building crictl $version into $out"
-GOFLAGS="${GOFLAGS:-} -mod=mod" CGO_ENABLED=0 GOBIN="$out" \
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+GOFLAGS="${GOFLAGS:-} -mod=mod" CGO_ENABLED=0 GOBIN="$tmp" \
 	go install -trimpath -ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$version" "sigs.k8s.io/cri-tools/cmd/crictl@$version"
+# Beside its target under a temporary name, then renamed: a shared $out never holds half a file.
+cp "$tmp/crictl" "$out/.crictl.tmp.$$"
+mv -f "$out/.crictl.tmp.$$" "$out/crictl"
 echo "$version" >"$stamp"
 "$out/crictl" --version

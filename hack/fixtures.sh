@@ -12,7 +12,9 @@
 #   COPY rootfs/${TARGETARCH}/ /
 # rootfs/armel/ is linux/arm/v6 (Raspberry Pi Zero and 1): Debian's armel runs on ARMv5TE and
 # newer, armhf needs ARMv7. A Dockerfile for linux/arm/v6 copies rootfs/armel/.
-# A busybox binary already in OUTDIR is not fetched again; the rootfs dirs are always remade.
+# A busybox binary already in OUTDIR is not fetched again, and a rootfs dir already as it should
+# be is left alone; what is new or changed is made under a temporary name and renamed into place,
+# so tests reading a shared OUTDIR never see half a fixture.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -44,9 +46,10 @@ rm -f "$stamp"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
-# make_rootfs DEBARCH DIR: the minimal rootfs of busybox-DEBARCH in rootfs/DIR.
+# make_rootfs DEBARCH DIR: the minimal rootfs of busybox-DEBARCH in rootfs/DIR, made beside it
+# and renamed into place unless rootfs/DIR already holds the same.
 make_rootfs() {
-	local deb="$1" root="$out/rootfs/$2"
+	local deb="$1" final="$out/rootfs/$2" root="$out/rootfs/.$2.tmp.$$"
 	rm -rf "$root"
 	mkdir -p "$root/bin" "$root/etc" "$root/root" "$root/proc" "$root/sys" "$root/dev" "$root/tmp"
 	chmod 1777 "$root/tmp"
@@ -55,6 +58,15 @@ make_rootfs() {
 	for a in "${applets[@]}"; do ln -s busybox "$root/bin/$a"; done
 	printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/nonexistent:/bin/false' >"$root/etc/passwd"
 	printf '%s\n' 'root:x:0:' 'nogroup:x:65534:' >"$root/etc/group"
+	if [ -d "$final" ] && diff -r --no-dereference "$final" "$root" >/dev/null 2>&1; then
+		rm -rf "$root"
+		return
+	fi
+	if [ -e "$final" ]; then
+		mv -T "$final" "$final.old.$$"
+	fi
+	mv -T "$root" "$final"
+	rm -rf "$final.old.$$"
 }
 
 for pair in "${arches[@]}"; do
@@ -81,7 +93,8 @@ for pair in "${arches[@]}"; do
 	done
 	(cd "$tmp/$deb" && apt-get "${opts[@]}" download busybox-static:"$deb")
 	dpkg -x "$tmp/$deb"/busybox-static_*.deb "$tmp/$deb/x"
-	install -m 0755 "$tmp/$deb/x/bin/busybox" "$out/busybox-$deb"
+	install -m 0755 "$tmp/$deb/x/bin/busybox" "$out/.busybox-$deb.tmp.$$"
+	mv -f "$out/.busybox-$deb.tmp.$$" "$out/busybox-$deb"
 	make_rootfs "$deb" "$dir"
 done
 
