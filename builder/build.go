@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/containerd/platforms"
 	"github.com/docker/cli/cli/config"
@@ -19,7 +20,6 @@ import (
 	bkclient "github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
-	"github.com/moby/buildkit/util/progress/progressui"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
 	"golang.org/x/sync/errgroup"
@@ -49,8 +49,14 @@ type Result struct {
 // Build builds req with the embedded BuildKit and stores the result in
 // containerd. request.Parse has checked everything in req the user can get
 // wrong; Build checks cfg's garbage collection options before any
-// connection is made.
-func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Result, error) {
+// connection is made. With WithHistory, the build leaves a record in the
+// build history from the moment BuildKit runs.
+func Build(ctx context.Context, cfg engine.Config, req *request.Request, opts ...Option) (*Result, error) {
+	started := time.Now()
+	var o buildOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := cfg.GC.Validate(); err != nil {
 		return nil, err
 	}
@@ -60,7 +66,7 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Resul
 	cfg.Limits = engine.Limits{Memory: req.Budget.Memory, CPUs: req.Budget.CPUs, MaxParallelism: req.Budget.MaxParallelism}
 	// Platforms that --node or the nodes files send to remote BuildKit
 	// nodes take their own path (remote.go).
-	if res, ok, err := buildOnNodes(ctx, cfg, req); ok {
+	if res, ok, err := buildOnNodes(ctx, cfg, req, o, started); ok {
 		return res, err
 	}
 	runnable, err := ensureEmulation(ctx, req)
@@ -74,7 +80,19 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Resul
 	}
 	defer eng.Close()
 
-	resp, rec, err := solve(ctx, eng.Client(), req)
+	rec := o.beginRecord(eng.HistoryDir(), req, started)
+	res, err := buildHere(ctx, cfg, eng, req, rec)
+	rec.finish(ctx, res, err)
+	if err != nil {
+		return nil, err
+	}
+	collectGarbage(ctx, eng, req)
+	return res, nil
+}
+
+// buildHere solves req on the engine and writes its outputs.
+func buildHere(ctx context.Context, cfg engine.Config, eng *engine.Engine, req *request.Request, hist *recording) (*Result, error) {
+	resp, rec, err := solve(ctx, eng.Client(), req, hist)
 	if err != nil {
 		rec.outOfMemory(eng, req)
 		return nil, request.WithOptionHint(explain(ctx, cfg, eng.Store(), req, rec, err))
@@ -94,7 +112,6 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request) (*Resul
 	if err := writeOutputs(req, res); err != nil {
 		return nil, err
 	}
-	collectGarbage(ctx, eng, req)
 	return res, nil
 }
 
@@ -108,7 +125,7 @@ func collectGarbage(ctx context.Context, eng *engine.Engine, req *request.Reques
 			freed.Records, units.HumanSize(float64(freed.Size)))
 	}
 	if err != nil && ctx.Err() == nil {
-		fmt.Fprintf(req.Stderr, "warning: the build succeeded, but collecting build cache garbage failed: %s (free space with \"kiln prune\")\n", strings.Join(strings.Fields(err.Error()), " "))
+		fmt.Fprintf(req.Stderr, "warning: the build succeeded, but collecting build cache garbage failed: %s (free space with \"kiln prune\")\n", oneLine(err.Error()))
 	}
 }
 
@@ -124,12 +141,9 @@ func ensureEmulation(ctx context.Context, req *request.Request) ([]ocispecs.Plat
 	return out, err
 }
 
-// solve runs the build and the progress display side by side.
-func solve(ctx context.Context, c *bkclient.Client, req *request.Request) (*bkclient.SolveResponse, *recorder, error) {
-	display, err := progressui.NewDisplay(req.Stderr, progressui.DisplayMode(req.Progress))
-	if err != nil {
-		return nil, nil, fmt.Errorf("starting the progress display: %w", err)
-	}
+// solve runs the build and the progress display side by side, and prints
+// the warnings the build reported once the display is done.
+func solve(ctx context.Context, c *bkclient.Client, req *request.Request, hist *recording) (*bkclient.SolveResponse, *recorder, error) {
 	solveOpt, closers, err := solveOpt(req)
 	defer func() {
 		for _, c := range closers {
@@ -139,28 +153,39 @@ func solve(ctx context.Context, c *bkclient.Client, req *request.Request) (*bkcl
 	if err != nil {
 		return nil, nil, err
 	}
-
+	disp, err := startDisplay(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
 	statusCh := make(chan *bkclient.SolveStatus)
-	displayCh := make(chan *bkclient.SolveStatus)
 	rec := newRecorder()
+	var inv *invoker
+	if req.Invoke != nil {
+		inv = &invoker{req: req, disp: disp, rec: rec}
+	}
 	var resp *bkclient.SolveResponse
 	eg, gctx := errgroup.WithContext(ctx)
 	eg.Go(func() error {
 		var err error
-		resp, err = c.Solve(gctx, nil, solveOpt, statusCh)
+		if inv != nil {
+			resp, err = buildInvoking(gctx, c, solveOpt, statusCh, inv)
+		} else {
+			resp, err = c.Solve(gctx, nil, solveOpt, statusCh)
+		}
 		return err
 	})
 	eg.Go(func() error {
-		rec.forward(statusCh, displayCh)
+		// BuildKit's client closes statusCh when the solve ends.
+		for st := range statusCh {
+			rec.record(st)
+			hist.update(st)
+			disp.send(st)
+		}
 		return nil
 	})
-	eg.Go(func() error {
-		// The display must drain every status even when the build fails,
-		// so it runs on a context the failure does not cancel.
-		_, err := display.UpdateFrom(context.WithoutCancel(ctx), displayCh)
-		return err
-	})
 	err = eg.Wait()
+	printWarnings(req.Stderr, req, disp.close())
+	inv.printNotes()
 	if err == nil {
 		err = commitOutputs(closers)
 	}
@@ -169,11 +194,32 @@ func solve(ctx context.Context, c *bkclient.Client, req *request.Request) (*bkcl
 
 // solveOpt maps the request to BuildKit's solve options: the frontend and
 // its attributes, the directories the session serves, the exports, cache
-// and entitlements. The closers close the outputs' files, also on error.
-// Builds that send platforms to nodes (remote.go) start from it too.
+// and entitlements. The closers close the contexts and the outputs' files,
+// also on error. Builds that send platforms to nodes (remote.go) start
+// from it too.
 func solveOpt(r *request.Request) (bkclient.SolveOpt, []io.Closer, error) {
-	// Closing the contexts prints their warnings (contextFS): first,
-	// before the outputs are committed or removed.
+	opt, closers, err := sessionOpt(r)
+	if err != nil {
+		return opt, closers, err
+	}
+	entries, outputs, err := exports(r)
+	closers = append(closers, outputs...)
+	if err != nil {
+		return bkclient.SolveOpt{}, closers, err
+	}
+	opt.Exports = r.WithExportAttrs(entries)
+	opt.CacheExports = r.CacheExports
+	return opt, closers, nil
+}
+
+// sessionOpt is what every solve of the request takes, whether it builds
+// or only asks the frontend (--call): the frontend and its attributes, the
+// directories, secrets and agents the session serves, the cache to import
+// and the entitlements. It writes nothing; the closers close the contexts,
+// which prints their warnings (contextFS), also on error.
+func sessionOpt(r *request.Request) (bkclient.SolveOpt, []io.Closer, error) {
+	// Closing the contexts prints their warnings: they come first among
+	// the closers, before the outputs are committed or removed.
 	var closers []io.Closer
 	contextFS, err := newContextFS(r.ContextDir, dockerignore(context.Background(), r), r.Stderr)
 	if err != nil {
@@ -193,19 +239,12 @@ func solveOpt(r *request.Request) (bkclient.SolveOpt, []io.Closer, error) {
 		mounts[key] = named
 		closers = append(closers, named)
 	}
-	entries, outputs, err := exports(r)
-	closers = append(closers, outputs...)
-	if err != nil {
-		return bkclient.SolveOpt{}, closers, err
-	}
 	return bkclient.SolveOpt{
 		Frontend:            "dockerfile.v0",
 		FrontendAttrs:       r.FrontendAttrs,
 		LocalMounts:         mounts,
 		OCIStores:           r.OCIStores,
-		Exports:             r.WithExportAttrs(entries),
 		CacheImports:        r.CacheImports,
-		CacheExports:        r.CacheExports,
 		AllowedEntitlements: r.Entitlements,
 		Session:             append([]session.Attachable{authProvider(r.Stderr)}, r.Attachables...),
 	}, closers, nil

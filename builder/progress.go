@@ -33,16 +33,6 @@ func newRecorder() *recorder {
 	}
 }
 
-// forward records every status and passes it on; it closes out when in is
-// closed, which BuildKit's client does when the solve ends.
-func (r *recorder) forward(in <-chan *bkclient.SolveStatus, out chan<- *bkclient.SolveStatus) {
-	defer close(out)
-	for st := range in {
-		r.record(st)
-		out <- st
-	}
-}
-
 func (r *recorder) record(st *bkclient.SolveStatus) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

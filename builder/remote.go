@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/platforms"
@@ -17,7 +18,6 @@ import (
 	"github.com/moby/buildkit/session/auth"
 	solvererrdefs "github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/util/grpcerrors"
-	"github.com/moby/buildkit/util/progress/progressui"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
@@ -29,6 +29,7 @@ import (
 	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/request"
 	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/usage"
 )
 
 // localName labels the platforms built in this process in the progress
@@ -46,13 +47,16 @@ const localName = "local"
 // through the session, not through a registry), under a lease. kiln then
 // joins the per-builder indexes into one index, names it only once every
 // blob is present, and unpacks the host's platform.
-func buildOnNodes(ctx context.Context, cfg engine.Config, req *request.Request) (res *Result, ok bool, err error) {
+func buildOnNodes(ctx context.Context, cfg engine.Config, req *request.Request, o buildOptions, started time.Time) (res *Result, ok bool, err error) {
 	plan, err := planNodes(ctx, req)
 	if err != nil || plan == nil {
 		return nil, err != nil, err
 	}
 	defer plan.close()
-	res, err = runPlan(ctx, cfg, req, plan)
+	if req.Invoke != nil {
+		return nil, true, usage.Errorf("--on-error and --invoke start their command in a container here, and this build sends platforms to nodes: build those platforms here (--node PLATFORM=local) to use them")
+	}
+	res, err = runPlan(ctx, cfg, req, plan, o, started)
 	return res, true, err
 }
 
@@ -69,7 +73,7 @@ type builderRun struct {
 	auth *scopedAuth
 }
 
-func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan *nodePlan) (*Result, error) {
+func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan *nodePlan, o buildOptions, started time.Time) (_ *Result, err error) {
 	if req.Progress != "quiet" && req.Progress != "rawjson" {
 		fmt.Fprintln(req.Stderr, plan.describe())
 	}
@@ -96,6 +100,18 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 		}
 		defer st.Close()
 	}
+	var hist *recording
+	if eng != nil {
+		hist = o.beginRecord(eng.HistoryDir(), req, started)
+	} else if o.record && o.recordLimits.Enabled() {
+		if dir, err := engine.HistoryDir(ctx, cfg); err != nil {
+			fmt.Fprintf(req.Stderr, "warning: this build is not recorded in kiln's build history: %s\n", oneLine(err.Error()))
+		} else {
+			hist = o.beginRecord(dir, req, started)
+		}
+	}
+	var res *Result
+	defer func() { hist.finish(ctx, res, err) }()
 	snapshotter := engine.UnpackSnapshotter(ctx, cfg, st)
 	for _, g := range plan.remote {
 		runs = append(runs, &builderRun{name: g.node.Name, node: g, client: g.client, req: req.WithPlatforms(g.platforms), platforms: g.platforms})
@@ -108,7 +124,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 	defer ingest.Release()
 
 	multi := len(plan.order) > 1
-	if err := solveAll(ctx, runs, ingest, multi, req); err != nil {
+	if err := solveAll(ctx, runs, ingest, multi, req, hist); err != nil {
 		if eng != nil {
 			runs[0].rec.outOfMemory(eng, req)
 		}
@@ -128,7 +144,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 	}
 	if push {
 		for _, n := range names {
-			if _, err := st.Push(ctx, n, store.PushOptions{Progress: progressOut(req)}); err != nil {
+			if _, err := st.Push(ctx, n, store.PushOptions{Registry: cfg.Registry, Progress: progressOut(req)}); err != nil {
 				return nil, err
 			}
 		}
@@ -148,10 +164,13 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 	if len(req.Names) > 0 {
 		meta[exptypes.ExporterImageNameKey] = strings.Join(names, ",")
 	}
-	res := &Result{Digest: desc.Digest.String(), Names: req.Names, Platforms: req.Platforms, Metadata: meta}
-	if err := writeOutputs(req, res); err != nil {
+	built := &Result{Digest: desc.Digest.String(), Names: req.Names, Platforms: req.Platforms, Metadata: meta}
+	if err := writeOutputs(req, built); err != nil {
 		return nil, err
 	}
+	res = built
+	hist.finish(ctx, res, nil)
+	hist = nil
 	// The nodes collect their own caches; this is the local builder's.
 	if eng != nil {
 		collectGarbage(ctx, eng, req)
@@ -188,7 +207,7 @@ func nodeExport(r *request.Request, ingest *store.Ingest) bkclient.ExportEntry {
 
 // solveAll runs every builder's solve side by side with one progress
 // display; the first failure cancels the others.
-func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, multi bool, req *request.Request) error {
+func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, multi bool, req *request.Request, hist *recording) error {
 	opts := make([]bkclient.SolveOpt, len(runs))
 	registries := buildRegistries(req)
 	for i, r := range runs {
@@ -218,17 +237,10 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 		}
 		opts[i] = opt
 	}
-	display, err := progressui.NewDisplay(req.Stderr, progressui.DisplayMode(req.Progress))
+	disp, err := startDisplay(ctx, req)
 	if err != nil {
-		return fmt.Errorf("starting the progress display: %w", err)
+		return err
 	}
-	displayCh := make(chan *bkclient.SolveStatus)
-	displayDone := make(chan struct{})
-	go func() {
-		defer close(displayDone)
-		// The display drains every status even when a build fails.
-		display.UpdateFrom(context.WithoutCancel(ctx), displayCh) //nolint:errcheck // only a broken terminal fails it
-	}()
 	var forwarders sync.WaitGroup
 	eg, gctx := errgroup.WithContext(ctx)
 	for i, r := range runs {
@@ -239,7 +251,9 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 			defer forwarders.Done()
 			for s := range statusCh {
 				r.rec.record(s)
-				displayCh <- relabel(s, r.name)
+				s = relabel(s, r.name)
+				hist.update(s)
+				disp.send(s)
 			}
 		}()
 		eg.Go(func() error {
@@ -253,8 +267,7 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 	}
 	err = eg.Wait()
 	forwarders.Wait()
-	close(displayCh)
-	<-displayDone
+	printWarnings(req.Stderr, req, disp.close())
 	return err
 }
 

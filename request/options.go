@@ -98,6 +98,25 @@ type Options struct {
 	// nodes.DefaultFiles().
 	NodesFiles []string
 
+	// Call is --call: a frontend method evaluated instead of a build
+	// (check, outline, targets), with buildx's ,format=json and
+	// ,ignorestatus=true; empty or "build" builds.
+	Call string
+	// Check is --check, buildx's shorthand for --call check.
+	Check bool
+	// CallFormat is --format: json or text, the form --call's answer is
+	// printed in.
+	CallFormat string
+	// Debug prints the details of the check warnings a build found (the
+	// global --debug).
+	Debug bool
+	// OnError is --on-error: fail (the default) or shell, which starts a
+	// shell in the container of a RUN step that failed.
+	OnError string
+	// Invoke is --invoke: a command started in the build's result, or in
+	// the failed step's container.
+	Invoke string
+
 	// Stdin, Stdout and Stderr are the streams the build reads and writes.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer

@@ -99,6 +99,17 @@ type Request struct {
 	// Stdout and Stderr are the streams the build writes: the digest with
 	// Quiet and outputs to "-" on Stdout, progress and notices on Stderr.
 	Stdout, Stderr io.Writer
+	// Call, when set, asks the Dockerfile frontend for a method's answer
+	// (check, outline, targets) instead of a build.
+	Call *Call
+	// Debug prints the details of the check warnings a build found.
+	Debug bool
+	// Invoke, when set, starts a command on the terminal in the failed
+	// step's container, or in the result (--on-error shell, --invoke).
+	Invoke *Invoke
+	// Stdin is the build's standard input: the terminal Invoke's command
+	// reads.
+	Stdin io.Reader
 
 	// tempDir holds a Dockerfile read from standard input.
 	tempDir string
@@ -129,10 +140,13 @@ func Parse(ctx context.Context, o *Options) (*Request, error) {
 		FrontendAttrs: map[string]string{}, ExportAttrs: map[string]string{},
 		ContextDirs: map[string]string{}, OCIStores: map[string]content.Store{},
 		Quiet: o.Quiet, Pull: o.Pull, Push: o.Push, NoCache: o.NoCache, NoAutoEmulation: o.NoAutoEmulation,
-		IIDFile: o.IIDFile, MetadataFile: o.MetadataFile, Stdout: o.Stdout, Stderr: o.Stderr,
+		IIDFile: o.IIDFile, MetadataFile: o.MetadataFile, Stdout: o.Stdout, Stderr: o.Stderr, Debug: o.Debug,
 	}
 	if r.Stdout == nil {
 		r.Stdout = os.Stdout
+	}
+	if r.Stdin = o.Stdin; r.Stdin == nil {
+		r.Stdin = os.Stdin
 	}
 	if r.Stderr == nil {
 		r.Stderr = os.Stderr
@@ -165,7 +179,7 @@ func (r *Request) parse(ctx context.Context, o *Options) error {
 	withCtx := func(step func(context.Context, *Options) error) func(*Options) error {
 		return func(o *Options) error { return step(ctx, o) }
 	}
-	for _, step := range []func(*Options) error{r.resolveOutputs, r.resolveProgress, r.setAttrs, r.setRunAttrs, r.setExportAttrs, withCtx(r.resolveContexts), r.resolveCache, withCtx(r.resolveSecrets)} {
+	for _, step := range []func(*Options) error{r.resolveOutputs, r.resolveProgress, r.setAttrs, r.setRunAttrs, r.setExportAttrs, withCtx(r.resolveContexts), r.resolveCache, withCtx(r.resolveSecrets), r.resolveCall, r.resolveInvoke} {
 		if err := step(o); err != nil {
 			return err
 		}

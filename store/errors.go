@@ -1,9 +1,6 @@
 package store
 
-import (
-	"fmt"
-	"strings"
-)
+import "fmt"
 
 // The errors below say what is wrong and carry the data a next step needs;
 // the next step itself names kiln commands and flags, so cmd/kiln adds it
@@ -79,29 +76,6 @@ func (e *SnapshotterError) Error() string {
 
 func (e *SnapshotterError) Unwrap() error { return e.Err }
 
-// UnreachableError reports a registry that does not answer, or not over
-// HTTPS that kiln trusts.
-type UnreachableError struct {
-	Host string
-	// TLS: the problem is HTTPS (plain HTTP, or a certificate kiln does
-	// not trust); otherwise the network.
-	TLS bool
-	// Loopback: Host is on this machine, which kiln reaches over plain
-	// HTTP already.
-	Loopback bool
-	Err      error
-}
-
-// Error is one line, whatever the cause says.
-func (e *UnreachableError) Error() string {
-	if e.TLS {
-		return flatten(fmt.Sprintf("cannot reach registry %s over HTTPS (%v)", e.Host, e.Err))
-	}
-	return flatten(fmt.Sprintf("cannot reach registry %s (%v)", e.Host, e.Err))
-}
-
-func (e *UnreachableError) Unwrap() error { return e.Err }
-
 // KindError reports a store kind kiln does not know.
 type KindError struct{ Kind string }
 
@@ -152,13 +126,4 @@ type PermissionError struct {
 
 func (e *PermissionError) Error() string {
 	return fmt.Sprintf("cannot reach containerd at %s: permission denied", e.Address)
-}
-
-// flatten puts a message on one line: registries put JSON bodies with
-// newlines in theirs.
-func flatten(msg string) string {
-	if !strings.ContainsAny(msg, "\r\n\t") {
-		return msg
-	}
-	return strings.Join(strings.Fields(msg), " ")
 }

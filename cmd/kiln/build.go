@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/builder"
@@ -51,6 +53,11 @@ func buildCommand() *cli.Command {
 			&cli.StringFlag{Name: "max-parallelism", EnvVars: []string{"KILN_MAX_PARALLELISM"}, Usage: "how many steps run at once, e.g. 1 (default: no limit, as buildkitd)"},
 			&cli.StringSliceFlag{Name: "node", Usage: "build platforms on a remote BuildKit node: PLATFORM=ADDRESS (tcp://HOST:PORT, unix://, ssh://), PLATFORM=NAME from nodes.toml, or PLATFORM=local (repeatable); a tcp:// node without TLS needs ,insecure-plaintext=true"},
 			&cli.StringFlag{Name: "node-fallback", Value: "fail", Usage: "when a node does not answer: fail, or emulate (build its platforms here)"},
+			&cli.StringFlag{Name: "call", Usage: "evaluate a frontend method instead of building: check (the Dockerfile's checks), outline (the build arguments and secrets of the target), targets (the stages), subrequests.describe; add ,format=json or ,ignorestatus=true", DefaultText: "build"},
+			&cli.BoolFlag{Name: "check", Usage: "run the Dockerfile's checks without building (shorthand for --call check); exit 1 when one warns"},
+			&cli.StringFlag{Name: "format", Usage: "print the answer of --call as text (default) or json"},
+			&cli.StringFlag{Name: "on-error", Value: "fail", Usage: "when a RUN step fails: fail, or shell (start /bin/sh on this terminal in the step's container, as the step left it; the build fails when it exits)"},
+			&cli.StringFlag{Name: "invoke", Usage: "start this command on this terminal when the build ends: in the result, or in the failed RUN step's container (with --on-error shell only there), e.g. --invoke sh or '[\"sh\", \"-l\"]'"},
 		},
 		Action: runBuild,
 	}
@@ -99,15 +106,39 @@ func runBuild(c *cli.Context) error {
 		MaxParallelism:   c.String("max-parallelism"),
 		Nodes:            c.StringSlice("node"),
 		NodeFallback:     c.String("node-fallback"),
+		Call:             c.String("call"),
+		Check:            c.Bool("check"),
+		CallFormat:       c.String("format"),
+		Debug:            c.Bool("debug"),
+		OnError:          c.String("on-error"),
+		Invoke:           c.String("invoke"),
 		Stdin:            c.App.Reader,
 		Stdout:           c.App.Writer,
 		Stderr:           c.App.ErrWriter,
+	}
+	limits, err := historyLimits(c)
+	if err != nil {
+		return err
 	}
 	req, err := request.Parse(c.Context, opts)
 	if err != nil {
 		return err
 	}
 	defer req.Close()
-	_, err = builder.Build(c.Context, engineConfig(c), req)
+	if req.Call != nil {
+		res, err := builder.Call(c.Context, engineConfig(c), req)
+		if err != nil {
+			return err
+		}
+		code, err := printCall(c.App.Writer, res, req.Dockerfile)
+		if err != nil {
+			return err
+		}
+		if code != 0 {
+			return exitStatus(code)
+		}
+		return nil
+	}
+	_, err = builder.Build(c.Context, engineConfig(c), req, builder.WithHistory(limits, os.Args[1:]))
 	return err
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/history"
+	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/rootless"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/store"
@@ -30,8 +34,36 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "root", Usage: "directory for kiln's own state: the build cache, one per store and namespace under buildkit/, and the embedded store; kiln creates it, or uses an existing one only if it is kiln's (marked .kiln-root, yours, not writable by others)", EnvVars: []string{"KILN_ROOT"}, Value: root},
 		&cli.BoolFlag{Name: "gc", Usage: "after a build, free build cache by buildkitd's default garbage collection policy (checked at most once a minute); --gc=false turns it off", EnvVars: []string{"KILN_GC"}, Value: true},
 		&cli.StringFlag{Name: "gc-keep-storage", Usage: "build cache the garbage collection keeps: a size such as 10GB, or a percentage of the disk holding --root such as 10% (default: as buildkitd, from the disk's size)", EnvVars: []string{"KILN_GC_KEEP_STORAGE"}},
-		&cli.BoolFlag{Name: "debug", Usage: "print BuildKit's and containerd's debug logs"},
+		&cli.StringSliceFlag{Name: "hosts-dir", Usage: "directory of registry hosts configurations, as containerd and nerdctl read them: HOST[:PORT]/hosts.toml (mirrors, ca, client, skip_verify, server) or docker's HOST[:PORT]/*.crt, *.cert, *.key (repeatable; env " + hostsDirEnv + ", colon-separated)", Value: cli.NewStringSlice(registry.DefaultHostsDirs(rootless.Enabled(), rootless.ConfigHome())...)},
+		&cli.IntFlag{Name: "history-max-entries", Usage: "build records kept per store and namespace (kiln history): always the latest this many, older ones until --history-max-age; 0 records nothing", EnvVars: []string{"KILN_HISTORY_MAX_ENTRIES"}, Value: history.DefaultLimits.MaxEntries},
+		&cli.DurationFlag{Name: "history-max-age", Usage: "keep build records beyond --history-max-entries until they are this old (buildkitd's rule); 0 keeps only the latest --history-max-entries", EnvVars: []string{"KILN_HISTORY_MAX_AGE"}, Value: history.DefaultLimits.MaxAge},
+		&cli.BoolFlag{Name: "debug", Usage: "print BuildKit's and containerd's debug logs, and which registry host served each request"},
 	}
+}
+
+// hostsDirEnv lists hosts directories, colon-separated, when --hosts-dir
+// is not given. nerdctl has no variable for them (only hosts_dir in
+// nerdctl.toml), so kiln's is named as its other variables are.
+const hostsDirEnv = "KILN_HOSTS_DIR"
+
+// hostsDirs reads --hosts-dir, else $KILN_HOSTS_DIR, else the defaults.
+// Relative directories are taken from the working directory.
+func hostsDirs(c *cli.Context) []string {
+	dirs := c.StringSlice("hosts-dir")
+	if env := os.Getenv(hostsDirEnv); env != "" && !c.IsSet("hosts-dir") {
+		dirs = filepath.SplitList(env)
+	}
+	var out []string
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		if abs, err := filepath.Abs(d); err == nil {
+			d = abs
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // gcOptions reads the global garbage collection flags; a build validates them
@@ -57,6 +89,7 @@ func engineConfig(c *cli.Context) engine.Config {
 		Root:           c.String("root"),
 		Rootless:       rootless.Enabled(),
 		GC:             gcOptions(c),
+		Registry:       registry.Config{HostsDirs: hostsDirs(c), Warnings: c.App.ErrWriter},
 	}
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 )
 
 func TestReorder(t *testing.T) {
@@ -22,5 +24,35 @@ func TestReorder(t *testing.T) {
 		if got != c.want {
 			t.Errorf("reorder(%q) = %q, want %q", c.in, got, c.want)
 		}
+	}
+}
+
+func TestHostsDirs(t *testing.T) {
+	run := func(args ...string) []string {
+		var got []string
+		app := newApp()
+		app.Before = nil
+		app.Commands = []*cli.Command{{Name: "x", Action: func(c *cli.Context) error {
+			got = engineConfig(c).Registry.HostsDirs
+			return nil
+		}}}
+		if err := app.Run(append([]string{"kiln"}, append(args, "x")...)); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	t.Setenv("KILN_HOSTS_DIR", "")
+	if got := run(); len(got) < 2 || got[len(got)-2] != "/etc/containerd/certs.d" || got[len(got)-1] != "/etc/docker/certs.d" {
+		t.Errorf("defaults: %v", got)
+	}
+	if got := run("--hosts-dir", "/a", "--hosts-dir", "/b"); strings.Join(got, ",") != "/a,/b" {
+		t.Errorf("--hosts-dir twice: %v", got)
+	}
+	t.Setenv("KILN_HOSTS_DIR", "/e1:/e2")
+	if got := run(); strings.Join(got, ",") != "/e1,/e2" {
+		t.Errorf("KILN_HOSTS_DIR: %v", got)
+	}
+	if got := run("--hosts-dir", "/a"); strings.Join(got, ",") != "/a" {
+		t.Errorf("--hosts-dir over KILN_HOSTS_DIR: %v", got)
 	}
 }

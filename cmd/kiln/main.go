@@ -143,10 +143,13 @@ func commands() []*cli.Command {
 		rmCommand(),
 		pullCommand(),
 		pushCommand(),
+		loginCommand(),
+		logoutCommand(),
 		manifestCommand(),
 		nodeCommand(),
 		saveCommand(),
 		loadCommand(),
+		historyCommand(),
 		infoCommand(),
 		versionCommand(),
 	}

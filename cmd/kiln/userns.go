@@ -44,11 +44,14 @@ var commandNamespaces = map[string]namespaceUse{
 	"rm":        {joinsContainerd: true, ownNamespaces: true},
 	"pull":      {joinsContainerd: true, ownNamespaces: true},
 	"push":      {joinsContainerd: true, ownNamespaces: true},
+	"login":     {},
+	"logout":    {},
 	"manifest":  {joinsContainerd: true, ownNamespaces: true},
 	"node":      {joinsContainerd: true, ownNamespaces: true},
 	"save":      {joinsContainerd: true, ownNamespaces: true},
 	"load":      {joinsContainerd: true, ownNamespaces: true},
 	"info":      {joinsContainerd: true, ownNamespaces: true},
+	"history":   {joinsContainerd: true, ownNamespaces: true},
 	"version":   {},
 }
 

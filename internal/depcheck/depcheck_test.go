@@ -25,6 +25,7 @@ var rules = []rule{
 	{"internal/owned", []string{"..."}, "owned is a leaf: the checks of what is the user's own, for the engine and host policy alike"},
 	{"internal/safeio", []string{"..."}, "safeio is a leaf"},
 	{"store", []string{"builder", "engine", "request", "cmd/kiln"}, "store returns data to whoever asks"},
+	{"registry", []string{"store", "builder", "engine", "request", "cmd/kiln", "nodes", "emulation", "rootless", "snapshot", "history"}, "registry is how store and engine reach registries, below both"},
 	{"nodes", []string{"store", "builder", "engine", "request", "cmd/kiln"}, "nodes owns node addresses only"},
 	{"emulation", []string{"builder", "engine", "request", "cmd/kiln", "store"}, "emulation is host policy"},
 	{"rootless", []string{"builder", "engine", "request", "cmd/kiln", "store"}, "rootless is host policy"},
@@ -33,6 +34,7 @@ var rules = []rule{
 	{"request", []string{"engine", "builder", "cmd/kiln"}, "a build request is data, parsed before any engine starts"},
 	{"engine", []string{"builder", "request", "cmd/kiln"}, "the engine knows nothing of flags or one build's options"},
 	{"builder", []string{"cmd/kiln"}, "builder orchestrates; presentation is cmd/kiln's"},
+	{"history", []string{"builder", "engine", "request", "cmd/kiln", "store", "nodes", "emulation", "rootless", "snapshot", "cgroup"}, "history keeps build records as data; the engine names their directory, cmd/kiln shows them"},
 }
 
 // The engine's BuildKit: a request must not pull it in.

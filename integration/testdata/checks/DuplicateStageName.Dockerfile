@@ -1,0 +1,4 @@
+FROM scratch AS base
+COPY a /
+FROM scratch AS base
+COPY a /

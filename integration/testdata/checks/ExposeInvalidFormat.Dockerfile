@@ -1,0 +1,3 @@
+FROM scratch
+COPY a /
+EXPOSE 127.0.0.1:80:80

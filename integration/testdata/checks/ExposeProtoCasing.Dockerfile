@@ -1,0 +1,3 @@
+FROM scratch
+COPY a /
+EXPOSE 80/TCP

@@ -1,0 +1,2 @@
+FROM scratch as base
+COPY a /

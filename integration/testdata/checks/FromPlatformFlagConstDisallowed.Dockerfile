@@ -1,0 +1,2 @@
+FROM --platform=linux/amd64 scratch
+COPY a /

@@ -1,0 +1,2 @@
+FROM checkbase
+COPY a /

@@ -1,0 +1,6 @@
+# check=experimental=InvalidDefinitionDescription
+FROM scratch AS base
+COPY a /
+
+# this is not a description of the stage
+FROM base AS final

@@ -1,0 +1,3 @@
+FROM scratch
+ENV color blue
+COPY a /

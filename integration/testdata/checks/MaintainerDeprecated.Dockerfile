@@ -1,0 +1,3 @@
+FROM scratch
+MAINTAINER someone <someone@example.com>
+COPY a /

@@ -1,0 +1,3 @@
+FROM scratch
+ARG API_TOKEN=x
+COPY a /

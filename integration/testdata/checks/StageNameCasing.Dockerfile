@@ -1,0 +1,2 @@
+FROM scratch AS Base
+COPY a /
