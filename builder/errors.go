@@ -90,6 +90,9 @@ func explain(ctx context.Context, cfg engine.Config, st *store.Store, req *reque
 	if m := pushImage().FindStringSubmatch(msg); m != nil {
 		return pushError(cfg.Registry, m[1], msg)
 	}
+	if budget := rec.oomBudget(); budget != "" {
+		return fmt.Errorf("the build ran out of memory: the kernel killed a step because the build's steps together went over %s (%s); give the build more memory or run fewer steps at once (--max-parallelism 1)", budget, msg)
+	}
 	if loc != "" {
 		return &BuildError{Message: loc + ": " + parsePrefix().ReplaceAllString(msg, ""), err: err}
 	}
@@ -126,6 +129,9 @@ func stepError(err error, rec *recorder, loc, msg string) *BuildError {
 		loc += ": "
 	}
 	var ee *gwpb.ExitError
+	if budget := rec.oomBudget(); budget != "" {
+		return &BuildError{Message: loc + oomMessage(name, budget), Output: tail, err: err}
+	}
 	if errors.As(err, &ee) {
 		return &BuildError{Message: fmt.Sprintf("%sstep %s failed with exit code %d", loc, name, ee.ExitCode), Output: tail, err: err}
 	}

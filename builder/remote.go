@@ -87,7 +87,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 			return nil, err
 		}
 		if eng, err = engine.Start(ctx, cfg, runnable, req.Stderr); err != nil {
-			return nil, err
+			return nil, budgetHint(err)
 		}
 		defer eng.Close()
 		st = eng.Store()
@@ -125,6 +125,9 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 
 	multi := len(plan.order) > 1
 	if err := solveAll(ctx, runs, ingest, multi, req, hist); err != nil {
+		if eng != nil {
+			runs[0].rec.outOfMemory(eng, req)
+		}
 		return nil, explainRuns(ctx, cfg, st, runs, err)
 	}
 

@@ -112,7 +112,7 @@ func (s *Session) build(ctx context.Context, name string, req *request.Request, 
 	if err != nil {
 		return nil, explain(ctx, s.cfg, s.eng.Store(), req, rec, err)
 	}
-	return finish(req, resp)
+	return finish(ctx, s.eng.Store(), req, resp)
 }
 
 // closeLater closes the outputs of a build and keeps its contexts for

@@ -37,6 +37,7 @@ import (
 	// BuildKit's client and controller exchange messages with its own codec.
 	_ "github.com/moby/buildkit/util/grpcutil/encoding/proto"
 
+	"github.com/kiln-build/kiln/cgroup"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/version"
@@ -68,6 +69,10 @@ type Config struct {
 	AddressSet bool
 	// Namespace is the containerd namespace images are built and stored in.
 	Namespace string
+	// Kubernetes is --k8s: the containerd of the Kubernetes distribution
+	// on this host (unless Address is set) and its CRI's namespace, which
+	// Namespace must then be (see Config.Selection).
+	Kubernetes bool
 	// Snapshotter is the containerd snapshotter steps run on.
 	Snapshotter string
 	// SnapshotterSet is true when the user chose Snapshotter; otherwise
@@ -86,6 +91,9 @@ type Config struct {
 	// GC controls the garbage collection of the build cache after every
 	// build (see Engine.CollectGarbage).
 	GC GCOptions
+	// Limits is the budget of a build: the builder sets it from the
+	// build's options, kiln info from the environment's (see budget.go).
+	Limits Limits
 	// Registry says how builds reach registries (--hosts-dir): FROM and
 	// its pulls, --push, type=registry outputs, registry caches and
 	// docker-image:// contexts all use its hosts.
@@ -101,7 +109,8 @@ type Engine struct {
 	store       *store.Store
 	release     func() // what the backend's hold took
 	snapshotter string
-	state       string // BuildKit's state directory for the namespace (see stateDir)
+	state       string        // BuildKit's state directory for the namespace (see stateDir)
+	budget      *cgroup.Group // the build's cgroup, with its limits; nil without
 	hosts       docker.RegistryHosts
 
 	// bg lives until Close: the worker and the controller run on it, so
@@ -186,10 +195,14 @@ func open(ctx context.Context, cfg Config, platforms []ocispecs.Platform, stderr
 	if err := os.MkdirAll(e.state, 0o700); err != nil {
 		return nil, fmt.Errorf("creating kiln's build state directory %s: %w", e.state, err)
 	}
+	if e.budget, err = openBudget(cfg); err != nil {
+		return nil, err
+	}
 	opt, err := b.workerOpt(st, e.state, e.snapshotter)
 	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", b.workerName(), err)
 	}
+	opt.ParallelismSem = cfg.Limits.parallelism()
 	if e.worker, err = startWorker(bg, opt, e.hosts, platforms, b.workerName()); err != nil {
 		return nil, err
 	}
@@ -376,6 +389,9 @@ func (e *Engine) Close() error {
 		err = e.workers.Close()
 	}
 	e.stop()
+	// The steps have ended with the controller: their cgroups can go.
+	// One that cannot is removed by the next build on this root.
+	e.budget.Remove()
 	if e.worker != nil {
 		releaseTemporaryLeases(e.store)
 	}

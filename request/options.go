@@ -82,6 +82,11 @@ type Options struct {
 	// uncompressed; CompressionLevel its level.
 	Compression, CompressionLevel string
 
+	// Memory, CPUs and MaxParallelism are the build's budget: --memory
+	// (a size), --cpus (fractions allowed) and --max-parallelism (see
+	// ParseBudget).
+	Memory, CPUs, MaxParallelism string
+
 	// Nodes are --node values, PLATFORM[,PLATFORM]=ADDRESS|NAME|local:
 	// where those platforms build (see package nodes).
 	Nodes []string

@@ -83,6 +83,24 @@ func (e *KindError) Error() string {
 	return fmt.Sprintf("invalid store kind %q: use %s, %s or %s", e.Kind, KindAuto, KindContainerd, KindEmbedded)
 }
 
+// KubernetesError reports a Kubernetes distribution's containerd asked for
+// (SelectKubernetes) that kiln cannot use.
+type KubernetesError struct {
+	// Embedded: the embedded store was asked for too, which is no
+	// Kubernetes node's.
+	Embedded bool
+	// Sockets are where kiln looked when no distribution's containerd
+	// answers (see KubernetesSockets).
+	Sockets string
+}
+
+func (e *KubernetesError) Error() string {
+	if e.Embedded {
+		return "a Kubernetes node's containerd and the embedded store exclude each other"
+	}
+	return fmt.Sprintf("found no Kubernetes containerd: none answers at %s (k3s, RKE2, MicroK8s)", e.Sockets)
+}
+
 // SocketError reports a containerd address with no socket to connect to.
 type SocketError struct {
 	Address string

@@ -193,13 +193,21 @@ func checkRemotePlatforms(ctx context.Context, cs content.Store, name string, de
 // putImage creates or updates an image record.
 func (s *Store) putImage(ctx context.Context, img images.Image) error {
 	is := s.client.ImageService()
+	img = s.withCRILabel(img)
 	if _, err := is.Create(ctx, img); err != nil {
 		if !errdefs.IsAlreadyExists(err) {
 			return fmt.Errorf("storing image %s: %w", img.Name, err)
 		}
-		if _, err := is.Update(ctx, img, "target"); err != nil {
+		fields := []string{"target"}
+		if s.forCRI() {
+			fields = append(fields, "labels."+criImageLabel)
+		}
+		if _, err := is.Update(ctx, img, fields...); err != nil {
 			return fmt.Errorf("storing image %s: %w", img.Name, err)
 		}
+	}
+	if s.forCRI() {
+		return s.addCRIReferences(ctx, img)
 	}
 	return nil
 }

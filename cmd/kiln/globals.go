@@ -28,6 +28,7 @@ func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "store", Usage: "where images are kept: containerd, embedded (kiln's own store under --root, for hosts without containerd) or auto (containerd when --address is given or its socket exists, else embedded)", EnvVars: []string{"KILN_STORE"}, Value: store.KindAuto},
 		&cli.StringFlag{Name: "address", Aliases: []string{"a", "H", "host"}, Usage: "containerd socket", EnvVars: []string{"CONTAINERD_ADDRESS"}, Value: address},
+		&cli.BoolFlag{Name: "k8s", Usage: "use the containerd of the Kubernetes distribution here (k3s, RKE2, MicroK8s; or the one --address names) and its CRI namespace k8s.io, so that the kubelet runs the images without a registry", EnvVars: []string{"KILN_K8S"}},
 		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "containerd namespace images are stored in", EnvVars: []string{"CONTAINERD_NAMESPACE"}, Value: store.DefaultNamespace},
 		&cli.StringFlag{Name: "snapshotter", Usage: "containerd snapshotter build steps run on (default: overlayfs where it works, else fuse-overlayfs, else native; see kiln info)", EnvVars: []string{"CONTAINERD_SNAPSHOTTER"}, Value: snapshot.Default(rootless.Enabled()), DefaultText: "chosen"},
 		&cli.StringFlag{Name: "root", Usage: "directory for kiln's own state: the build cache, one per store and namespace under buildkit/, and the embedded store; kiln creates it, or uses an existing one only if it is kiln's (marked .kiln-root, yours, not writable by others)", EnvVars: []string{"KILN_ROOT"}, Value: root},
@@ -73,11 +74,16 @@ func gcOptions(c *cli.Context) engine.GCOptions {
 
 // engineConfig reads the global flags.
 func engineConfig(c *cli.Context) engine.Config {
+	namespace := c.String("namespace")
+	if c.Bool("k8s") && !c.IsSet("namespace") {
+		namespace = store.KubernetesNamespace
+	}
 	return engine.Config{
 		Store:          c.String("store"),
 		Address:        store.TrimScheme(c.String("address")),
 		AddressSet:     c.IsSet("address"),
-		Namespace:      c.String("namespace"),
+		Namespace:      namespace,
+		Kubernetes:     c.Bool("k8s"),
 		Snapshotter:    c.String("snapshotter"),
 		SnapshotterSet: c.IsSet("snapshotter"),
 		Root:           c.String("root"),

@@ -56,6 +56,13 @@ func reworded(e error) string {
 	switch e := e.(type) {
 	case *store.KindError:
 		return fmt.Sprintf("invalid --store %q: use %s, %s or %s", e.Kind, store.KindAuto, store.KindContainerd, store.KindEmbedded)
+	case *engine.KubernetesNamespaceError:
+		return fmt.Sprintf("--k8s builds into the namespace %s, not %q: leave out --namespace", store.KubernetesNamespace, e.Namespace)
+	case *store.KubernetesError:
+		if e.Embedded {
+			return "--k8s builds into a Kubernetes node's containerd, not --store embedded: leave out one of them"
+		}
+		return "--k8s " + e.Error() + "; start it, build as root (its socket is root's), or give its socket with --address"
 	case *engine.KeepStorageError:
 		return fmt.Sprintf("invalid --gc-keep-storage %q: %s; give a size such as 10GB, a percentage of the disk such as 10%%, or turn the collection off with --gc=false", e.Value, e.Problem)
 	}
@@ -236,6 +243,10 @@ func storeReason(sel store.Selection) string {
 		return "--address or CONTAINERD_ADDRESS names containerd's socket " + sel.Address
 	case store.NoSocket:
 		return "no containerd socket at " + sel.Address + " and no --address or CONTAINERD_ADDRESS given"
+	case store.KubernetesFound:
+		return fmt.Sprintf("no containerd answers at %s; %s's does at %s", sel.Unanswered, sel.Kubernetes, sel.Address)
+	case store.KubernetesAsked:
+		return fmt.Sprintf("--k8s: %s's containerd answers at %s", sel.Kubernetes, sel.Address)
 	}
 	return "containerd's socket is at " + sel.Address
 }

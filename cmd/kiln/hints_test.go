@@ -90,6 +90,9 @@ func TestWithHintsLibraries(t *testing.T) {
 		{&store.PermissionError{Address: "/x.sock"}, "cannot reach containerd at /x.sock: permission denied: run kiln as root, or as a member of the socket's group"},
 		{&store.PermissionError{Address: "/x.sock", Rootless: true}, "cannot reach containerd at /x.sock: permission denied: use your own rootless containerd (the default --address, " + rootless.DefaultAddress() + "), or run kiln as root"},
 		{usage.Wrap(&engine.KeepStorageError{Value: "lots", Problem: "not a size"}), `invalid --gc-keep-storage "lots": not a size; give a size such as 10GB, a percentage of the disk such as 10%, or turn the collection off with --gc=false`},
+		{usage.Wrap(&engine.KubernetesNamespaceError{Namespace: "ci"}), `--k8s builds into the namespace k8s.io, not "ci": leave out --namespace`},
+		{usage.Wrap(&store.KubernetesError{Embedded: true}), "--k8s builds into a Kubernetes node's containerd, not --store embedded: leave out one of them"},
+		{&store.KubernetesError{Sockets: "/k.sock"}, "--k8s found no Kubernetes containerd: none answers at /k.sock (k3s, RKE2, MicroK8s); start it, build as root (its socket is root's), or give its socket with --address"},
 		{fmt.Errorf("%w: %w", &engine.RuncMissingError{}, errors.New(`exec: "runc": executable file not found in $PATH`)),
 			`kiln's embedded store runs build steps with runc, which is not installed: install the runc package, or use a containerd with --store containerd: exec: "runc": executable file not found in $PATH`},
 		{&store.StateDirError{Doing: "creating kiln's state directory", Path: "/r", IsRoot: true, Err: eperm}, "creating kiln's state directory /r: mkdir /r: permission denied (choose another with --root)"},
@@ -133,11 +136,13 @@ func checkHints(t *testing.T, cases []struct {
 // kiln info's reasons, as the libraries gave them when they named options.
 func TestStoreReason(t *testing.T) {
 	for sel, want := range map[store.Selection]string{
-		{Kind: store.KindEmbedded, Why: store.Chosen}:                        "chosen with --store embedded or KILN_STORE",
-		{Kind: store.KindContainerd, Why: store.Chosen}:                      "chosen with --store containerd or KILN_STORE",
-		{Kind: store.KindContainerd, Why: store.AddressGiven, Address: "/s"}: "--address or CONTAINERD_ADDRESS names containerd's socket /s",
-		{Kind: store.KindEmbedded, Why: store.NoSocket, Address: "/s"}:       "no containerd socket at /s and no --address or CONTAINERD_ADDRESS given",
-		{Kind: store.KindContainerd, Why: store.SocketFound, Address: "/s"}:  "containerd's socket is at /s",
+		{Kind: store.KindEmbedded, Why: store.Chosen}:                                                                "chosen with --store embedded or KILN_STORE",
+		{Kind: store.KindContainerd, Why: store.Chosen}:                                                              "chosen with --store containerd or KILN_STORE",
+		{Kind: store.KindContainerd, Why: store.AddressGiven, Address: "/s"}:                                         "--address or CONTAINERD_ADDRESS names containerd's socket /s",
+		{Kind: store.KindEmbedded, Why: store.NoSocket, Address: "/s"}:                                               "no containerd socket at /s and no --address or CONTAINERD_ADDRESS given",
+		{Kind: store.KindContainerd, Why: store.SocketFound, Address: "/s"}:                                          "containerd's socket is at /s",
+		{Kind: store.KindContainerd, Why: store.KubernetesFound, Address: "/k", Kubernetes: "k3s", Unanswered: "/s"}: "no containerd answers at /s; k3s's does at /k",
+		{Kind: store.KindContainerd, Why: store.KubernetesAsked, Address: "/k", Kubernetes: "k3s"}:                   "--k8s: k3s's containerd answers at /k",
 	} {
 		if got := storeReason(sel); got != want {
 			t.Errorf("storeReason(%+v) = %q, want %q", sel, got, want)

@@ -30,11 +30,12 @@ var rules = []rule{
 	{"emulation", []string{"builder", "engine", "request", "cmd/kiln", "store"}, "emulation is host policy"},
 	{"rootless", []string{"builder", "engine", "request", "cmd/kiln", "store"}, "rootless is host policy"},
 	{"snapshot", []string{"builder", "engine", "request", "cmd/kiln", "store"}, "snapshot is host policy"},
+	{"cgroup", []string{"..."}, "cgroup is host policy, a leaf"},
 	{"request", []string{"engine", "builder", "cmd/kiln"}, "a build request is data, parsed before any engine starts"},
 	{"compose", []string{"engine", "builder", "cmd/kiln"}, "a compose project is data: the builds it maps to, parsed before any engine starts"},
 	{"engine", []string{"builder", "request", "cmd/kiln"}, "the engine knows nothing of flags or one build's options"},
 	{"builder", []string{"cmd/kiln"}, "builder orchestrates; presentation is cmd/kiln's"},
-	{"history", []string{"builder", "engine", "request", "cmd/kiln", "store", "nodes", "emulation", "rootless", "snapshot"}, "history keeps build records as data; the engine names their directory, cmd/kiln shows them"},
+	{"history", []string{"builder", "engine", "request", "cmd/kiln", "store", "nodes", "emulation", "rootless", "snapshot", "cgroup"}, "history keeps build records as data; the engine names their directory, cmd/kiln shows them"},
 }
 
 // The engine's BuildKit: a request must not pull it in.
