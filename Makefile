@@ -4,7 +4,9 @@ PKG     := github.com/kiln-build/kiln
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 # Only stamp the version when the version package exists.
 LDFLAGS := $(if $(wildcard version/*.go),-X $(PKG)/version.Version=$(VERSION))
-ARCHES  := amd64 arm64 arm
+# GOARCH[:GOARM:suffix]: arm is ARMv7 (Raspberry Pi 2 and newer on a 32-bit OS), armv6 the
+# Raspberry Pi Zero and 1.
+ARCHES  := amd64 arm64 arm:7:arm arm:6:armv6
 # A static binary: nothing kiln needs comes from libc (os/user and the DNS
 # resolver have pure-Go fallbacks), and without the dynamic loader and libc a
 # process starts ~10% faster and maps ~1 MB less (BENCHMARKS.md). The tag
@@ -23,16 +25,19 @@ build:
 	$(BUILDENV) $(GO) build -tags '$(BUILDTAGS)' -ldflags '$(LDFLAGS)' -o bin/kiln ./cmd/kiln
 
 cross:
-	@set -e; for arch in $(ARCHES); do \
-		echo "building bin/kiln-linux-$$arch"; \
-		GOOS=linux GOARCH=$$arch GOARM=7 $(BUILDENV) \
-			$(GO) build -tags '$(BUILDTAGS)' -ldflags '$(LDFLAGS)' -o bin/kiln-linux-$$arch ./cmd/kiln; \
+	@set -e; for spec in $(ARCHES); do \
+		arch=$${spec%%:*}; goarm=7; name=$$arch; \
+		case $$spec in *:*:*) goarm=$$(echo $$spec | cut -d: -f2); name=$${spec##*:};; esac; \
+		echo "building bin/kiln-linux-$$name"; \
+		GOOS=linux GOARCH=$$arch GOARM=$$goarm $(BUILDENV) \
+			$(GO) build -tags '$(BUILDTAGS)' -ldflags '$(LDFLAGS)' -o bin/kiln-linux-$$name ./cmd/kiln; \
 	done
 
 deps:
 	hack/install-deps.sh
 	hack/build-containerd.sh $(TOOLS)
 	hack/build-buildkit.sh $(TOOLS)   # buildkitd nodes for integration/nodes_test.go, buildctl
+	hack/build-crictl.sh $(TOOLS)     # crictl for integration/k8s_test.go (containerd's CRI plugin)
 	hack/fixtures.sh $(FIXTURES)
 	hack/debian-fixtures.sh $(FIXTURES)   # Debian bookworm rootfs tarballs (once per machine, ~5 min)
 

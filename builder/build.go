@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/containerd/platforms"
@@ -27,6 +28,7 @@ import (
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/internal/safeio"
 	"github.com/kiln-build/kiln/request"
+	"github.com/kiln-build/kiln/store"
 )
 
 // danglingPrefix names images built without -t, as docker keeps them:
@@ -62,6 +64,7 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request, opts ..
 	for _, w := range req.Warnings {
 		fmt.Fprintln(req.Stderr, w)
 	}
+	cfg.Limits = engine.Limits{Memory: req.Budget.Memory, CPUs: req.Budget.CPUs, MaxParallelism: req.Budget.MaxParallelism}
 	// Platforms that --node or the nodes files send to remote BuildKit
 	// nodes take their own path (remote.go).
 	if res, ok, err := buildOnNodes(ctx, cfg, req, o, started); ok {
@@ -74,7 +77,7 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request, opts ..
 	defer warmPlatforms(req)()
 	eng, err := engine.Start(ctx, cfg, runnable, req.Stderr)
 	if err != nil {
-		return nil, err
+		return nil, budgetHint(err)
 	}
 	defer eng.Close()
 
@@ -84,7 +87,7 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request, opts ..
 	if err != nil {
 		return nil, err
 	}
-	collectGarbage(ctx, eng, req)
+	collectGarbage(ctx, eng, req.Quiet, req.Stderr)
 	return res, nil
 }
 
@@ -92,7 +95,20 @@ func Build(ctx context.Context, cfg engine.Config, req *request.Request, opts ..
 func buildHere(ctx context.Context, cfg engine.Config, eng *engine.Engine, req *request.Request, hist *recording) (*Result, error) {
 	resp, rec, err := solve(ctx, eng.Client(), req, hist)
 	if err != nil {
+		rec.outOfMemory(eng, req)
 		return nil, request.WithOptionHint(explain(ctx, cfg, eng.Store(), req, rec, err))
+	}
+	return finish(ctx, eng.Store(), req, resp)
+}
+
+// finish makes the Result of a solve and writes what the request asks
+// for besides the image: the iidfile, the metadata file, the digest with -q.
+func finish(ctx context.Context, st *store.Store, req *request.Request, resp *bkclient.SolveResponse) (*Result, error) {
+	if names := resp.ExporterResponse["image.name"]; names != "" {
+		// In Kubernetes' namespace the kubelet sees the image at once.
+		if err := st.ManageForCRI(ctx, strings.Split(names, ",")); err != nil {
+			return nil, err
+		}
 	}
 	res := &Result{
 		Digest:    resp.ExporterResponse["containerimage.digest"],
@@ -109,14 +125,14 @@ func buildHere(ctx context.Context, cfg engine.Config, eng *engine.Engine, req *
 // collectGarbage applies the garbage collection policy after a build and
 // says what it freed (unless quiet) or that it failed: a build that
 // succeeded stays a success.
-func collectGarbage(ctx context.Context, eng *engine.Engine, req *request.Request) {
+func collectGarbage(ctx context.Context, eng *engine.Engine, quiet bool, stderr io.Writer) {
 	freed, err := eng.CollectGarbage(ctx)
-	if freed.Records > 0 && !req.Quiet {
-		fmt.Fprintf(req.Stderr, "garbage collection freed %d build cache records, %s (set what it keeps with --gc-keep-storage, or turn it off with --gc=false)\n",
+	if freed.Records > 0 && !quiet {
+		fmt.Fprintf(stderr, "garbage collection freed %d build cache records, %s (set what it keeps with --gc-keep-storage, or turn it off with --gc=false)\n",
 			freed.Records, units.HumanSize(float64(freed.Size)))
 	}
 	if err != nil && ctx.Err() == nil {
-		fmt.Fprintf(req.Stderr, "warning: the build succeeded, but collecting build cache garbage failed: %s (free space with \"kiln prune\")\n", oneLine(err.Error()))
+		fmt.Fprintf(stderr, "warning: the build succeeded, but collecting build cache garbage failed: %s (free space with \"kiln prune\")\n", oneLine(err.Error()))
 	}
 }
 

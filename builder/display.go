@@ -65,6 +65,29 @@ func (p *display) send(st *bkclient.SolveStatus) {
 	}
 }
 
+// feed returns the status channel of one solve, which BuildKit's client
+// closes when the solve ends, and passes its statuses to p: rec and hist
+// (which may be nil) record each, and name, when set, labels its steps
+// (see relabel), so that solves side by side stay apart: the builders of
+// a build on nodes, the services of a Session. fed is done when the
+// solve's last status is passed on; wait for it before close.
+func (p *display) feed(rec *recorder, hist *recording, name string, fed *sync.WaitGroup) chan *bkclient.SolveStatus {
+	ch := make(chan *bkclient.SolveStatus)
+	fed.Add(1)
+	go func() {
+		defer fed.Done()
+		for s := range ch {
+			rec.record(s)
+			if name != "" {
+				s = relabel(s, name)
+			}
+			hist.update(s)
+			p.send(s)
+		}
+	}()
+	return ch
+}
+
 // pause ends the display, which draws its last state, and waits for it:
 // later statuses are not shown.
 func (p *display) pause() {

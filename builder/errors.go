@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/containerd/platforms"
-	"github.com/distribution/reference"
 	gwpb "github.com/moby/buildkit/frontend/gateway/pb"
 	solvererrdefs "github.com/moby/buildkit/solver/errdefs"
 	"github.com/moby/buildkit/util/grpcerrors"
@@ -18,6 +17,7 @@ import (
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/internal/errmsg"
 	"github.com/kiln-build/kiln/platform"
+	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/request"
 	"github.com/kiln-build/kiln/store"
 )
@@ -51,7 +51,6 @@ var (
 	pushImage    = errmsg.Pattern(`failed to push (\S+): `)
 	noSpace      = errmsg.Pattern(`no space left on device|disk quota exceeded`)
 	unreadable   = errmsg.Pattern(`(?:failed to open source|open|lstat|read) \S*/buildkit-mount\d+/(\S+?): .*permission denied`)
-	authTrap     = errmsg.Pattern(`(?i)unauthorized|authentication required|401 Unauthorized|403 Forbidden|denied`)
 	networkTrap  = errmsg.Pattern(`no such host|connection refused|dial tcp|i/o timeout|network is unreachable|TLS handshake timeout|server misbehaving`)
 )
 
@@ -81,12 +80,18 @@ func explain(ctx context.Context, cfg engine.Config, st *store.Store, req *reque
 		if local := localImageError(ctx, st, req, m[1]); local != nil {
 			return local
 		}
+		if known := cfg.Registry.ExplainMessage("pull", m[1], msg); known != nil {
+			return known
+		}
 		if networkTrap().MatchString(msg) {
 			return offlineBaseError(ctx, cfg, st, m[1], lastCause(msg))
 		}
 	}
 	if m := pushImage().FindStringSubmatch(msg); m != nil {
-		return pushError(m[1], msg)
+		return pushError(cfg.Registry, m[1], msg)
+	}
+	if budget := rec.oomBudget(); budget != "" {
+		return fmt.Errorf("the build ran out of memory: the kernel killed a step because the build's steps together went over %s (%s); give the build more memory or run fewer steps at once (--max-parallelism 1)", budget, msg)
 	}
 	if loc != "" {
 		return &BuildError{Message: loc + ": " + parsePrefix().ReplaceAllString(msg, ""), err: err}
@@ -124,6 +129,9 @@ func stepError(err error, rec *recorder, loc, msg string) *BuildError {
 		loc += ": "
 	}
 	var ee *gwpb.ExitError
+	if budget := rec.oomBudget(); budget != "" {
+		return &BuildError{Message: loc + oomMessage(name, budget), Output: tail, err: err}
+	}
 	if errors.As(err, &ee) {
 		return &BuildError{Message: fmt.Sprintf("%sstep %s failed with exit code %d", loc, name, ee.ExitCode), Output: tail, err: err}
 	}
@@ -132,16 +140,12 @@ func stepError(err error, rec *recorder, loc, msg string) *BuildError {
 
 // pushError explains a failed push; the image itself was built (and stored,
 // unless the output was type=registry), so only the push needs repeating.
-func pushError(ref, msg string) error {
-	host := ref
-	if named, err := reference.ParseNormalizedNamed(ref); err == nil {
-		host = reference.Domain(named)
+func pushError(reg registry.Config, ref, msg string) error {
+	if known := reg.ExplainMessage("push", ref, msg); known != nil {
+		return fmt.Errorf("cannot push %s: %w", ref, known)
 	}
-	switch {
-	case networkTrap().MatchString(msg):
-		return fmt.Errorf("cannot push %s: registry %s is not reachable (%s); check the name's registry address", ref, host, lastCause(msg))
-	case authTrap().MatchString(msg):
-		return fmt.Errorf("cannot push %s: registry %s refused the credentials (%s); log in with \"docker login %s\" or configure a credential helper", ref, host, lastCause(msg), host)
+	if networkTrap().MatchString(msg) {
+		return fmt.Errorf("cannot push %s: registry %s is not reachable (%s); check the name's registry address", ref, registry.Host(ref), lastCause(msg))
 	}
 	return fmt.Errorf("cannot push %s: %s", ref, msg)
 }

@@ -20,6 +20,9 @@ type recorder struct {
 	names   map[digest.Digest]string
 	tails   map[digest.Digest][]string
 	partial map[digest.Digest]string
+	// oom is the memory budget the build's steps went over (see
+	// outOfMemory), or "".
+	oom string
 }
 
 func newRecorder() *recorder {

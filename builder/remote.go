@@ -87,7 +87,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 			return nil, err
 		}
 		if eng, err = engine.Start(ctx, cfg, runnable, req.Stderr); err != nil {
-			return nil, err
+			return nil, budgetHint(err)
 		}
 		defer eng.Close()
 		st = eng.Store()
@@ -125,6 +125,9 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 
 	multi := len(plan.order) > 1
 	if err := solveAll(ctx, runs, ingest, multi, req, hist); err != nil {
+		if eng != nil {
+			runs[0].rec.outOfMemory(eng, req)
+		}
 		return nil, explainRuns(ctx, cfg, st, runs, err)
 	}
 
@@ -141,7 +144,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 	}
 	if push {
 		for _, n := range names {
-			if _, err := st.Push(ctx, n, store.PushOptions{Progress: progressOut(req)}); err != nil {
+			if _, err := st.Push(ctx, n, store.PushOptions{Registry: cfg.Registry, Progress: progressOut(req)}); err != nil {
 				return nil, err
 			}
 		}
@@ -170,7 +173,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 	hist = nil
 	// The nodes collect their own caches; this is the local builder's.
 	if eng != nil {
-		collectGarbage(ctx, eng, req)
+		collectGarbage(ctx, eng, req.Quiet, req.Stderr)
 	}
 	return res, nil
 }
@@ -242,17 +245,7 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 	eg, gctx := errgroup.WithContext(ctx)
 	for i, r := range runs {
 		r.rec = newRecorder()
-		statusCh := make(chan *bkclient.SolveStatus)
-		forwarders.Add(1)
-		go func() {
-			defer forwarders.Done()
-			for s := range statusCh {
-				r.rec.record(s)
-				s = relabel(s, r.name)
-				hist.update(s)
-				disp.send(s)
-			}
-		}()
+		statusCh := disp.feed(r.rec, hist, r.name, &forwarders)
 		eg.Go(func() error {
 			resp, err := r.client.Solve(gctx, nil, opts[i], statusCh)
 			if err != nil {

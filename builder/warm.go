@@ -2,6 +2,7 @@ package builder
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -11,7 +12,8 @@ import (
 )
 
 // warmPlatforms starts BuildKit's survey of the platforms this host runs
-// when steps are sure to run: --no-cache and a RUN in the Dockerfile.
+// when steps are sure to run: --no-cache and a RUN in the Dockerfile of one
+// of the builds.
 // Before the first step of a process runs, BuildKit executes a probe
 // program for each of ten architectures (util/archutil) to decide whether a
 // step needs an emulator of its own: 100-200 ms that buildkitd spends once,
@@ -19,8 +21,8 @@ import (
 // probes overlap with connecting to containerd and starting BuildKit
 // instead of delaying the first step. The returned function waits for them,
 // so that none outlives the build.
-func warmPlatforms(req *request.Request) (wait func()) {
-	if !req.NoCache || !hasRun(req.Dockerfile.Content) {
+func warmPlatforms(reqs ...*request.Request) (wait func()) {
+	if !slices.ContainsFunc(reqs, func(r *request.Request) bool { return r.NoCache && hasRun(r.Dockerfile.Content) }) {
 		return func() {}
 	}
 	done := make(chan struct{})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/store"
+	"github.com/kiln-build/kiln/usage"
 )
 
 // backend is the store BuildKit runs on: a containerd (containerdBackend)
@@ -44,6 +45,12 @@ type backend interface {
 // the embedded store (see store.Select). It is the one place kiln decides;
 // every command that opens a store or starts BuildKit goes through it.
 func (c Config) Selection() (store.Selection, error) {
+	if c.Kubernetes {
+		if c.Namespace != store.KubernetesNamespace {
+			return store.Selection{}, usage.Wrap(&KubernetesNamespaceError{Namespace: c.Namespace})
+		}
+		return store.SelectKubernetes(c.Store, c.Address, c.AddressSet)
+	}
 	return store.Select(c.Store, c.Address, c.AddressSet)
 }
 
@@ -55,6 +62,11 @@ func (c Config) backend() (backend, store.Selection, error) {
 	}
 	if sel.Embedded() {
 		return embeddedBackend{cfg: c}, sel, nil
+	}
+	if sel.Address != "" {
+		// The socket chosen, which may be a Kubernetes distribution's
+		// in place of the one asked for (see store.Select).
+		c.Address = sel.Address
 	}
 	return containerdBackend{cfg: c}, sel, nil
 }

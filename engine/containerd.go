@@ -64,7 +64,7 @@ func (b containerdBackend) workerOpt(_ *store.Store, state, snapshotter string) 
 	if !cfg.Rootless {
 		// Rootless runc cannot use cgroup paths on cgroup v1, and BuildKit's
 		// rootless mode drops them anyway.
-		cgroup = cgroupParent(cfg.Root)
+		cgroup = stepCgroupParent(cfg)
 	}
 	return newWorkerOpt(containerd.WorkerOptions{
 		Root:            state,
@@ -131,6 +131,10 @@ func chooseSnapshotter(ctx context.Context, st *store.Store, cfg Config) (snapsh
 	}
 	if cfg.SnapshotterSet {
 		req.Name = cfg.Snapshotter
+	} else if st.Namespace() == store.KubernetesNamespace {
+		// Without a CRI plugin (or one that does not say) kiln chooses as
+		// in any namespace.
+		req.CRI, _ = st.CRISnapshotter(ctx)
 	}
 	if cfg.Rootless && rootless.Child() {
 		req.ProbeOverlay = func() error { return snapshot.ProbeOverlay(cfg.Root) }

@@ -82,7 +82,7 @@ func (b embeddedBackend) hold(ctx context.Context, st *store.Store, stderr io.Wr
 func (b embeddedBackend) workerOpt(st *store.Store, state, snapshotter string) (base.WorkerOpt, error) {
 	var cgroup string
 	if !b.cfg.Rootless && !rootless.InUserNamespace() {
-		cgroup = cgroupParent(b.cfg.Root)
+		cgroup = stepCgroupParent(b.cfg)
 	}
 	return embeddedWorkerOpt(st, b.cfg.Namespace, workerDir(state, embeddedWorkerPrefix, snapshotter), snapshotter, b.cfg.Rootless, cgroup)
 }

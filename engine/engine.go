@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 
+	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/moby/buildkit/cache/remotecache"
 	inlineremotecache "github.com/moby/buildkit/cache/remotecache/inline"
 	localremotecache "github.com/moby/buildkit/cache/remotecache/local"
@@ -25,7 +26,6 @@ import (
 	"github.com/moby/buildkit/solver/bboltcachestorage"
 	"github.com/moby/buildkit/util/db/boltutil"
 	"github.com/moby/buildkit/util/grpcerrors"
-	"github.com/moby/buildkit/util/resolver"
 	"github.com/moby/buildkit/worker"
 	"github.com/moby/buildkit/worker/base"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
@@ -37,7 +37,9 @@ import (
 	// BuildKit's client and controller exchange messages with its own codec.
 	_ "github.com/moby/buildkit/util/grpcutil/encoding/proto"
 
+	"github.com/kiln-build/kiln/cgroup"
 	"github.com/kiln-build/kiln/layers"
+	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/version"
 )
@@ -68,6 +70,10 @@ type Config struct {
 	AddressSet bool
 	// Namespace is the containerd namespace images are built and stored in.
 	Namespace string
+	// Kubernetes is --k8s: the containerd of the Kubernetes distribution
+	// on this host (unless Address is set) and its CRI's namespace, which
+	// Namespace must then be (see Config.Selection).
+	Kubernetes bool
 	// Snapshotter is the containerd snapshotter steps run on.
 	Snapshotter string
 	// SnapshotterSet is true when the user chose Snapshotter; otherwise
@@ -86,6 +92,13 @@ type Config struct {
 	// GC controls the garbage collection of the build cache after every
 	// build (see Engine.CollectGarbage).
 	GC GCOptions
+	// Limits is the budget of a build: the builder sets it from the
+	// build's options, kiln info from the environment's (see budget.go).
+	Limits Limits
+	// Registry says how builds reach registries (--hosts-dir): FROM and
+	// its pulls, --push, type=registry outputs, registry caches and
+	// docker-image:// contexts all use its hosts.
+	Registry registry.Config
 }
 
 // Engine is BuildKit running inside this process on the store the global
@@ -97,7 +110,9 @@ type Engine struct {
 	store       *store.Store
 	release     func() // what the backend's hold took
 	snapshotter string
-	state       string // BuildKit's state directory for the namespace (see stateDir)
+	state       string        // BuildKit's state directory for the namespace (see stateDir)
+	budget      *cgroup.Group // the build's cgroup, with its limits; nil without
+	hosts       docker.RegistryHosts
 
 	// bg lives until Close: the worker and the controller run on it, so
 	// that an interrupted build still closes them in order.
@@ -153,7 +168,10 @@ func open(ctx context.Context, cfg Config, platforms []ocispecs.Platform, stderr
 		return nil, err
 	}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
-	e := &Engine{cfg: cfg, store: st, bg: bg, stop: stop}
+	// One set of registry hosts for the worker (FROM, pulls, pushes) and
+	// the remote caches. BuildKit sets each host's authorizer from the
+	// build's session, which reads the docker config file.
+	e := &Engine{cfg: cfg, store: st, bg: bg, stop: stop, hosts: cfg.Registry.RegistryHosts(nil, nil)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -178,11 +196,15 @@ func open(ctx context.Context, cfg Config, platforms []ocispecs.Platform, stderr
 	if err := os.MkdirAll(e.state, 0o700); err != nil {
 		return nil, fmt.Errorf("creating kiln's build state directory %s: %w", e.state, err)
 	}
+	if e.budget, err = openBudget(cfg); err != nil {
+		return nil, err
+	}
 	opt, err := b.workerOpt(st, e.state, e.snapshotter)
 	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", b.workerName(), err)
 	}
-	if e.worker, err = startWorker(bg, opt, platforms, b.workerName()); err != nil {
+	opt.ParallelismSem = cfg.Limits.parallelism()
+	if e.worker, err = startWorker(bg, opt, e.hosts, platforms, b.workerName()); err != nil {
 		return nil, err
 	}
 	e.workers = &worker.Controller{}
@@ -241,9 +263,9 @@ func (e *Engine) serve() error {
 // shares (its version, registry hosts, the requested platforms) and starts
 // it; what names the worker in errors. On failure the worker's metadata
 // database is closed again, so that it stays usable.
-func startWorker(ctx context.Context, opt base.WorkerOpt, platforms []ocispecs.Platform, what string) (*base.Worker, error) {
+func startWorker(ctx context.Context, opt base.WorkerOpt, hosts docker.RegistryHosts, platforms []ocispecs.Platform, what string) (*base.Worker, error) {
 	opt.BuildkitVersion = bkclient.BuildkitVersion{Package: "github.com/kiln-build/kiln", Version: version.Version, Revision: "kiln"}
-	opt.RegistryHosts = resolver.NewRegistryConfig(nil)
+	opt.RegistryHosts = hosts
 	if len(platforms) > 0 {
 		opt.Platforms = platforms
 	}
@@ -310,7 +332,7 @@ func (e *Engine) startController(sm *session.Manager) error {
 		Entitlements: []string{"network.host", "security.insecure"},
 	}
 	if sm != nil {
-		hosts := resolver.NewRegistryConfig(nil)
+		hosts := e.hosts
 		opt.Frontends = map[string]frontend.Frontend{
 			"dockerfile.v0": forwarder.NewGatewayForwarder(e.workers.Infos(), dockerfile.Build),
 		}
@@ -370,6 +392,9 @@ func (e *Engine) Close() error {
 		err = e.workers.Close()
 	}
 	e.stop()
+	// The steps have ended with the controller: their cgroups can go.
+	// One that cannot is removed by the next build on this root.
+	e.budget.Remove()
 	if e.worker != nil {
 		releaseTemporaryLeases(e.store)
 	}

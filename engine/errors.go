@@ -1,6 +1,10 @@
 package engine
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/kiln-build/kiln/store"
+)
 
 // The errors below say what is wrong and carry the data a next step needs;
 // the next step names kiln's options, so cmd/kiln adds it (its hints.go).
@@ -23,4 +27,13 @@ type KeepStorageError struct {
 
 func (e *KeepStorageError) Error() string {
 	return fmt.Sprintf("invalid garbage collection keep-storage %q: %s; give a size such as 10GB or a percentage of the disk such as 10%%", e.Value, e.Problem)
+}
+
+// KubernetesNamespaceError reports a namespace other than the CRI's for a
+// Kubernetes node's containerd (Config.Kubernetes), whose kubelet sees only
+// the images in store.KubernetesNamespace.
+type KubernetesNamespaceError struct{ Namespace string }
+
+func (e *KubernetesNamespaceError) Error() string {
+	return fmt.Sprintf("the kubelet runs images of the namespace %s only, not of %q", store.KubernetesNamespace, e.Namespace)
 }

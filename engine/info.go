@@ -21,6 +21,9 @@ type Info struct {
 	StoreReason string `json:"storeReason"`
 	// Selection is what decided the store.
 	Selection store.Selection `json:"-"`
+	// Kubernetes names the Kubernetes distribution whose containerd kiln
+	// uses (k3s, RKE2, MicroK8s), found at its known socket.
+	Kubernetes string `json:"kubernetes,omitempty"`
 	// StoreDir is the embedded store's directory; empty with containerd.
 	StoreDir string `json:"storeDir,omitempty"`
 	// Runtime is what runs the build steps: the runc kiln starts them with,
@@ -50,6 +53,9 @@ type Info struct {
 	// Rootless is set when kiln builds for an unprivileged user with their
 	// rootless containerd.
 	Rootless *RootlessInfo `json:"rootless,omitempty"`
+	// Budget says which build limits are in force and whether the kernel
+	// enforces them.
+	Budget *BudgetInfo `json:"budget"`
 }
 
 // RootlessInfo describes the rootless containerd kiln builds with.
@@ -74,6 +80,7 @@ func Describe(ctx context.Context, cfg Config) (*Info, error) {
 	info := &Info{
 		Store:        sel.Kind,
 		Selection:    sel,
+		Kubernetes:   sel.Kubernetes,
 		Namespace:    cfg.Namespace,
 		Root:         cfg.Root,
 		HostPlatform: platforms.Format(platforms.DefaultSpec()),
@@ -89,6 +96,7 @@ func Describe(ctx context.Context, cfg Config) (*Info, error) {
 	if err := b.describe(ctx, info); err != nil {
 		return nil, err
 	}
+	info.Budget = describeBudget(cfg)
 	if info.Platforms, info.Installable, err = buildablePlatforms(ctx); err != nil {
 		return nil, err
 	}

@@ -72,6 +72,12 @@ type caseRun struct {
 }
 
 func TestConformance(t *testing.T) {
+	// KILN_CONFORMANCE_MEMORY=256MiB runs every build of the suite under
+	// that budget (kiln reads KILN_MEMORY): the suite must pass within it.
+	if budget := os.Getenv("KILN_CONFORMANCE_MEMORY"); budget != "" {
+		t.Logf("every build runs with KILN_MEMORY=%s", budget)
+		t.Setenv("KILN_MEMORY", budget)
+	}
 	shared := newEnv(t)
 	shared.busyboxBase(t, "busybox", "linux/amd64", "linux/arm64", "linux/arm/v7")
 	covered := map[string]bool{}

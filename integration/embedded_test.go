@@ -560,6 +560,8 @@ func TestEmbeddedUnprivileged(t *testing.T) {
 
 	user("build", "--platform", "linux/amd64,linux/arm64", "-t", "busybox", bb).ok(t)
 	user("build", "--platform", "linux/amd64,linux/arm64", "-t", "hello", app).ok(t)
+	// Rootless runc gets no cgroups: a budget is refused, not ignored.
+	user("build", "--memory", "256m", "-t", "hello", app).fails(t, 1, "cannot be enforced (memory 256MiB): as an unprivileged user")
 	rows := user("images", "--format", "{{.Name}} {{join .Platforms \",\"}} {{.Complete}}").ok(t).Stdout
 	if !strings.Contains(rows, "docker.io/library/hello:latest linux/amd64,linux/arm64 true") {
 		t.Fatalf("kiln images as %s:\n%s", embeddedUser, rows)

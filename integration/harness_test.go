@@ -5,6 +5,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -320,6 +321,21 @@ func (e *env) busyboxBase(t *testing.T, name string, platforms ...string) {
 // "127.0.0.1:PORT".
 func startRegistry(t *testing.T) (addr string) {
 	t.Helper()
+	return startRegistryWith(t, registryConfig{})
+}
+
+// registryConfig adds to a test registry's configuration.
+type registryConfig struct {
+	// CertFile and KeyFile serve HTTPS with this certificate.
+	CertFile, KeyFile string
+	// Htpasswd is a file of bcrypt htpasswd lines the registry asks
+	// basic auth credentials from.
+	Htpasswd string
+}
+
+// startRegistryWith is startRegistry with TLS or basic auth.
+func startRegistryWith(t *testing.T, rc registryConfig) (addr string) {
+	t.Helper()
 	const bin = "/usr/bin/docker-registry"
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("%s is missing: run hack/install-deps.sh (Debian package docker-registry)", bin)
@@ -327,7 +343,7 @@ func startRegistry(t *testing.T) (addr string) {
 	dir := t.TempDir()
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // another process may take the port first
-		addr, lastErr = tryStartRegistry(t, bin, dir, attempt)
+		addr, lastErr = tryStartRegistry(t, bin, dir, attempt, rc)
 		if lastErr == nil {
 			return addr
 		}
@@ -336,7 +352,7 @@ func startRegistry(t *testing.T) (addr string) {
 	return ""
 }
 
-func tryStartRegistry(t *testing.T, bin, dir string, attempt int) (string, error) {
+func tryStartRegistry(t *testing.T, bin, dir string, attempt int, rc registryConfig) (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -359,6 +375,14 @@ storage:
 http:
   addr: %s
 `, filepath.Join(dir, "storage"), addr)
+	scheme := "http"
+	if rc.CertFile != "" {
+		scheme = "https"
+		yml += fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", rc.CertFile, rc.KeyFile)
+	}
+	if rc.Htpasswd != "" {
+		yml += fmt.Sprintf("auth:\n  htpasswd:\n    realm: kiln-test\n    path: %s\n", rc.Htpasswd)
+	}
 	if err := os.WriteFile(config, []byte(yml), 0o644); err != nil {
 		return "", err
 	}
@@ -392,7 +416,9 @@ http:
 		return string(data)
 	}
 
-	client := &http.Client{Timeout: 2 * time.Second}
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // only asks whether it answers
+	}}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
@@ -400,10 +426,10 @@ http:
 			return "", fmt.Errorf("docker-registry on %s exited:\n%s", addr, logTail())
 		default:
 		}
-		resp, err := client.Get("http://" + addr + "/v2/")
+		resp, err := client.Get(scheme + "://" + addr + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || (rc.Htpasswd != "" && resp.StatusCode == http.StatusUnauthorized) {
 				break
 			}
 			err = fmt.Errorf("GET /v2/: %s", resp.Status)

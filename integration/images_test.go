@@ -636,7 +636,7 @@ func TestImagesErrors(t *testing.T) {
 	host := strings.TrimPrefix(auth.URL, "http://")
 	e.kiln("pull", host+"/team/app:1").fails(t, 1, "registry "+host+" refused to let kiln pull "+host+"/team/app:1")
 	r := e.kiln("pull", host+"/team/app:1")
-	if !strings.Contains(r.Stderr, `docker login `+host) {
+	if !strings.Contains(r.Stderr, `kiln login `+host) {
 		t.Errorf("the auth error does not say how to log in: %s", r.Stderr)
 	}
 	e.kiln("tag", "busybox", host+"/team/app:1").ok(t)

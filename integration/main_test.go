@@ -123,6 +123,12 @@ type containerd struct {
 // startContainerd starts a private containerd; prepare, when set, runs on its
 // directory first (a test mounts a small filesystem for the root there).
 func startContainerd(prepare func(dir string) error) (*containerd, error) {
+	return startContainerdWith(prepare, nil)
+}
+
+// startContainerdWith is startContainerd with containerd's CRI plugin
+// enabled when cri is set.
+func startContainerdWith(prepare func(dir string) error, cri *privatecontainerd.CRI) (*containerd, error) {
 	// Unix socket paths are limited to 108 bytes: keep the directory short, not under $TMPDIR.
 	dir, err := os.MkdirTemp("/tmp", "kiln-it-")
 	if err != nil {
@@ -147,6 +153,7 @@ func startContainerd(prepare func(dir string) error) (*containerd, error) {
 		LogPath:    d.logPath,
 		LogLevel:   "info",
 		Timeout:    30 * time.Second,
+		CRI:        cri,
 	})
 	if err != nil {
 		d.printLogTail(os.Stderr, 60)

@@ -86,6 +86,11 @@ type Options struct {
 	// buildkitd's; by default kiln compresses them on every core.
 	BuildkitdGzip bool
 
+	// Memory, CPUs and MaxParallelism are the build's budget: --memory
+	// (a size), --cpus (fractions allowed) and --max-parallelism (see
+	// ParseBudget).
+	Memory, CPUs, MaxParallelism string
+
 	// Nodes are --node values, PLATFORM[,PLATFORM]=ADDRESS|NAME|local:
 	// where those platforms build (see package nodes).
 	Nodes []string

@@ -75,6 +75,8 @@ type Request struct {
 	Warnings []string
 	// Nodes say which platforms build on remote BuildKit nodes.
 	Nodes Nodes
+	// Budget is what the build's steps here may use together.
+	Budget Budget
 
 	// Progress is the progress display: auto, plain, tty, quiet or rawjson;
 	// quiet with Quiet.
@@ -169,6 +171,9 @@ func (r *Request) parse(ctx context.Context, o *Options) error {
 	}
 	r.Names = names
 	if r.Platforms, err = ParseBuildable(o.Platforms); err != nil {
+		return err
+	}
+	if r.Budget, err = ParseBudget(o.Memory, o.CPUs, o.MaxParallelism); err != nil {
 		return err
 	}
 	withCtx := func(step func(context.Context, *Options) error) func(*Options) error {

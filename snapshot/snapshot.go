@@ -100,6 +100,10 @@ type Request struct {
 	ProbeOverlay func() error
 	// FuseInstalled is set when the fuse-overlayfs program is installed.
 	FuseInstalled bool
+	// CRI is the snapshotter of containerd's CRI plugin when kiln builds
+	// into the CRI's namespace: the kubelet runs images only from what
+	// that snapshotter unpacked, so it goes first.
+	CRI string
 }
 
 // Plugins lists containerd's snapshotter plugins.
@@ -144,6 +148,10 @@ func Choose(plugins []Plugin, req Request) (Choice, error) {
 			return Choice{}, &ChoiceError{Name: req.Name, Have: loaded, Err: errors.New(p.Err)}
 		}
 		return Choice{Name: req.Name, Chosen: true}, nil
+	}
+
+	if p, ok := byID[req.CRI]; ok && p.Err == "" {
+		return Choice{Name: req.CRI, Reason: "the snapshotter of containerd's CRI plugin, which the kubelet runs the images of namespace k8s.io from"}, nil
 	}
 
 	var why []string

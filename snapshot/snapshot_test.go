@@ -102,3 +102,19 @@ func TestProbeOverlay(t *testing.T) {
 		t.Errorf("ProbeOverlay left %v in %s", entries, dir)
 	}
 }
+
+// In the CRI's namespace the CRI's snapshotter goes first, when containerd
+// has it loaded; otherwise kiln chooses as anywhere.
+func TestChooseCRI(t *testing.T) {
+	plugins := []Plugin{{ID: "overlayfs"}, {ID: "native"}, {ID: "zfs", Err: "not loaded"}}
+	c, err := Choose(plugins, Request{CRI: "native"})
+	if err != nil || c.Name != "native" || !strings.Contains(c.Reason, "CRI") {
+		t.Errorf("Choose with the CRI's native = %+v, %v", c, err)
+	}
+	if c, _ := Choose(plugins, Request{CRI: "zfs"}); c.Name != "overlayfs" {
+		t.Errorf("Choose with the CRI's unloaded zfs = %+v, want overlayfs", c)
+	}
+	if c, _ := Choose(plugins, Request{CRI: "native", Name: "overlayfs"}); c.Name != "overlayfs" {
+		t.Errorf("--snapshotter overlayfs in the CRI's namespace = %+v, want the user's choice", c)
+	}
+}

@@ -1,9 +1,6 @@
 package store
 
-import (
-	"fmt"
-	"strings"
-)
+import "fmt"
 
 // The errors below say what is wrong and carry the data a next step needs;
 // the next step itself names kiln commands and flags, so cmd/kiln adds it
@@ -79,34 +76,29 @@ func (e *SnapshotterError) Error() string {
 
 func (e *SnapshotterError) Unwrap() error { return e.Err }
 
-// UnreachableError reports a registry that does not answer, or not over
-// HTTPS that kiln trusts.
-type UnreachableError struct {
-	Host string
-	// TLS: the problem is HTTPS (plain HTTP, or a certificate kiln does
-	// not trust); otherwise the network.
-	TLS bool
-	// Loopback: Host is on this machine, which kiln reaches over plain
-	// HTTP already.
-	Loopback bool
-	Err      error
-}
-
-// Error is one line, whatever the cause says.
-func (e *UnreachableError) Error() string {
-	if e.TLS {
-		return flatten(fmt.Sprintf("cannot reach registry %s over HTTPS (%v)", e.Host, e.Err))
-	}
-	return flatten(fmt.Sprintf("cannot reach registry %s (%v)", e.Host, e.Err))
-}
-
-func (e *UnreachableError) Unwrap() error { return e.Err }
-
 // KindError reports a store kind kiln does not know.
 type KindError struct{ Kind string }
 
 func (e *KindError) Error() string {
 	return fmt.Sprintf("invalid store kind %q: use %s, %s or %s", e.Kind, KindAuto, KindContainerd, KindEmbedded)
+}
+
+// KubernetesError reports a Kubernetes distribution's containerd asked for
+// (SelectKubernetes) that kiln cannot use.
+type KubernetesError struct {
+	// Embedded: the embedded store was asked for too, which is no
+	// Kubernetes node's.
+	Embedded bool
+	// Sockets are where kiln looked when no distribution's containerd
+	// answers (see KubernetesSockets).
+	Sockets string
+}
+
+func (e *KubernetesError) Error() string {
+	if e.Embedded {
+		return "a Kubernetes node's containerd and the embedded store exclude each other"
+	}
+	return fmt.Sprintf("found no Kubernetes containerd: none answers at %s (k3s, RKE2, MicroK8s)", e.Sockets)
 }
 
 // SocketError reports a containerd address with no socket to connect to.
@@ -134,13 +126,4 @@ type PermissionError struct {
 
 func (e *PermissionError) Error() string {
 	return fmt.Sprintf("cannot reach containerd at %s: permission denied", e.Address)
-}
-
-// flatten puts a message on one line: registries put JSON bodies with
-// newlines in theirs.
-func flatten(msg string) string {
-	if !strings.ContainsAny(msg, "\r\n\t") {
-		return msg
-	}
-	return strings.Join(strings.Fields(msg), " ")
 }

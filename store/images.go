@@ -395,13 +395,18 @@ func (s *Store) Tag(ctx context.Context, src string, dsts []string) error {
 		if name == img.Name {
 			continue
 		}
-		tagged := images.Image{Name: name, Target: img.Target, Labels: img.Labels}
+		tagged := s.withCRILabel(images.Image{Name: name, Target: img.Target, Labels: img.Labels})
 		if _, err := is.Create(ctx, tagged); err != nil {
 			if !errdefs.IsAlreadyExists(err) {
 				return fmt.Errorf("naming %s %s: %w", img.Name, name, err)
 			}
 			if _, err := is.Update(ctx, tagged, "target", "labels"); err != nil {
 				return fmt.Errorf("naming %s %s: %w", img.Name, name, err)
+			}
+		}
+		if s.forCRI() {
+			if err := s.addCRIReferences(ctx, tagged); err != nil {
+				return err
 			}
 		}
 	}

@@ -2,25 +2,14 @@ package store
 
 import (
 	"bytes"
-	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
-	"os"
-	"path/filepath"
-	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 
-	"github.com/containerd/containerd/v2/core/remotes/docker"
-	remoteerrors "github.com/containerd/containerd/v2/core/remotes/errors"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
-	dockerconfig "github.com/docker/cli/cli/config"
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -168,75 +157,6 @@ func TestFilterIndex(t *testing.T) {
 	same, changed, err := filterIndex(raw, map[digest.Digest]bool{dgst("amd64"): true, dgst("arm64"): true, dgst("att"): true})
 	if err != nil || changed || !bytes.Equal(same, raw) {
 		t.Errorf("keeping everything changed the index: %v %v", changed, err)
-	}
-}
-
-func TestRegistryError(t *testing.T) {
-	const name = "registry.example.com/team/app:1"
-	refused := &url.Error{Op: "Head", URL: "https://registry.example.com/v2/team/app/manifests/1", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
-	cases := []struct {
-		op   string
-		err  error
-		want []string
-	}{
-		{"pull", fmt.Errorf("failed to resolve: %w", refused), []string{"cannot reach registry registry.example.com (dial tcp: connection refused)"}},
-		{"pull", &net.DNSError{Err: "no such host", Name: "registry.example.com", IsNotFound: true}, []string{"cannot reach registry registry.example.com", "no such host"}},
-		{"push", fmt.Errorf("push access denied: %w", docker.ErrInvalidAuthorization), []string{"registry registry.example.com refused to let kiln push " + name, `docker login registry.example.com`}},
-		{"pull", remoteerrors.ErrUnexpectedStatus{StatusCode: 401, Status: "401 Unauthorized"}, []string{"refused to let kiln pull", "docker login"}},
-		{"pull", fmt.Errorf("x: %w", errdefs.ErrNotFound), []string{"image " + name + " not found in registry registry.example.com: check the name and tag"}},
-		{"pull", fmt.Errorf("Get: %w", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}), []string{"cannot reach registry registry.example.com over HTTPS (Get: tls: first record does not look like a TLS handshake)"}},
-		{"push", errors.New("unexpected\nmultiline\tbody"), []string{"pushing " + name + " (registry registry.example.com): unexpected multiline body"}},
-	}
-	for i, c := range cases {
-		got := registryError(c.op, name, c.err)
-		if reflect.TypeOf(c.err).Comparable() && !errors.Is(got, c.err) {
-			t.Errorf("case %d: %v does not wrap its cause", i, got)
-		}
-		if strings.ContainsAny(got.Error(), "\n\t") {
-			t.Errorf("case %d: message is not one line: %q", i, got)
-		}
-		for _, w := range c.want {
-			if !strings.Contains(got.Error(), w) {
-				t.Errorf("case %d: %q does not contain %q", i, got, w)
-			}
-		}
-	}
-	// What cmd/kiln's hints need to say what to do.
-	var ue *UnreachableError
-	loop := registryError("pull", "127.0.0.1:1/x:1", refused)
-	if !errors.As(loop, &ue) || loop.Error() != "cannot reach registry 127.0.0.1:1 (dial tcp: connection refused)" || !ue.Loopback || ue.TLS {
-		t.Errorf("loopback: %v (%+v)", loop, ue)
-	}
-	if err := registryError("pull", name, cases[5].err); !errors.As(err, &ue) || !ue.TLS || ue.Loopback || ue.Host != "registry.example.com" {
-		t.Errorf("TLS: %v (%+v)", err, ue)
-	}
-}
-
-func TestHostCredentials(t *testing.T) {
-	dir := t.TempDir()
-	auth := func(u, p string) string { return base64.StdEncoding.EncodeToString([]byte(u + ":" + p)) }
-	cfg := fmt.Sprintf(`{"auths":{"https://index.docker.io/v1/":{"auth":%q},"127.0.0.1:5000":{"auth":%q},"tok.example.com":{"identitytoken":"T"}}}`,
-		auth("hubuser", "hubpass"), auth("local", "secret"))
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	file, err := dockerconfig.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for host, want := range map[string][2]string{
-		"registry-1.docker.io": {"hubuser", "hubpass"},
-		"127.0.0.1:5000":       {"local", "secret"},
-		"tok.example.com":      {"", "T"},
-		"other.example.com":    {"", ""},
-	} {
-		u, p, err := hostCredentials(file, host)
-		if err != nil || u != want[0] || p != want[1] {
-			t.Errorf("hostCredentials(%s) = %q, %q, %v; want %q", host, u, p, err, want)
-		}
-	}
-	if _, err := (RegistryOptions{ConfigDir: dir}).resolver(); err != nil {
-		t.Errorf("resolver with a config dir: %v", err)
 	}
 }
 

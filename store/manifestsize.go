@@ -71,12 +71,19 @@ type manifestLimit struct {
 	http.RoundTripper
 }
 
+// withManifestLimit wraps a registry host's transport in manifestLimit.
+func withManifestLimit(rt http.RoundTripper) http.RoundTripper { return manifestLimit{rt} }
+
 func (l manifestLimit) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := l.RoundTripper.RoundTrip(req)
 	if err != nil || !isManifestURL(req) || resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return resp, err
 	}
-	what := "the manifest at " + req.URL.Redacted()
+	u := req.URL
+	if resp.Request != nil && resp.Request.URL != nil {
+		u = resp.Request.URL // where an HTTPS-then-HTTP fallback went
+	}
+	what := "the manifest at " + u.Redacted()
 	if resp.ContentLength > MaxManifestSize {
 		resp.Body.Close()
 		return nil, &ManifestTooLargeError{What: what, Size: resp.ContentLength}

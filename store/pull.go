@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/kiln-build/kiln/platform"
+	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/usage"
 )
 
@@ -34,9 +35,12 @@ type PullOptions struct {
 	// Snapshotter unpacks the host's platform when it was pulled; empty
 	// skips unpacking.
 	Snapshotter string
-	Registry    RegistryOptions
+	// Registry says how to reach the registry.
+	Registry registry.Config
 	// Progress receives one line per blob; nil discards them.
 	Progress io.Writer
+	// Terminal draws a live bar per blob in flight on Progress.
+	Terminal bool
 }
 
 // PullResult is what Pull stored.
@@ -76,7 +80,7 @@ func (s *Store) Pull(ctx context.Context, name string, opts PullOptions) (*PullR
 	if len(want) == 0 && !opts.AllPlatforms {
 		want = []ocispecs.Platform{platforms.DefaultSpec()}
 	}
-	resolver, err := opts.Registry.resolver()
+	resolver, err := registryResolver(opts.Registry)
 	if err != nil {
 		return nil, err
 	}
@@ -88,20 +92,21 @@ func (s *Store) Pull(ctx context.Context, name string, opts PullOptions) (*PullR
 
 	resolved, desc, err := resolver.Resolve(ctx, full)
 	if err != nil {
-		return nil, registryError("pull", full, err)
+		return nil, registryError(opts.Registry, "pull", full, err)
 	}
 	fetcher, err := resolver.Fetcher(ctx, resolved)
 	if err != nil {
-		return nil, registryError("pull", full, err)
+		return nil, registryError(opts.Registry, "pull", full, err)
 	}
-	p := newProgress(opts.Progress)
+	p := newLiveProgress(opts.Progress, opts.Terminal)
+	defer p.close()
 	pf := &progressFetcher{Fetcher: fetcher, p: p}
 	cs := s.client.ContentStore()
 	fetch := boundManifests(pf.fetchHandler(cs))
 
 	// The index first: it says whether the wanted platforms exist.
 	if _, err := fetch(ctx, desc); err != nil {
-		return nil, registryError("pull", full, err)
+		return nil, registryError(opts.Registry, "pull", full, err)
 	}
 	var matcher platforms.Matcher = platforms.All
 	var only platforms.Matcher // what the name promises: all of it, or the wanted platforms
@@ -122,7 +127,7 @@ func (s *Store) Pull(ctx context.Context, name string, opts PullOptions) (*PullR
 		distSource,
 	)
 	if err := images.Dispatch(ctx, handler, semaphore.NewWeighted(maxConcurrentTransfers), desc); err != nil {
-		return nil, registryError("pull", full, err)
+		return nil, registryError(opts.Registry, "pull", full, err)
 	}
 
 	img := images.Image{Name: full, Target: desc}
@@ -180,7 +185,7 @@ func checkRemotePlatforms(ctx context.Context, cs content.Store, name string, de
 		}
 	}
 	if len(absent) > 0 {
-		return &AbsentPlatformsError{Name: name, Registry: registryHost(name), Absent: absent, Have: have}
+		return &AbsentPlatformsError{Name: name, Registry: registry.Host(name), Absent: absent, Have: have}
 	}
 	return nil
 }
@@ -188,13 +193,21 @@ func checkRemotePlatforms(ctx context.Context, cs content.Store, name string, de
 // putImage creates or updates an image record.
 func (s *Store) putImage(ctx context.Context, img images.Image) error {
 	is := s.client.ImageService()
+	img = s.withCRILabel(img)
 	if _, err := is.Create(ctx, img); err != nil {
 		if !errdefs.IsAlreadyExists(err) {
 			return fmt.Errorf("storing image %s: %w", img.Name, err)
 		}
-		if _, err := is.Update(ctx, img, "target"); err != nil {
+		fields := []string{"target"}
+		if s.forCRI() {
+			fields = append(fields, "labels."+criImageLabel)
+		}
+		if _, err := is.Update(ctx, img, fields...); err != nil {
 			return fmt.Errorf("storing image %s: %w", img.Name, err)
 		}
+	}
+	if s.forCRI() {
+		return s.addCRIReferences(ctx, img)
 	}
 	return nil
 }

@@ -104,7 +104,7 @@ func startTestRegistry(t *testing.T, r *testRegistry) string {
 func pullWithin(t *testing.T, name string, opts PullOptions) (*Store, *PullResult, error, time.Duration) {
 	t.Helper()
 	s := openTestStore(t)
-	opts.Registry.ConfigDir = t.TempDir()
+	opts.Registry.DockerConfigDir = t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	start := time.Now()

@@ -14,6 +14,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/kiln-build/kiln/registry"
 )
 
 // PushOptions control Push.
@@ -22,9 +24,12 @@ type PushOptions struct {
 	// (and their attestations). Empty pushes the image as it is stored,
 	// which needs all of its content.
 	Platforms []ocispecs.Platform
-	Registry  RegistryOptions
+	// Registry says how to reach the registry.
+	Registry registry.Config
 	// Progress receives one line per blob; nil discards them.
 	Progress io.Writer
+	// Terminal draws a live bar per blob in flight on Progress.
+	Terminal bool
 }
 
 // PushResult is what Push uploaded.
@@ -74,20 +79,22 @@ func (s *Store) Push(ctx context.Context, name string, opts PushOptions) (*PushR
 		}
 	}
 
-	resolver, err := opts.Registry.resolver()
+	resolver, err := registryResolver(opts.Registry)
 	if err != nil {
 		return nil, err
 	}
 	// With the digest, only the top-level manifest is pushed under the tag.
 	pusher, err := resolver.Pusher(ctx, img.Name+"@"+desc.Digest.String())
 	if err != nil {
-		return nil, registryError("push", img.Name, err)
+		return nil, registryError(opts.Registry, "push", img.Name, err)
 	}
-	p := newProgress(opts.Progress)
-	err = remotes.PushContent(ctx, progressPusher{Pusher: pusher, p: p}, desc, s.client.ContentStore(),
+	p := newLiveProgress(opts.Progress, opts.Terminal)
+	defer p.close()
+	cs := s.client.ContentStore()
+	err = remotes.PushContent(ctx, transferPusher{Pusher: pusher, provider: cs, p: p}, desc, cs,
 		semaphore.NewWeighted(maxConcurrentTransfers), platforms.All, nil)
 	if err != nil {
-		return nil, registryError("push", img.Name, err)
+		return nil, registryError(opts.Registry, "push", img.Name, err)
 	}
 	return &PushResult{Name: img.Name, Descriptor: desc}, nil
 }

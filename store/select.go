@@ -26,8 +26,15 @@ type Selection struct {
 	// Why says what decided; the words for it name options, so kiln
 	// info's are cmd/kiln's.
 	Why Why `json:"why"`
-	// Address is containerd's socket, which Why may be about.
+	// Address is containerd's socket, which Why may be about: with
+	// KubernetesFound and KubernetesAsked, a Kubernetes distribution's
+	// (see FindKubernetes), used instead of the one asked for.
 	Address string `json:"address"`
+	// Kubernetes names the distribution whose containerd Address is.
+	Kubernetes string `json:"kubernetes,omitempty"`
+	// Unanswered is the socket asked for, where no containerd answered
+	// (KubernetesFound).
+	Unanswered string `json:"unanswered,omitempty"`
 }
 
 // Why says what decided a Selection.
@@ -43,6 +50,12 @@ const (
 	NoSocket Why = "no-socket"
 	// SocketFound: a socket is at the default address.
 	SocketFound Why = "socket-found"
+	// KubernetesFound: no containerd answers at the default address, a
+	// Kubernetes distribution's does.
+	KubernetesFound Why = "kubernetes-found"
+	// KubernetesAsked: a Kubernetes distribution's containerd was asked
+	// for (SelectKubernetes) and answers.
+	KubernetesAsked Why = "kubernetes-asked"
 )
 
 // Embedded reports whether the selection is the embedded store.
@@ -53,7 +66,9 @@ func (s Selection) Embedded() bool { return s.Kind == KindEmbedded }
 // addressSet says whether the user gave it (--address or
 // CONTAINERD_ADDRESS). Without a choice kiln uses containerd when an
 // address was given, even one that does not answer, or when the default
-// socket exists, and the embedded store otherwise.
+// socket exists, and the embedded store otherwise. When no containerd
+// answers at the default socket but a Kubernetes distribution's does (k3s,
+// RKE2, MicroK8s: see FindKubernetes), kiln uses that one.
 func Select(kind, address string, addressSet bool) (Selection, error) {
 	switch kind {
 	case KindEmbedded:
@@ -68,7 +83,14 @@ func Select(kind, address string, addressSet bool) (Selection, error) {
 	if addressSet {
 		return Selection{Kind: KindContainerd, Why: AddressGiven, Address: address}, nil
 	}
-	if _, err := os.Stat(address); errors.Is(err, fs.ErrNotExist) {
+	_, err := os.Stat(address)
+	missing := errors.Is(err, fs.ErrNotExist)
+	if missing || !answers(address) {
+		if k, ok := FindKubernetes(); ok {
+			return Selection{Kind: KindContainerd, Why: KubernetesFound, Address: k.Address, Kubernetes: k.Name, Unanswered: address}, nil
+		}
+	}
+	if missing {
 		return Selection{Kind: KindEmbedded, Why: NoSocket, Address: address}, nil
 	}
 	return Selection{Kind: KindContainerd, Why: SocketFound, Address: address}, nil

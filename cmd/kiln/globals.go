@@ -1,12 +1,15 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/history"
+	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/rootless"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/store"
@@ -25,15 +28,42 @@ func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "store", Usage: "where images are kept: containerd, embedded (kiln's own store under --root, for hosts without containerd) or auto (containerd when --address is given or its socket exists, else embedded)", EnvVars: []string{"KILN_STORE"}, Value: store.KindAuto},
 		&cli.StringFlag{Name: "address", Aliases: []string{"a", "H", "host"}, Usage: "containerd socket", EnvVars: []string{"CONTAINERD_ADDRESS"}, Value: address},
+		&cli.BoolFlag{Name: "k8s", Usage: "use the containerd of the Kubernetes distribution here (k3s, RKE2, MicroK8s; or the one --address names) and its CRI namespace k8s.io, so that the kubelet runs the images without a registry", EnvVars: []string{"KILN_K8S"}},
 		&cli.StringFlag{Name: "namespace", Aliases: []string{"n"}, Usage: "containerd namespace images are stored in", EnvVars: []string{"CONTAINERD_NAMESPACE"}, Value: store.DefaultNamespace},
 		&cli.StringFlag{Name: "snapshotter", Usage: "containerd snapshotter build steps run on (default: overlayfs where it works, else fuse-overlayfs, else native; see kiln info)", EnvVars: []string{"CONTAINERD_SNAPSHOTTER"}, Value: snapshot.Default(rootless.Enabled()), DefaultText: "chosen"},
 		&cli.StringFlag{Name: "root", Usage: "directory for kiln's own state: the build cache, one per store and namespace under buildkit/, and the embedded store; kiln creates it, or uses an existing one only if it is kiln's (marked .kiln-root, yours, not writable by others)", EnvVars: []string{"KILN_ROOT"}, Value: root},
 		&cli.BoolFlag{Name: "gc", Usage: "after a build, free build cache by buildkitd's default garbage collection policy (checked at most once a minute); --gc=false turns it off", EnvVars: []string{"KILN_GC"}, Value: true},
 		&cli.StringFlag{Name: "gc-keep-storage", Usage: "build cache the garbage collection keeps: a size such as 10GB, or a percentage of the disk holding --root such as 10% (default: as buildkitd, from the disk's size)", EnvVars: []string{"KILN_GC_KEEP_STORAGE"}},
+		&cli.StringSliceFlag{Name: "hosts-dir", Usage: "directory of registry hosts configurations, as containerd and nerdctl read them: HOST[:PORT]/hosts.toml (mirrors, ca, client, skip_verify, server) or docker's HOST[:PORT]/*.crt, *.cert, *.key (repeatable; env " + hostsDirEnv + ", colon-separated)", Value: cli.NewStringSlice(registry.DefaultHostsDirs(rootless.Enabled(), rootless.ConfigHome())...)},
 		&cli.IntFlag{Name: "history-max-entries", Usage: "build records kept per store and namespace (kiln history): always the latest this many, older ones until --history-max-age; 0 records nothing", EnvVars: []string{"KILN_HISTORY_MAX_ENTRIES"}, Value: history.DefaultLimits.MaxEntries},
 		&cli.DurationFlag{Name: "history-max-age", Usage: "keep build records beyond --history-max-entries until they are this old (buildkitd's rule); 0 keeps only the latest --history-max-entries", EnvVars: []string{"KILN_HISTORY_MAX_AGE"}, Value: history.DefaultLimits.MaxAge},
-		&cli.BoolFlag{Name: "debug", Usage: "print BuildKit's and containerd's debug logs"},
+		&cli.BoolFlag{Name: "debug", Usage: "print BuildKit's and containerd's debug logs, and which registry host served each request"},
 	}
+}
+
+// hostsDirEnv lists hosts directories, colon-separated, when --hosts-dir
+// is not given. nerdctl has no variable for them (only hosts_dir in
+// nerdctl.toml), so kiln's is named as its other variables are.
+const hostsDirEnv = "KILN_HOSTS_DIR"
+
+// hostsDirs reads --hosts-dir, else $KILN_HOSTS_DIR, else the defaults.
+// Relative directories are taken from the working directory.
+func hostsDirs(c *cli.Context) []string {
+	dirs := c.StringSlice("hosts-dir")
+	if env := os.Getenv(hostsDirEnv); env != "" && !c.IsSet("hosts-dir") {
+		dirs = filepath.SplitList(env)
+	}
+	var out []string
+	for _, d := range dirs {
+		if d == "" {
+			continue
+		}
+		if abs, err := filepath.Abs(d); err == nil {
+			d = abs
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // gcOptions reads the global garbage collection flags; a build validates them
@@ -44,16 +74,22 @@ func gcOptions(c *cli.Context) engine.GCOptions {
 
 // engineConfig reads the global flags.
 func engineConfig(c *cli.Context) engine.Config {
+	namespace := c.String("namespace")
+	if c.Bool("k8s") && !c.IsSet("namespace") {
+		namespace = store.KubernetesNamespace
+	}
 	return engine.Config{
 		Store:          c.String("store"),
 		Address:        store.TrimScheme(c.String("address")),
 		AddressSet:     c.IsSet("address"),
-		Namespace:      c.String("namespace"),
+		Namespace:      namespace,
+		Kubernetes:     c.Bool("k8s"),
 		Snapshotter:    c.String("snapshotter"),
 		SnapshotterSet: c.IsSet("snapshotter"),
 		Root:           c.String("root"),
 		Rootless:       rootless.Enabled(),
 		GC:             gcOptions(c),
+		Registry:       registry.Config{HostsDirs: hostsDirs(c), Warnings: c.App.ErrWriter},
 	}
 }
 
@@ -82,16 +118,42 @@ func reorder(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
-	path := []string{args[i]}
+	// Each command on the way to the one that runs ("kiln compose build")
+	// keeps the options it owns: those before its subcommand, and those
+	// given after it that only it knows ("kiln compose build -f x.yaml").
+	chain := []*cli.Command{cmd}
+	own := [][]string{{args[i]}}
 	i++
-	// Descend into subcommands ("kiln emulation ls").
 	for i < len(args) {
-		sub := findCommand(cmd.Subcommands, args[i])
+		a := args[i]
+		if len(cmd.Subcommands) > 0 && strings.HasPrefix(a, "-") && a != "-" && a != "--" {
+			dst := &own[len(own)-1]
+			switch {
+			case isFlag(cmd.Flags, a):
+				*dst = append(*dst, a)
+				if takesValue(cmd.Flags, a) && i+1 < len(args) {
+					i++
+					*dst = append(*dst, args[i])
+				}
+			case isFlag(app.Flags, a):
+				global = append(global, a)
+				if takesValue(app.Flags, a) && i+1 < len(args) {
+					i++
+					global = append(global, args[i])
+				}
+			default:
+				return args // an unknown option: urfave/cli reports it
+			}
+			i++
+			continue
+		}
+		sub := findCommand(cmd.Subcommands, a)
 		if sub == nil {
 			break
 		}
 		cmd = sub
-		path = append(path, args[i])
+		chain = append(chain, sub)
+		own = append(own, []string{a})
 		i++
 	}
 	var flags, positional []string
@@ -110,14 +172,23 @@ func reorder(app *cli.App, args []string) []string {
 				global = append(global, args[i])
 			}
 		default:
-			flags = append(flags, a)
-			if takesValue(cmd.Flags, a) && i+1 < len(args) {
+			dst, owner := &flags, cmd
+			for j := len(chain) - 2; j >= 0 && !isFlag(cmd.Flags, a); j-- {
+				if isFlag(chain[j].Flags, a) {
+					dst, owner = &own[j], chain[j]
+					break
+				}
+			}
+			*dst = append(*dst, a)
+			if takesValue(owner.Flags, a) && i+1 < len(args) {
 				i++
-				flags = append(flags, args[i])
+				*dst = append(*dst, args[i])
 			}
 		}
 	}
-	rest = append(rest, path...)
+	for _, o := range own {
+		rest = append(rest, o...)
+	}
 	rest = append(rest, flags...)
 	if len(positional) > 0 {
 		rest = append(rest, "--")

@@ -9,6 +9,7 @@ import (
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/history"
 	"github.com/kiln-build/kiln/internal/errmsg"
+	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/rootless"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/store"
@@ -55,6 +56,13 @@ func reworded(e error) string {
 	switch e := e.(type) {
 	case *store.KindError:
 		return fmt.Sprintf("invalid --store %q: use %s, %s or %s", e.Kind, store.KindAuto, store.KindContainerd, store.KindEmbedded)
+	case *engine.KubernetesNamespaceError:
+		return fmt.Sprintf("--k8s builds into the namespace %s, not %q: leave out --namespace", store.KubernetesNamespace, e.Namespace)
+	case *store.KubernetesError:
+		if e.Embedded {
+			return "--k8s builds into a Kubernetes node's containerd, not --store embedded: leave out one of them"
+		}
+		return "--k8s " + e.Error() + "; start it, build as root (its socket is root's), or give its socket with --address"
 	case *engine.KeepStorageError:
 		return fmt.Sprintf("invalid --gc-keep-storage %q: %s; give a size such as 10GB, a percentage of the disk such as 10%%, or turn the collection off with --gc=false", e.Value, e.Problem)
 	}
@@ -64,6 +72,9 @@ func reworded(e error) string {
 // hint is the text to add after e's own message, or "".
 func hint(e error) string {
 	if h := storeHint(e); h != "" {
+		return h
+	}
+	if h := registryHint(e); h != "" {
 		return h
 	}
 	switch e := e.(type) {
@@ -124,14 +135,6 @@ func storeHint(e error) string {
 		return " (choose another state directory with --root)"
 	case *store.SnapshotterError:
 		return "; pick another with --snapshotter"
-	case *store.UnreachableError:
-		switch {
-		case e.TLS:
-			return ": check the address; if the registry serves plain HTTP or a self-signed certificate, use --insecure-registry"
-		case e.Loopback:
-			return ": check the address and that the registry is running (kiln reaches loopback registries over plain HTTP; elsewhere --insecure-registry allows it)"
-		}
-		return ": check the address and that the registry is running; if it serves plain HTTP, use --insecure-registry"
 	case *store.SocketError:
 		if e.Missing {
 			return `: start it (for example "systemctl start containerd") or point --address / CONTAINERD_ADDRESS at its socket`
@@ -144,6 +147,51 @@ func storeHint(e error) string {
 		return ": run kiln as root, or as a member of the socket's group"
 	}
 	return ""
+}
+
+// registryHint is hint for the errors of reaching a registry.
+func registryHint(e error) string {
+	switch e := e.(type) {
+	case *registry.AuthError:
+		return fmt.Sprintf(`: log in with "kiln login %s" (kiln, docker and nerdctl share the login) or check that the repository exists and you may %s it`, e.Host, e.Op)
+	case *registry.CertificateError:
+		return certificateHint(e)
+	case *registry.UnreachableError:
+		switch {
+		case e.TLS:
+			return ": check the address; if the registry serves plain HTTP, " + plainHTTPHint(e)
+		case e.Loopback:
+			return ": check the address and that the registry is running (kiln tries HTTPS, then plain HTTP, on loopback registries; elsewhere --insecure-registry allows plain HTTP)"
+		}
+		return ": check the address and that the registry is running; if it serves plain HTTP, " + plainHTTPHint(e)
+	}
+	return ""
+}
+
+// plainHTTPHint says how to reach e's registry over plain HTTP.
+func plainHTTPHint(e *registry.UnreachableError) string {
+	if e.HostsFile != "" {
+		return fmt.Sprintf("write server = \"http://%s\" in %s or use --insecure-registry", e.Host, e.HostsFile)
+	}
+	return "use --insecure-registry"
+}
+
+// certificateHint says how to trust the CA of e's server: in its
+// hosts.toml, or with --insecure-registry where the command has it (kiln
+// build reads only hosts.toml).
+func certificateHint(e *registry.CertificateError) string {
+	fix := ": trust its CA in a hosts.toml of a --hosts-dir directory"
+	if e.HostsFile != "" {
+		where := ""
+		if e.Mirror() {
+			where = fmt.Sprintf(" under [host.\"https://%s\"]", e.Server)
+		}
+		fix = fmt.Sprintf(": trust its CA with ca = \"/path/to/ca.crt\"%s in %s", where, e.HostsFile)
+	}
+	if e.Build {
+		return fix + ", or skip verifying it with skip_verify = true there"
+	}
+	return fix + ", or use --insecure-registry"
 }
 
 func incompleteHint(e *store.IncompleteError) string {
@@ -195,6 +243,10 @@ func storeReason(sel store.Selection) string {
 		return "--address or CONTAINERD_ADDRESS names containerd's socket " + sel.Address
 	case store.NoSocket:
 		return "no containerd socket at " + sel.Address + " and no --address or CONTAINERD_ADDRESS given"
+	case store.KubernetesFound:
+		return fmt.Sprintf("no containerd answers at %s; %s's does at %s", sel.Unanswered, sel.Kubernetes, sel.Address)
+	case store.KubernetesAsked:
+		return fmt.Sprintf("--k8s: %s's containerd answers at %s", sel.Kubernetes, sel.Address)
 	}
 	return "containerd's socket is at " + sel.Address
 }

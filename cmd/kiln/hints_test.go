@@ -12,6 +12,7 @@ import (
 	"github.com/kiln-build/kiln/emulation"
 	"github.com/kiln-build/kiln/engine"
 	"github.com/kiln-build/kiln/internal/errmsg"
+	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/rootless"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/store"
@@ -42,6 +43,8 @@ func TestWithHints(t *testing.T) {
 			`the linux/arm64 manifest of image docker.io/library/app:1 (` + dgst("m").String() + `) is not in the content store: fetch it with "kiln pull --platform linux/arm64 app:1"`},
 		{&store.AbsentPlatformsError{Name: "docker.io/library/app:1", Registry: "docker.io", Absent: []string{"linux/s390x"}, Have: []string{"linux/amd64", "linux/arm64"}},
 			`image docker.io/library/app:1 in registry docker.io has no linux/s390x (it has linux/amd64, linux/arm64): pick one of those with --platform, or use --all-platforms`},
+		{fmt.Errorf("cannot push r.example.com/a:1: %w", &registry.AuthError{Host: "r.example.com", Op: "push", Name: "r.example.com/a:1", Err: errors.New("401 Unauthorized")}),
+			`cannot push r.example.com/a:1: registry r.example.com refused to let kiln push r.example.com/a:1 (401 Unauthorized): log in with "kiln login r.example.com" (kiln, docker and nerdctl share the login) or check that the repository exists and you may push it`},
 		{errors.New("plain"), "plain"},
 	}
 	checkHints(t, cases)
@@ -54,12 +57,13 @@ func TestWithHints(t *testing.T) {
 	}
 }
 
-// The typed errors of store, engine, snapshot, rootless and emulation, with
-// the hints cmd/kiln adds: word for word the messages kiln printed when the
-// libraries named commands and flags themselves.
+// The typed errors of store, registry, engine, snapshot, rootless and
+// emulation, with the hints cmd/kiln adds: word for word the messages kiln
+// printed when the libraries named commands and flags themselves.
 func TestWithHintsLibraries(t *testing.T) {
 	eperm := &fs.PathError{Op: "mkdir", Path: "/r", Err: fs.ErrPermission}
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+	unknownCA := errors.New("tls: failed to verify certificate: x509: certificate signed by unknown authority")
 	checkHints(t, []struct {
 		err  error
 		want string
@@ -71,17 +75,24 @@ func TestWithHintsLibraries(t *testing.T) {
 		{&store.ArchiveError{Err: errors.New("unexpected EOF")}, `loading the image archive: unexpected EOF; kiln loads archives written by "kiln save", "docker save" or as OCI image layout tars`},
 		{&store.StateDirError{Doing: "creating kiln's embedded store in", Path: "/r/embedded", Err: eperm}, "creating kiln's embedded store in /r/embedded: mkdir /r: permission denied (choose another state directory with --root)"},
 		{&store.SnapshotterError{Snapshotter: "overlayfs", Err: errors.New("broken")}, `checking whether layers are unpacked in snapshotter "overlayfs": broken; pick another with --snapshotter`},
-		{fmt.Errorf("pulling app:1: %w", &store.UnreachableError{Host: "r.example.com", TLS: true, Err: errors.New("tls: bad\ncertificate")}),
-			"pulling app:1: cannot reach registry r.example.com over HTTPS (tls: bad certificate): check the address; if the registry serves plain HTTP or a self-signed certificate, use --insecure-registry"},
-		{&store.UnreachableError{Host: "r.example.com", Err: refused},
-			"cannot reach registry r.example.com (dial tcp: connection refused): check the address and that the registry is running; if it serves plain HTTP, use --insecure-registry"},
-		{&store.UnreachableError{Host: "127.0.0.1:5000", Loopback: true, Err: refused},
-			"cannot reach registry 127.0.0.1:5000 (dial tcp: connection refused): check the address and that the registry is running (kiln reaches loopback registries over plain HTTP; elsewhere --insecure-registry allows it)"},
+		{fmt.Errorf("pulling app:1: %w", &registry.UnreachableError{Host: "r.example.com", TLS: true, Err: errors.New("tls: bad\ncertificate")}),
+			"pulling app:1: cannot reach registry r.example.com over HTTPS (tls: bad certificate): check the address; if the registry serves plain HTTP, use --insecure-registry"},
+		{&registry.UnreachableError{Host: "r.example.com", HostsFile: "/h/r.example.com/hosts.toml", Err: refused},
+			`cannot reach registry r.example.com (dial tcp: connection refused): check the address and that the registry is running; if it serves plain HTTP, write server = "http://r.example.com" in /h/r.example.com/hosts.toml or use --insecure-registry`},
+		{&registry.UnreachableError{Host: "127.0.0.1:5000", Loopback: true, Err: refused},
+			"cannot reach registry 127.0.0.1:5000 (dial tcp: connection refused): check the address and that the registry is running (kiln tries HTTPS, then plain HTTP, on loopback registries; elsewhere --insecure-registry allows plain HTTP)"},
+		{&registry.CertificateError{Registry: "r.example.com", Server: "m.example.com", HostsFile: "/h/r.example.com/hosts.toml", Err: unknownCA},
+			`registry r.example.com (served by m.example.com) presented a TLS certificate signed by an unknown authority (x509: certificate signed by unknown authority): trust its CA with ca = "/path/to/ca.crt" under [host."https://m.example.com"] in /h/r.example.com/hosts.toml, or use --insecure-registry`},
+		{&registry.CertificateError{Registry: "r.example.com", Server: "r.example.com", Build: true, Err: unknownCA},
+			"registry r.example.com presented a TLS certificate signed by an unknown authority (x509: certificate signed by unknown authority): trust its CA in a hosts.toml of a --hosts-dir directory, or skip verifying it with skip_verify = true there"},
 		{&store.SocketError{Address: "/x.sock", Missing: true}, `containerd is not running at /x.sock (no such socket): start it (for example "systemctl start containerd") or point --address / CONTAINERD_ADDRESS at its socket`},
 		{&store.SocketError{Address: "/x.sock"}, "containerd address /x.sock is not a socket: point --address / CONTAINERD_ADDRESS at containerd's socket (usually " + store.DefaultAddress + ")"},
 		{&store.PermissionError{Address: "/x.sock"}, "cannot reach containerd at /x.sock: permission denied: run kiln as root, or as a member of the socket's group"},
 		{&store.PermissionError{Address: "/x.sock", Rootless: true}, "cannot reach containerd at /x.sock: permission denied: use your own rootless containerd (the default --address, " + rootless.DefaultAddress() + "), or run kiln as root"},
 		{usage.Wrap(&engine.KeepStorageError{Value: "lots", Problem: "not a size"}), `invalid --gc-keep-storage "lots": not a size; give a size such as 10GB, a percentage of the disk such as 10%, or turn the collection off with --gc=false`},
+		{usage.Wrap(&engine.KubernetesNamespaceError{Namespace: "ci"}), `--k8s builds into the namespace k8s.io, not "ci": leave out --namespace`},
+		{usage.Wrap(&store.KubernetesError{Embedded: true}), "--k8s builds into a Kubernetes node's containerd, not --store embedded: leave out one of them"},
+		{&store.KubernetesError{Sockets: "/k.sock"}, "--k8s found no Kubernetes containerd: none answers at /k.sock (k3s, RKE2, MicroK8s); start it, build as root (its socket is root's), or give its socket with --address"},
 		{fmt.Errorf("%w: %w", &engine.RuncMissingError{}, errors.New(`exec: "runc": executable file not found in $PATH`)),
 			`kiln's embedded store runs build steps with runc, which is not installed: install the runc package, or use a containerd with --store containerd: exec: "runc": executable file not found in $PATH`},
 		{&store.StateDirError{Doing: "creating kiln's state directory", Path: "/r", IsRoot: true, Err: eperm}, "creating kiln's state directory /r: mkdir /r: permission denied (choose another with --root)"},
@@ -125,11 +136,13 @@ func checkHints(t *testing.T, cases []struct {
 // kiln info's reasons, as the libraries gave them when they named options.
 func TestStoreReason(t *testing.T) {
 	for sel, want := range map[store.Selection]string{
-		{Kind: store.KindEmbedded, Why: store.Chosen}:                        "chosen with --store embedded or KILN_STORE",
-		{Kind: store.KindContainerd, Why: store.Chosen}:                      "chosen with --store containerd or KILN_STORE",
-		{Kind: store.KindContainerd, Why: store.AddressGiven, Address: "/s"}: "--address or CONTAINERD_ADDRESS names containerd's socket /s",
-		{Kind: store.KindEmbedded, Why: store.NoSocket, Address: "/s"}:       "no containerd socket at /s and no --address or CONTAINERD_ADDRESS given",
-		{Kind: store.KindContainerd, Why: store.SocketFound, Address: "/s"}:  "containerd's socket is at /s",
+		{Kind: store.KindEmbedded, Why: store.Chosen}:                                                                "chosen with --store embedded or KILN_STORE",
+		{Kind: store.KindContainerd, Why: store.Chosen}:                                                              "chosen with --store containerd or KILN_STORE",
+		{Kind: store.KindContainerd, Why: store.AddressGiven, Address: "/s"}:                                         "--address or CONTAINERD_ADDRESS names containerd's socket /s",
+		{Kind: store.KindEmbedded, Why: store.NoSocket, Address: "/s"}:                                               "no containerd socket at /s and no --address or CONTAINERD_ADDRESS given",
+		{Kind: store.KindContainerd, Why: store.SocketFound, Address: "/s"}:                                          "containerd's socket is at /s",
+		{Kind: store.KindContainerd, Why: store.KubernetesFound, Address: "/k", Kubernetes: "k3s", Unanswered: "/s"}: "no containerd answers at /s; k3s's does at /k",
+		{Kind: store.KindContainerd, Why: store.KubernetesAsked, Address: "/k", Kubernetes: "k3s"}:                   "--k8s: k3s's containerd answers at /k",
 	} {
 		if got := storeReason(sel); got != want {
 			t.Errorf("storeReason(%+v) = %q, want %q", sel, got, want)

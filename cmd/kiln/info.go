@@ -2,13 +2,18 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"runtime"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/cgroup"
 	"github.com/kiln-build/kiln/engine"
+	"github.com/kiln-build/kiln/request"
+	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/usage"
 	"github.com/kiln-build/kiln/version"
 )
@@ -27,7 +32,14 @@ func infoCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			info, err := engine.Describe(c.Context, engineConfig(c))
+			cfg := engineConfig(c)
+			// A build without options has the environment's budget.
+			budget, err := request.ParseBudget(os.Getenv("KILN_MEMORY"), os.Getenv("KILN_CPUS"), os.Getenv("KILN_MAX_PARALLELISM"))
+			if err != nil {
+				return err
+			}
+			cfg.Limits = engine.Limits{Memory: budget.Memory, CPUs: budget.CPUs, MaxParallelism: budget.MaxParallelism}
+			info, err := engine.Describe(c.Context, cfg)
 			if err != nil {
 				return err
 			}
@@ -46,6 +58,13 @@ func infoCommand() *cli.Command {
 			} else {
 				fmt.Fprintf(w, "containerd:\t%s (version %s)\n", info.Address, info.ContainerdVersion)
 			}
+			if info.Kubernetes != "" {
+				if info.Namespace == store.KubernetesNamespace {
+					fmt.Fprintf(w, "kubernetes:\t%s: images built here are the kubelet's (namespace %s)\n", info.Kubernetes, store.KubernetesNamespace)
+				} else {
+					fmt.Fprintf(w, "kubernetes:\t%s: build with --k8s (namespace %s) for the kubelet to run the images\n", info.Kubernetes, store.KubernetesNamespace)
+				}
+			}
 			fmt.Fprintf(w, "runtime:\t%s\n", info.Runtime)
 			fmt.Fprintf(w, "namespace:\t%s\n", info.Namespace)
 			fmt.Fprintf(w, "snapshotter:\t%s (%s)\n", info.Snapshotter, info.SnapshotterReason)
@@ -60,6 +79,7 @@ func infoCommand() *cli.Command {
 				fmt.Fprintf(w, "rootless:\tno\n")
 			}
 			fmt.Fprintf(w, "cgroups:\t%s\n", info.Cgroups)
+			writeBudget(w, info.Budget)
 			fmt.Fprintf(w, "host platform:\t%s\n", info.HostPlatform)
 			fmt.Fprintf(w, "platforms:\t%s\n", strings.Join(info.Platforms, ", "))
 			if len(info.Installable) > 0 {
@@ -67,6 +87,34 @@ func infoCommand() *cli.Command {
 			}
 			return w.Flush()
 		},
+	}
+}
+
+// writeBudget shows the build limits in force (from the environment) and
+// whether the kernel enforces --memory and --cpus here.
+func writeBudget(w io.Writer, b *engine.BudgetInfo) {
+	if b == nil {
+		return
+	}
+	limits := b.Limits
+	if limits == "none" {
+		limits = "none (kiln build --memory, --cpus, --max-parallelism or KILN_MEMORY, KILN_CPUS, KILN_MAX_PARALLELISM set them)"
+	} else {
+		limits += " (from the environment)"
+	}
+	fmt.Fprintf(w, "limits:\t%s\n", limits)
+	if !b.Enforced {
+		fmt.Fprintf(w, "enforced:\tno: %s\n", b.Why)
+	} else if b.Cgroup != "" {
+		fmt.Fprintf(w, "enforced:\tyes: the steps run in the cgroup %s\n", b.Cgroup)
+	}
+	for _, c := range []cgroup.Controller{b.Memory, b.CPU} {
+		flag := map[string]string{"memory": "--memory", "cpu": "--cpus"}[c.Name]
+		if c.Available {
+			fmt.Fprintf(w, "%s controller:\tyes (cgroup %s, %s): %s is enforced as root\n", c.Name, c.Version, c.Dir, flag)
+		} else {
+			fmt.Fprintf(w, "%s controller:\tno: %s; %s cannot be enforced\n", c.Name, c.Why, flag)
+		}
 	}
 }
 

@@ -134,6 +134,7 @@ func newApp() *cli.App {
 func commands() []*cli.Command {
 	cmds := []*cli.Command{
 		buildCommand(),
+		composeCommand(),
 		pruneCommand(),
 		duCommand(),
 		emulationCommand(),
@@ -143,6 +144,8 @@ func commands() []*cli.Command {
 		rmCommand(),
 		pullCommand(),
 		pushCommand(),
+		loginCommand(),
+		logoutCommand(),
 		manifestCommand(),
 		nodeCommand(),
 		saveCommand(),

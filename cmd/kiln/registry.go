@@ -3,10 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"github.com/kiln-build/kiln/platform"
+	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/store"
 )
 
@@ -17,8 +20,12 @@ func registryFlags() []cli.Flag {
 	}
 }
 
-func registryOptions(c *cli.Context) store.RegistryOptions {
-	return store.RegistryOptions{Insecure: c.Bool("insecure-registry"), Warnings: c.App.ErrWriter}
+// registryOptions are the global registry options (--hosts-dir) with the
+// command's --insecure-registry.
+func registryOptions(c *cli.Context) registry.Config {
+	cfg := engineConfig(c).Registry
+	cfg.Insecure = c.Bool("insecure-registry")
+	return cfg
 }
 
 func progressWriter(c *cli.Context) io.Writer {
@@ -26,6 +33,13 @@ func progressWriter(c *cli.Context) io.Writer {
 		return nil
 	}
 	return c.App.ErrWriter
+}
+
+// progressTerminal reports whether progress goes to a terminal, where
+// transfers draw a live bar per blob.
+func progressTerminal(c *cli.Context) bool {
+	f, ok := c.App.ErrWriter.(*os.File)
+	return ok && !c.Bool("quiet") && term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb"
 }
 
 func pullCommand() *cli.Command {
@@ -36,7 +50,9 @@ func pullCommand() *cli.Command {
 		Description: "Without --platform only this host's platform is fetched. The index is always stored whole,\n" +
 			"so pulling some platforms of a multi-platform image leaves the others partial\n" +
 			"(see \"kiln images --platforms\"). Progress goes to standard error, the image name to\n" +
-			"standard output. Credentials come from the docker config file and its credential helpers.\n\n" +
+			"standard output. Credentials come from the docker config file and its credential helpers\n" +
+			"(\"kiln login\"); mirrors, CAs and plain-HTTP registries from hosts.toml (see --hosts-dir).\n" +
+			"A transfer the network or the registry broke is retried, resuming where it can.\n\n" +
 			"With containerd://[ADDRESS][/NAMESPACE] the image is copied, every platform, from that\n" +
 			"containerd (default " + store.DefaultAddress + ", and the --namespace namespace) instead,\n" +
 			"for example into kiln's embedded store.",
@@ -65,6 +81,7 @@ func pullCommand() *cli.Command {
 					Snapshotter:  engineConfig(c).Snapshotter,
 					Registry:     registryOptions(c),
 					Progress:     progressWriter(c),
+					Terminal:     progressTerminal(c),
 				})
 				if err != nil {
 					return err
@@ -84,7 +101,9 @@ func pushCommand() *cli.Command {
 		Description: "kiln pushes the image's index with all of its content and refuses a partial image, naming\n" +
 			"what is missing. --platform pushes a new index holding only those platforms. Progress goes\n" +
 			"to standard error; NAME@DIGEST of what was pushed to standard output. Credentials come from\n" +
-			"the docker config file and its credential helpers (\"docker login\").\n\n" +
+			"the docker config file and its credential helpers (\"kiln login\"); CAs and plain-HTTP\n" +
+			"registries from hosts.toml (see --hosts-dir). An upload the network or the registry broke\n" +
+			"starts again, up to five times.\n\n" +
 			"With containerd://[ADDRESS][/NAMESPACE] the image is copied, every platform, into that\n" +
 			"containerd (default " + store.DefaultAddress + ", and the --namespace namespace) instead,\n" +
 			"for example from kiln's embedded store, and this host's platform is unpacked there in the\n" +
@@ -108,6 +127,7 @@ func pushCommand() *cli.Command {
 					Platforms: ps,
 					Registry:  registryOptions(c),
 					Progress:  progressWriter(c),
+					Terminal:  progressTerminal(c),
 				})
 				if err != nil {
 					return err

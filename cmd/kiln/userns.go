@@ -35,6 +35,7 @@ type namespaceUse struct {
 // handlers its builds see, but opens no store.
 var commandNamespaces = map[string]namespaceUse{
 	"build":     {joinsContainerd: true, ownNamespaces: true},
+	"compose":   {joinsContainerd: true, ownNamespaces: true},
 	"prune":     {joinsContainerd: true, ownNamespaces: true},
 	"du":        {joinsContainerd: true, ownNamespaces: true},
 	"emulation": {joinsContainerd: true},
@@ -44,6 +45,8 @@ var commandNamespaces = map[string]namespaceUse{
 	"rm":        {joinsContainerd: true, ownNamespaces: true},
 	"pull":      {joinsContainerd: true, ownNamespaces: true},
 	"push":      {joinsContainerd: true, ownNamespaces: true},
+	"login":     {},
+	"logout":    {},
 	"manifest":  {joinsContainerd: true, ownNamespaces: true},
 	"node":      {joinsContainerd: true, ownNamespaces: true},
 	"save":      {joinsContainerd: true, ownNamespaces: true},

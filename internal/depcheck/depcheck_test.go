@@ -25,15 +25,18 @@ var rules = []rule{
 	{"internal/owned", []string{"..."}, "owned is a leaf: the checks of what is the user's own, for the engine and host policy alike"},
 	{"internal/safeio", []string{"..."}, "safeio is a leaf"},
 	{"store", []string{"builder", "engine", "request", "cmd/kiln"}, "store returns data to whoever asks"},
+	{"registry", []string{"store", "builder", "engine", "request", "cmd/kiln", "nodes", "emulation", "rootless", "snapshot", "history"}, "registry is how store and engine reach registries, below both"},
 	{"nodes", []string{"store", "builder", "engine", "request", "cmd/kiln"}, "nodes owns node addresses only"},
 	{"emulation", []string{"builder", "engine", "request", "cmd/kiln", "store"}, "emulation is host policy"},
 	{"rootless", []string{"builder", "engine", "request", "cmd/kiln", "store"}, "rootless is host policy"},
 	{"snapshot", []string{"builder", "engine", "request", "cmd/kiln", "store"}, "snapshot is host policy"},
+	{"cgroup", []string{"..."}, "cgroup is host policy, a leaf"},
 	{"request", []string{"engine", "builder", "cmd/kiln"}, "a build request is data, parsed before any engine starts"},
+	{"compose", []string{"engine", "builder", "cmd/kiln"}, "a compose project is data: the builds it maps to, parsed before any engine starts"},
 	{"engine", []string{"builder", "request", "cmd/kiln"}, "the engine knows nothing of flags or one build's options"},
 	{"layers", []string{"..."}, "layers is how the engine's exporters write layers: BuildKit and containerd, nothing of kiln"},
 	{"builder", []string{"cmd/kiln"}, "builder orchestrates; presentation is cmd/kiln's"},
-	{"history", []string{"builder", "engine", "request", "cmd/kiln", "store", "nodes", "emulation", "rootless", "snapshot"}, "history keeps build records as data; the engine names their directory, cmd/kiln shows them"},
+	{"history", []string{"builder", "engine", "request", "cmd/kiln", "store", "nodes", "emulation", "rootless", "snapshot", "cgroup"}, "history keeps build records as data; the engine names their directory, cmd/kiln shows them"},
 }
 
 // The engine's BuildKit: a request must not pull it in.
@@ -85,13 +88,13 @@ func TestImportRules(t *testing.T) {
 }
 
 func TestRequestImportsNoEngine(t *testing.T) {
-	for _, dep := range goList(t, "-deps", module+"/request") {
+	for _, dep := range goList(t, "-deps", module+"/request", module+"/compose") {
 		if slices.Contains(clientWire, dep) {
 			continue
 		}
 		for _, e := range engineOnly {
 			if dep == e || strings.HasPrefix(dep, e+"/") {
-				t.Errorf("request imports %s: a build request is parsed without BuildKit's engine", dep)
+				t.Errorf("request or compose imports %s: a build request is parsed without BuildKit's engine", dep)
 			}
 		}
 	}

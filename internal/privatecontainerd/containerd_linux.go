@@ -24,9 +24,62 @@ type Config struct {
 	LogPath    string
 	LogLevel   string        // containerd's --log-level
 	Timeout    time.Duration // how long it may take to answer `ctr version`
+	// CRI, when set, enables containerd's CRI plugin (Kubernetes' image
+	// and runtime services on Address) for pods with the host's network:
+	// no CNI configuration is written.
+	CRI *CRI
 }
 
-// disabledPlugins are the CRI plugins (no harness needs them; kiln is also
+// CRI configures the CRI plugin of a private containerd.
+type CRI struct {
+	// Binary is a containerd built with the CRI plugin (kiln's usual
+	// build leaves it out); empty is containerd-cri in Tools.
+	Binary string
+	// SandboxImage is the pod sandbox ("pause") image; it must be in the
+	// namespace k8s.io when a pod starts, as nothing is pulled.
+	SandboxImage string
+	// Snapshotter is the snapshotter the CRI unpacks and runs images
+	// with; empty is containerd's default, overlayfs.
+	Snapshotter string
+}
+
+// criPlugins are the CRI's plugins, which a containerd without CRI
+// disables.
+var criPlugins = map[string]bool{
+	"io.containerd.grpc.v1.cri":                         true,
+	"io.containerd.cri.v1.images":                       true,
+	"io.containerd.cri.v1.runtime":                      true,
+	"io.containerd.podsandbox.controller.v1.podsandbox": true,
+}
+
+// criConfig is the CRI plugin's configuration for cri in dir.
+func criConfig(cri *CRI, dir string) string {
+	snapshotter := cri.Snapshotter
+	if snapshotter == "" {
+		snapshotter = "overlayfs"
+	}
+	return fmt.Sprintf(`
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = %q
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = %q
+
+[plugins.'io.containerd.cri.v1.runtime']
+  enable_selinux = false
+  # The pod sandbox asks for an oom_score_adj of -998; a host that denies
+  # CAP_SYS_RESOURCE (a VM's init, a container) refuses that.
+  restrict_oom_score_adj = true
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = [%q]
+    conf_dir = %q
+
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+`, snapshotter, cri.SandboxImage, filepath.Join(dir, "cni", "bin"), filepath.Join(dir, "cni", "conf"))
+}
+
+// disabledPlugins are the CRI plugins (enabled only with Config.CRI; kiln is also
 // built with no_cri) and NRI, which would listen on the host-wide
 // /var/run/nri/nri.sock.
 var disabledPlugins = []string{
@@ -48,9 +101,11 @@ type Containerd struct {
 // `ctr version`. On failure containerd is stopped and its log left at
 // c.LogPath.
 func Start(c Config) (*Containerd, error) {
-	quoted := make([]string, len(disabledPlugins))
-	for i, p := range disabledPlugins {
-		quoted[i] = strconv.Quote(p)
+	var quoted []string
+	for _, p := range disabledPlugins {
+		if c.CRI == nil || !criPlugins[p] {
+			quoted = append(quoted, strconv.Quote(p))
+		}
 	}
 	config := fmt.Sprintf(`version = 3
 root = %q
@@ -68,10 +123,20 @@ disabled_plugins = [%s]
   path = %q
 `, filepath.Join(c.Dir, "root"), filepath.Join(c.Dir, "state"), strings.Join(quoted, ", "),
 		c.Address, c.Address+".ttrpc", filepath.Join(c.Dir, "opt"))
+	if c.CRI != nil {
+		config += criConfig(c.CRI, c.Dir)
+	}
 	if err := os.WriteFile(c.ConfigPath, []byte(config), 0o644); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(filepath.Join(c.Tools, "containerd"), "--config", c.ConfigPath, "--log-level", c.LogLevel)
+	bin := filepath.Join(c.Tools, "containerd")
+	if c.CRI != nil {
+		bin = c.CRI.Binary
+		if bin == "" {
+			bin = filepath.Join(c.Tools, "containerd-cri")
+		}
+	}
+	cmd := exec.Command(bin, "--config", c.ConfigPath, "--log-level", c.LogLevel)
 	cmd.Env = ToolsFirst(c.Tools)
 	d, err := StartDaemon("containerd", c.LogPath, cmd)
 	if err != nil {

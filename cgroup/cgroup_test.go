@@ -1,0 +1,186 @@
+package cgroup
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fakeProc points Probe at a mountinfo and /proc/cgroups written by the
+// test.
+func fakeProc(t *testing.T, mountinfo, cgroups string) {
+	t.Helper()
+	dir := t.TempDir()
+	old := files
+	t.Cleanup(func() { files = old })
+	files.mountinfo = filepath.Join(dir, "mountinfo")
+	files.cgroups = filepath.Join(dir, "cgroups")
+	os.WriteFile(files.mountinfo, []byte(mountinfo), 0o644)
+	os.WriteFile(files.cgroups, []byte(cgroups), 0o644)
+}
+
+const cgroupsEnabled = `#subsys_name	hierarchy	num_cgroups	enabled
+cpu	1	10	1
+memory	4	10	1
+`
+
+func TestProbeV1Hybrid(t *testing.T) {
+	fakeProc(t, `30 22 0:27 / /sys/fs/cgroup rw - tmpfs tmpfs rw
+31 30 0:28 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+34 30 0:31 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+39 30 0:36 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,name=systemd
+40 30 0:37 / /tmp/nonexistent-unified rw - cgroup2 cgroup2 rw
+41 30 0:38 /sub /mnt/bound rw - cgroup cgroup rw,memory
+`, cgroupsEnabled)
+	h := Probe()
+	if h.Version != V1Hybrid {
+		t.Errorf("version %q, want %q", h.Version, V1Hybrid)
+	}
+	if !h.Memory.Available || h.Memory.Version != V1 || h.Memory.Dir != "/sys/fs/cgroup/memory" {
+		t.Errorf("memory %+v, want v1 at /sys/fs/cgroup/memory", h.Memory)
+	}
+	if !h.CPU.Available || h.CPU.Dir != "/sys/fs/cgroup/cpu,cpuacct" {
+		t.Errorf("cpu %+v, want v1 at /sys/fs/cgroup/cpu,cpuacct", h.CPU)
+	}
+	if len(h.roots()) != 4 {
+		t.Errorf("roots %q: want the three v1 mounts and the v2 one, not the bind mount of a subtree", h.roots())
+	}
+}
+
+func TestProbeV2(t *testing.T) {
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("cpuset cpu io memory pids\n"), 0o644)
+	fakeProc(t, fmt.Sprintf("25 1 0:22 / %s rw - cgroup2 cgroup2 rw,nsdelegate\n", root), cgroupsEnabled)
+	h := Probe()
+	if h.Version != V2 || !h.Memory.Available || h.Memory.Version != V2 || h.Memory.Dir != root || !h.CPU.Available {
+		t.Errorf("probe %+v, want v2 with memory and cpu at %s", h, root)
+	}
+}
+
+// Raspberry Pi OS boots with the memory controller disabled: the kernel
+// lists it in /proc/cgroups as not enabled and cgroup2 does not offer it.
+func TestProbeMemoryDisabled(t *testing.T) {
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("cpuset cpu io pids\n"), 0o644)
+	fakeProc(t, fmt.Sprintf("25 1 0:22 / %s rw - cgroup2 cgroup2 rw\n", root), `#subsys_name	hierarchy	num_cgroups	enabled
+cpu	0	80	1
+memory	0	80	0
+`)
+	h := Probe()
+	if h.Memory.Available {
+		t.Fatalf("memory available with the controller disabled: %+v", h.Memory)
+	}
+	if !strings.Contains(h.Memory.Why, "cgroup_enable=memory") || !strings.Contains(h.Memory.Why, "cmdline.txt") {
+		t.Errorf("reason %q does not say how to enable the memory controller", h.Memory.Why)
+	}
+	err := h.Enforceable(Limits{Memory: 256 << 20})
+	if err == nil || !strings.Contains(err.Error(), "cgroup_enable=memory") {
+		t.Errorf("Enforceable = %v, want the reason", err)
+	}
+	if err := h.Enforceable(Limits{CPUs: 1}); err != nil {
+		t.Errorf("a CPU quota without the memory controller: %v", err)
+	}
+	if _, err := h.Create("kiln/x", Limits{Memory: 256 << 20}); err == nil {
+		t.Error("Create succeeded without the memory controller")
+	}
+}
+
+func TestProbeNotBuiltIn(t *testing.T) {
+	fakeProc(t, "31 30 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n", "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t1\t1\t1\n")
+	h := Probe()
+	if h.Memory.Available || !strings.Contains(h.Memory.Why, "built without") {
+		t.Errorf("memory %+v, want unavailable because the kernel has no such controller", h.Memory)
+	}
+}
+
+// fakeV2 makes a directory that looks like a cgroup2 root to Create: the
+// files it writes exist, as the kernel makes them in every cgroup.
+func fakeV2(t *testing.T, root string, dirs ...string) {
+	for _, d := range append([]string{""}, dirs...) {
+		dir := filepath.Join(root, d)
+		os.MkdirAll(dir, 0o755)
+		for _, f := range []string{"cgroup.subtree_control", "memory.max", "memory.swap.max", "cpu.max"} {
+			os.WriteFile(filepath.Join(dir, f), nil, 0o644)
+		}
+	}
+}
+
+func TestCreateV2(t *testing.T) {
+	root := t.TempDir()
+	fakeV2(t, root, "kiln", "kiln/abc", "kiln/abc/build-1")
+	h := Host{Version: V2, v2: root,
+		Memory: Controller{Name: "memory", Available: true, Version: V2, Dir: root},
+		CPU:    Controller{Name: "cpu", Available: true, Version: V2, Dir: root}}
+	g, err := h.Create("/kiln/abc/build-1/", Limits{Memory: 256 << 20, CPUs: 1.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Path() != "kiln/abc/build-1" {
+		t.Errorf("path %q", g.Path())
+	}
+	read := func(p string) string {
+		dt, _ := os.ReadFile(filepath.Join(root, p))
+		return string(dt)
+	}
+	for p, want := range map[string]string{
+		"kiln/abc/build-1/memory.max":      "268435456",
+		"kiln/abc/build-1/memory.swap.max": "0",
+		"kiln/abc/build-1/cpu.max":         "150000 100000",
+		// The fake files keep only the last write.
+		"cgroup.subtree_control":                  "+cpu",
+		"kiln/cgroup.subtree_control":             "+cpu",
+		"kiln/abc/build-1/cgroup.subtree_control": "+cpu",
+	} {
+		if got := read(p); got != want {
+			t.Errorf("%s = %q, want %q", p, got, want)
+		}
+	}
+}
+
+// TestBudgetOnThisHost creates a real build cgroup (as root, where the
+// kernel has a memory controller), runs a process in a cgroup below it, as
+// runc runs a step, that allocates more than the limit, and checks that
+// the kernel killed it and the group counted the kill.
+func TestBudgetOnThisHost(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating cgroups needs root")
+	}
+	h := Probe()
+	if !h.Memory.Available {
+		t.Skipf("no memory controller: %s", h.Memory.Why)
+	}
+	p := fmt.Sprintf("kiln-unit-test/build-%d", os.Getpid())
+	g, err := h.Create(p, Limits{Memory: 32 << 20, CPUs: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := g.Remove(); err != nil {
+			t.Errorf("Remove: %v", err)
+		}
+		os.Remove(filepath.Join(h.Memory.Dir, "kiln-unit-test"))
+		os.Remove(filepath.Join(h.CPU.Dir, "kiln-unit-test"))
+		if _, err := os.Stat(filepath.Join(h.Memory.Dir, p)); err == nil {
+			t.Errorf("the group is still there after Remove")
+		}
+	}()
+	if n := g.OOMKills(); n != 0 {
+		t.Fatalf("%d OOM kills before any step ran", n)
+	}
+	step := filepath.Join(h.Memory.Dir, p, "buildkit", "step")
+	if err := os.MkdirAll(step, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// awk doubles a string until it is 256 MB long.
+	cmd := exec.Command("sh", "-c", fmt.Sprintf(`echo $$ > %s/cgroup.procs && exec awk 'BEGIN{s="x"; while (length(s) < 256000000) s = s s; print length(s)}'`, step))
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("a step allocating 256 MB under a 32 MiB limit succeeded: %s", out)
+	}
+	if n := g.OOMKills(); n == 0 {
+		t.Errorf("the step failed (%v) but the group counted no OOM kill", err)
+	}
+}

@@ -1,0 +1,173 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	units "github.com/docker/go-units"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/kiln-build/kiln/cgroup"
+	"github.com/kiln-build/kiln/rootless"
+)
+
+// Limits is a build's budget: what its steps may use together, and how many
+// run at once.
+type Limits struct {
+	// Memory is the memory limit of all steps together, in bytes (swap
+	// included); 0 for none.
+	Memory int64
+	// CPUs is the CPU quota of all steps together, in CPUs; 0 for none.
+	CPUs float64
+	// MaxParallelism is how many operations BuildKit's solver runs at once
+	// (buildkitd's max-parallelism); 0 for no limit, as buildkitd.
+	MaxParallelism int
+}
+
+// cgroupLimits are the limits a cgroup enforces.
+func (l Limits) cgroupLimits() cgroup.Limits {
+	return cgroup.Limits{Memory: l.Memory, CPUs: l.CPUs}
+}
+
+// String describes the limits as options: "memory 256MiB, cpus 1.5,
+// max-parallelism 2", or "none".
+func (l Limits) String() string {
+	var parts []string
+	if l.Memory > 0 {
+		parts = append(parts, "memory "+FormatMemory(l.Memory))
+	}
+	if l.CPUs > 0 {
+		parts = append(parts, "cpus "+strconv.FormatFloat(l.CPUs, 'f', -1, 64))
+	}
+	if l.MaxParallelism > 0 {
+		parts = append(parts, "max-parallelism "+strconv.Itoa(l.MaxParallelism))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// FormatMemory writes a memory size as the budget is shown: 256MiB.
+func FormatMemory(n int64) string {
+	return units.BytesSize(float64(n))
+}
+
+// budgetPrefix starts the name of a build's cgroup below the state
+// directory's cgroup parent; the pid makes it the build's own.
+const budgetPrefix = "build-"
+
+// budgetName is this process's build cgroup's name.
+func budgetName() string { return budgetPrefix + strconv.Itoa(os.Getpid()) }
+
+// stepCgroupParent is the cgroup parent of the steps of a build with the
+// global options cfg: with a budget, the build's own cgroup (see
+// openBudget) below the state directory's; otherwise the state directory's
+// (see cgroupParent).
+func stepCgroupParent(cfg Config) string {
+	if cfg.Limits.cgroupLimits().IsZero() {
+		return cgroupParent(cfg.Root)
+	}
+	return cgroupParent(cfg.Root) + "/" + budgetName()
+}
+
+// ErrBudget is the cause of every budget that cannot be enforced here.
+var ErrBudget = errors.New("the build's budget cannot be enforced")
+
+// unenforced says why cfg's budget cannot be enforced, or "": build steps
+// without cgroups (an unprivileged user's: BuildKit's rootless mode, or
+// steps in kiln's own user namespace), kiln without the right to create
+// cgroups, or a kernel without the controller a limit needs.
+func unenforced(cfg Config, h cgroup.Host) string {
+	l := cfg.Limits.cgroupLimits()
+	switch {
+	case l.IsZero():
+		return ""
+	case cfg.Rootless || rootless.InUserNamespace():
+		return "as an unprivileged user kiln runs build steps without cgroups (BuildKit's rootless mode), so no limit holds for them; build as root"
+	case os.Geteuid() != 0:
+		return "creating the build's cgroup needs root; build as root"
+	}
+	if err := h.Enforceable(l); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// budgetError is a budget that cannot be enforced, and why.
+func budgetError(l Limits, why string) error {
+	return fmt.Errorf("%w (%s): %s", ErrBudget, Limits{Memory: l.Memory, CPUs: l.CPUs}, why)
+}
+
+// openBudget creates the build's cgroup with cfg's limits, under which
+// runc creates every step's cgroup (see stepCgroupParent); nil without
+// limits. It first removes the build cgroups a killed kiln left: the caller
+// holds the state directory's lock, so no other build uses them.
+func openBudget(cfg Config) (*cgroup.Group, error) {
+	if cfg.Rootless || rootless.InUserNamespace() || os.Geteuid() != 0 {
+		if why := unenforced(cfg, cgroup.Host{}); why != "" {
+			return nil, budgetError(cfg.Limits, why)
+		}
+		return nil, nil
+	}
+	h := cgroup.Probe()
+	h.Sweep(cgroupParent(cfg.Root), budgetPrefix, budgetName())
+	if why := unenforced(cfg, h); why != "" {
+		return nil, budgetError(cfg.Limits, why)
+	}
+	if cfg.Limits.cgroupLimits().IsZero() {
+		return nil, nil
+	}
+	g, err := h.Create(stepCgroupParent(cfg), cfg.Limits.cgroupLimits())
+	if err != nil {
+		return nil, fmt.Errorf("creating the build's cgroup for its budget (%s): %w", cfg.Limits, err)
+	}
+	return g, nil
+}
+
+// parallelism is the solver's semaphore for MaxParallelism; nil for no
+// limit.
+func (l Limits) parallelism() *semaphore.Weighted {
+	if l.MaxParallelism <= 0 {
+		return nil
+	}
+	return semaphore.NewWeighted(int64(l.MaxParallelism))
+}
+
+// OutOfMemory reports whether the kernel killed a step of the build for
+// going over the build's memory budget.
+func (e *Engine) OutOfMemory() bool {
+	return e.budget.OOMKills() > 0
+}
+
+// BudgetInfo is what kiln info says about build budgets.
+type BudgetInfo struct {
+	// Limits are the limits in force for a build without options: those
+	// of the environment (KILN_MEMORY, KILN_CPUS, KILN_MAX_PARALLELISM).
+	Limits string `json:"limits"`
+	// Enforced is false when a limit in force cannot be enforced here.
+	Enforced bool `json:"enforced"`
+	// Why says why not.
+	Why string `json:"why,omitempty"`
+	// Cgroup is the cgroup a build's steps run under with a budget.
+	Cgroup string `json:"cgroup,omitempty"`
+	// Memory and CPU say whether the kernel offers the controllers that
+	// enforce --memory and --cpus, and why not.
+	Memory cgroup.Controller `json:"memory"`
+	CPU    cgroup.Controller `json:"cpu"`
+}
+
+// describeBudget fills in kiln info's budget section.
+func describeBudget(cfg Config) *BudgetInfo {
+	h := cgroup.Probe()
+	b := &BudgetInfo{Limits: cfg.Limits.String(), Enforced: true, Memory: h.Memory, CPU: h.CPU}
+	if why := unenforced(cfg, h); why != "" {
+		b.Enforced, b.Why = false, why
+	} else if !cfg.Limits.cgroupLimits().IsZero() {
+		b.Cgroup = cgroupParent(cfg.Root) + "/" + budgetPrefix + "PID"
+	}
+	return b
+}
