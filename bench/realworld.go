@@ -25,7 +25,7 @@ const debianImage = "docker.io/library/debian:bookworm"
 // epoch of the builds with SOURCE_DATE_EPOCH.
 const debianEpoch = "1704067200"
 
-// realworldCases are the cases measured by default (about 12 minutes): 30 steps in one stage,
+// realworldCases are the cases measured by default (about 8 minutes): 30 steps in one stage,
 // and the file-system case (users, links, capabilities, whiteouts, a 100 MB layer, apt-get in
 // a tools stage, which is built once and not measured). -realworld-cases adds context (20,000
 // files: the context's transfer and COPY, the same code in both). apt, gcc and cross are left
