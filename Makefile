@@ -74,8 +74,9 @@ test: deps build fmt-check vet unit fuzz integration
 demo: deps build
 	hack/demo.sh
 
-# kiln against buildkitd + buildctl on a private containerd (bench/, BENCHMARKS.md); as root, a
-# few minutes. BENCH_FLAGS adds options, e.g. BENCH_FLAGS='-only cached -baseline /tmp/kiln-old'.
+# kiln against buildkitd + buildctl on a private containerd (bench/, BENCHMARKS.md); as root, about
+# 15 minutes with the real-world corpus. BENCH_FLAGS adds options, e.g.
+# BENCH_FLAGS='-only cached,realworld -realworld-cases fs -baseline /tmp/kiln-old'.
 bench: deps build
 	$(GO) run ./bench -kiln $(CURDIR)/bin/kiln -tools $(TOOLS) -fixtures $(FIXTURES) $(BENCH_FLAGS)
 

@@ -115,10 +115,8 @@ func (r *results) keep(name string, s []sample) { r.Samples[name] = s }
 func (e *env) benchCached(r *results, ctxDir string, n int) error {
 	b := build{context: ctxDir, tag: "bench-app", platforms: "linux/amd64,linux/arm64"}
 	// The first build of each fills its cache; it is not measured.
-	for _, f := range e.builders() {
-		if _, err := f(b); err != nil {
-			return err
-		}
+	if err := e.warm(b); err != nil {
+		return err
 	}
 	s, err := e.alternateBuilders(n, "cached rebuild", b)
 	if err != nil {
@@ -183,6 +181,17 @@ func (e *env) builders() []func(build) (sample, error) {
 		fs = append(fs, e.baselineBuild)
 	}
 	return fs
+}
+
+// warm runs b once with every builder, unmeasured: caches filled, first-time
+// costs paid.
+func (e *env) warm(b build) error {
+	for _, f := range e.builders() {
+		if _, err := f(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // alternateBuilders runs b n times with every builder, alternating.
@@ -294,7 +303,19 @@ func (e *env) benchLayer(r *results, ctxDir, compression string, n int) error {
 			return f(b)
 		}
 	}
-	s, err := alternate(n, "200 MB layer, "+compression, e.logf, pruned(e.kilnBuild), pruned(e.buildctlBuild))
+	fns := []func() (sample, error){pruned(e.kilnBuild), pruned(e.buildctlBuild)}
+	if compression == "gzip" {
+		// kiln with buildkitd's compressor: what the parallel one adds.
+		bb := b
+		bb.kilnFlags = []string{"--buildkitd-gzip"}
+		fns = append(fns, func() (sample, error) {
+			if err := prune(); err != nil {
+				return sample{}, err
+			}
+			return e.kilnBuild(bb)
+		})
+	}
+	s, err := alternate(n, "200 MB layer, "+compression, e.logf, fns...)
 	if err != nil {
 		return err
 	}
@@ -322,13 +343,31 @@ func (e *env) benchLayer(r *results, ctxDir, compression string, n int) error {
 	if err != nil {
 		return err
 	}
+	// gzip: kiln compresses on every core (package layers), buildkitd on one;
+	// zstd is BuildKit's compressor in both.
+	target, limit := ">= 1.0x", 1.0
+	if compression == "gzip" {
+		target, limit = ">= 1.7x", 1.7
+	}
 	r.Rows = append(r.Rows,
 		row{Name: "200 MB layer export, " + compression, Unit: "MB/s", Kiln: summarize(kt), Peer: summarize(bt),
-			PeerName: "buildctl + buildkitd", Target: ">= 1.0x", limit: 1.0, higher: true,
+			PeerName: "buildctl + buildkitd", Target: target, limit: limit, higher: true,
 			Note: "uncompressed MB per second of the exporter's \"exporting layers\" step"},
 		wallRow("200 MB layer build, "+compression+" (wall)", s[0], s[1], "", 0),
 		memRow("peak RSS, 200 MB layer, "+compression, s[0], s[1]),
 		anonRow("peak anonymous memory, 200 MB layer, "+compression, s[0], s[1]))
+	if len(s) > 2 {
+		r.keep("layer-gzip/kiln-buildkitd-gzip", s[2])
+		ct, err := tput(s[2])
+		if err != nil {
+			return err
+		}
+		r.Rows = append(r.Rows,
+			row{Name: "200 MB layer export, gzip, kiln --buildkitd-gzip", Unit: "MB/s", Kiln: summarize(ct), Peer: summarize(bt),
+				PeerName: "buildctl + buildkitd", higher: true,
+				Note: "kiln with buildkitd's compressor: the same bytes as buildkitd's"},
+			memRow("peak RSS, 200 MB layer, gzip, kiln --buildkitd-gzip", s[2], s[1]))
+	}
 	return nil
 }
 

@@ -45,7 +45,8 @@ type paths struct {
 	kiln     string // bin/kiln
 	baseline string // another kiln binary to measure alongside (optional)
 	tools    string // containerd, containerd-shim-runc-v2, ctr, buildkitd, buildctl
-	fixtures string // hack/fixtures.sh output
+	fixtures string // hack/fixtures.sh output (and hack/debian-fixtures.sh's under debian/)
+	corpus   string // the real-world corpus: integration/testdata/realworld
 	qemu     string // the aarch64 QEMU the binfmt handler uses; set by setup
 }
 

@@ -3,7 +3,9 @@
 // Command bench measures kiln against buildkitd + buildctl on the same
 // private containerd and snapshotter: a cached and a --no-cache two-platform
 // build, a CPU-bound RUN under QEMU (also against QEMU run directly), the
-// export of a 200 MB layer with gzip and zstd, and peak memory. kiln and
+// export of a 200 MB layer with gzip and zstd, the real-world corpus on a
+// Debian base (--no-cache, cached, cached with SOURCE_DATE_EPOCH), and peak
+// memory. kiln and
 // buildctl runs alternate within one run of the harness, so background load
 // hits both alike; the report gives medians with min and max and the ratios
 // kiln / peer. Run it as root through `make bench`, which builds buildkitd
@@ -30,31 +32,39 @@ func main() {
 		p           paths
 		out         string
 		runs, quick int
+		rwRuns      int
 		only        string
 	)
 	flag.StringVar(&p.kiln, "kiln", "bin/kiln", "the kiln binary to measure")
 	flag.StringVar(&p.baseline, "baseline", "", "another kiln binary (say, of an older commit) to measure alongside in the cached and --no-cache builds")
 	flag.StringVar(&p.tools, "tools", "_output/bin", "directory with containerd, containerd-shim-runc-v2, ctr, buildkitd and buildctl")
-	flag.StringVar(&p.fixtures, "fixtures", "_output/fixtures", "busybox fixtures (hack/fixtures.sh)")
+	flag.StringVar(&p.fixtures, "fixtures", "_output/fixtures", "busybox fixtures (hack/fixtures.sh) and the Debian root filesystems (hack/debian-fixtures.sh)")
+	flag.StringVar(&p.corpus, "corpus", "integration/testdata/realworld", "the real-world corpus")
+	flag.IntVar(&rwRuns, "realworld-runs", 3, "rounds of the real-world cold builds (the cached ones take -runs)")
+	cases := flag.String("realworld-cases", strings.Join(realworldCases, ","), "the real-world cases to measure")
 	flag.StringVar(&out, "out", "_output/bench", "directory for results.md and results.json")
 	flag.IntVar(&runs, "runs", 5, "runs of each builder for the emulation and layer benchmarks")
 	flag.IntVar(&quick, "consecutive", 10, "runs of each builder for the cached and --no-cache builds (also the consecutive builds of the memory figures)")
-	flag.StringVar(&only, "only", "cached,nocache,emulation,layer", "benchmarks to run")
+	flag.StringVar(&only, "only", "cached,nocache,emulation,layer,realworld", "benchmarks to run")
 	flag.Parse()
-	if err := run(p, out, runs, quick, strings.Split(only, ",")); err != nil {
+	realworldCases = strings.Split(*cases, ",")
+	if err := run(p, out, runs, quick, rwRuns, strings.Split(only, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(p paths, outDir string, runs, quick int, only []string) error {
+func run(p paths, outDir string, runs, quick, rwRuns int, only []string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("the benchmarks start containerd and buildkitd and must run as root: sudo make bench")
 	}
 	if runs < 5 || quick < 5 {
 		return fmt.Errorf("medians need at least 5 runs each")
 	}
-	for _, s := range []*string{&p.kiln, &p.baseline, &p.tools, &p.fixtures, &outDir} {
+	if rwRuns < 3 {
+		return fmt.Errorf("the real-world medians need at least 3 rounds")
+	}
+	for _, s := range []*string{&p.kiln, &p.baseline, &p.tools, &p.fixtures, &p.corpus, &outDir} {
 		if *s == "" {
 			continue
 		}
@@ -106,6 +116,7 @@ func run(p paths, outDir string, runs, quick int, only []string) error {
 			}
 			return nil
 		}},
+		{"realworld", func() error { return e.benchRealWorld(r, rwRuns, runs) }},
 	}
 	for _, s := range steps {
 		if !slices.Contains(only, s.name) {
@@ -117,7 +128,7 @@ func run(p paths, outDir string, runs, quick int, only []string) error {
 	}
 	m.LoadEnd = loadavg()
 	m.Duration = time.Since(began).Round(time.Second).String()
-	m.Runs = fmt.Sprintf("%d runs each for the cached and --no-cache builds, %d for the others", quick, runs)
+	m.Runs = fmt.Sprintf("%d runs each for the cached and --no-cache builds, %d for the real-world --no-cache builds, %d for the others", quick, rwRuns, runs)
 	for i := range r.Rows {
 		r.Rows[i].finish()
 	}

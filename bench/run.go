@@ -53,6 +53,13 @@ type build struct {
 	platforms string            // "linux/amd64,linux/arm64"; empty: the host's
 	noCache   bool              // --no-cache
 	attrs     map[string]string // extra image exporter attributes (compression=...)
+	// epoch is SOURCE_DATE_EPOCH: kiln's --source-date-epoch; for buildctl the
+	// build argument and rewrite-timestamp=true, as a user reproduces it.
+	epoch string
+	// kilnFlags are more options of kiln build (--buildkitd-gzip).
+	kilnFlags []string
+	// noCacheStage rebuilds that stage without cache (--no-cache-filter).
+	noCacheStage string
 }
 
 // kilnBuild runs a whole kiln process for b.
@@ -77,6 +84,13 @@ func (e *env) kilnBuildWith(bin, root string, b build) (sample, error) {
 	if len(b.attrs) > 0 {
 		args = append(args, "-o", "type=image,"+joinAttrs(b.attrs))
 	}
+	if b.epoch != "" {
+		args = append(args, "--source-date-epoch", b.epoch)
+	}
+	if b.noCacheStage != "" {
+		args = append(args, "--no-cache-filter", b.noCacheStage)
+	}
+	args = append(args, b.kilnFlags...)
 	return e.measure(nil, bin, append(args, b.context)...)
 }
 
@@ -87,6 +101,9 @@ func (e *env) buildctlBuild(b build) (sample, error) {
 	if len(b.attrs) > 0 {
 		out += "," + joinAttrs(b.attrs)
 	}
+	if b.epoch != "" {
+		out += ",rewrite-timestamp=true"
+	}
 	args := []string{"--addr", e.bkAddress, "build", "--progress", "rawjson", "--frontend", "dockerfile.v0",
 		"--local", "context=" + b.context, "--local", "dockerfile=" + b.context,
 		"--opt", "image-resolve-mode=local", "--output", out}
@@ -95,6 +112,12 @@ func (e *env) buildctlBuild(b build) (sample, error) {
 	}
 	if b.noCache {
 		args = append(args, "--no-cache")
+	}
+	if b.epoch != "" {
+		args = append(args, "--opt", "build-arg:SOURCE_DATE_EPOCH="+b.epoch)
+	}
+	if b.noCacheStage != "" {
+		args = append(args, "--opt", "no-cache="+b.noCacheStage)
 	}
 	return e.measure(e.buildkitd, e.tool("buildctl"), args...)
 }

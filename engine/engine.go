@@ -38,6 +38,7 @@ import (
 	_ "github.com/moby/buildkit/util/grpcutil/encoding/proto"
 
 	"github.com/kiln-build/kiln/cgroup"
+	"github.com/kiln-build/kiln/layers"
 	"github.com/kiln-build/kiln/registry"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/version"
@@ -207,7 +208,9 @@ func open(ctx context.Context, cfg Config, platforms []ocispecs.Platform, stderr
 		return nil, err
 	}
 	e.workers = &worker.Controller{}
-	if err := e.workers.Add(e.worker); err != nil {
+	// BuildKit's worker with kiln's image exporters: new gzip layers
+	// compressed on every core, epoch rewrites reused (package layers).
+	if err := e.workers.Add(layers.Worker{Worker: e.worker}); err != nil {
 		return nil, err
 	}
 	ok = true

@@ -260,13 +260,18 @@ func openBlob(dgst string) (*os.File, error) {
 	return os.Open(filepath.Join(daemon.dir, "root", "io.containerd.content.v1.content", "blobs", algo, hexPart))
 }
 
-func readBlobJSON(dgst string, v any) ([]byte, error) {
+// readBlobBytes reads a whole blob of the package's containerd.
+func readBlobBytes(dgst string) ([]byte, error) {
 	f, err := openBlob(dgst)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	b, err := io.ReadAll(f)
+	return io.ReadAll(f)
+}
+
+func readBlobJSON(dgst string, v any) ([]byte, error) {
+	b, err := readBlobBytes(dgst)
 	if err != nil {
 		return nil, err
 	}

@@ -402,6 +402,7 @@ func TestPrepareBuildOptions(t *testing.T) {
 		Attest:        []string{"type=provenance,mode=max"},
 		Annotations:   []string{"index:k=v"},
 		Compression:   "zstd",
+		BuildkitdGzip: true,
 	}
 	r, err := parse(o)
 	if err != nil {
@@ -445,7 +446,7 @@ func TestPrepareBuildOptions(t *testing.T) {
 	if a := entries[0].Attrs; a["compression"] != "gzip" || a["rewrite-timestamp"] != "true" || a["annotation-index.k"] != "v" {
 		t.Errorf("image exporter attrs %v: -o attributes win, the rest are added", a)
 	}
-	if a := entries[1].Attrs; a["compression"] != "zstd" || a["force-compression"] != "true" {
+	if a := entries[1].Attrs; a["compression"] != "zstd" || a["force-compression"] != "true" || a[GzipAttr] != GzipBuildkitd {
 		t.Errorf("oci exporter attrs %v", a)
 	}
 	if len(entries[2].Attrs) != 0 {

@@ -234,8 +234,20 @@ func (r *Request) setExportAttrs(o *Options) error {
 	for k, v := range c {
 		r.ExportAttrs[k] = v
 	}
+	if o.BuildkitdGzip {
+		r.ExportAttrs[GzipAttr] = GzipBuildkitd
+	}
 	return nil
 }
+
+// GzipAttr is the exporter attribute of kiln's image exporters that says how
+// new gzip layers are compressed (package layers reads it); GzipBuildkitd
+// asks for buildkitd's compressor. kiln's exporters take it out before
+// BuildKit's see the attributes.
+const (
+	GzipAttr      = "kiln.gzip"
+	GzipBuildkitd = "buildkitd"
+)
 
 func setOrDelete(m map[string]string, name, key, value string) {
 	if key == "" {

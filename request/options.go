@@ -81,6 +81,10 @@ type Options struct {
 	// Compression is the layer compression: gzip, zstd, estargz or
 	// uncompressed; CompressionLevel its level.
 	Compression, CompressionLevel string
+	// BuildkitdGzip compresses new gzip layers as buildkitd does (Go's
+	// compress/gzip on one core), so that layers and digests equal
+	// buildkitd's; by default kiln compresses them on every core.
+	BuildkitdGzip bool
 
 	// Memory, CPUs and MaxParallelism are the build's budget: --memory
 	// (a size), --cpus (fractions allowed) and --max-parallelism (see

@@ -34,6 +34,7 @@ var rules = []rule{
 	{"request", []string{"engine", "builder", "cmd/kiln"}, "a build request is data, parsed before any engine starts"},
 	{"compose", []string{"engine", "builder", "cmd/kiln"}, "a compose project is data: the builds it maps to, parsed before any engine starts"},
 	{"engine", []string{"builder", "request", "cmd/kiln"}, "the engine knows nothing of flags or one build's options"},
+	{"layers", []string{"..."}, "layers is how the engine's exporters write layers: BuildKit and containerd, nothing of kiln"},
 	{"builder", []string{"cmd/kiln"}, "builder orchestrates; presentation is cmd/kiln's"},
 	{"history", []string{"builder", "engine", "request", "cmd/kiln", "store", "nodes", "emulation", "rootless", "snapshot", "cgroup"}, "history keeps build records as data; the engine names their directory, cmd/kiln shows them"},
 }

@@ -17,7 +17,7 @@ import (
 // say what is wrong and return data; cmd/kiln says which command or flag
 // fixes it (cmd/kiln/hints.go). builder and request are the build's own
 // rooms and name the build's flags.
-var quietLibraries = []string{"store", "nodes", "emulation", "rootless", "snapshot", "engine", "history", "registry", "compose", "cgroup"}
+var quietLibraries = []string{"store", "nodes", "emulation", "rootless", "snapshot", "engine", "history", "registry", "compose", "cgroup", "layers"}
 
 // allowed are string literals of those libraries that may keep a flag,
 // each with why: none is a kiln flag, and none tells a user what to type
