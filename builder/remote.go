@@ -210,11 +210,18 @@ func nodeExport(r *request.Request, ingest *store.Ingest) bkclient.ExportEntry {
 func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, multi bool, req *request.Request, hist *recording) error {
 	opts := make([]bkclient.SolveOpt, len(runs))
 	registries := buildRegistries(req)
-	for i, r := range runs {
-		opt, closers, err := solveOpt(r.req)
+	// The closers are the contexts (and no output file: every builder
+	// exports into ingest); closing them after the solves prints what they
+	// warned about once the progress display is done.
+	var closers []io.Closer
+	defer func() {
 		for _, c := range closers {
-			c.Close() // only image outputs reach here: nothing was opened
+			c.Close()
 		}
+	}()
+	for i, r := range runs {
+		opt, cs, err := solveOpt(r.req)
+		closers = append(closers, cs...)
 		if err != nil {
 			return err
 		}

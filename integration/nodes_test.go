@@ -4,6 +4,7 @@ package integration
 
 import (
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -79,10 +80,20 @@ func TestNodeBuild(t *testing.T) {
 	dir := nodeContext(t, nodeDockerfile)
 	// The test's nodes listen on plain TCP: each build accepts that explicitly.
 	node := "linux/arm64=" + n.Addr + ",insecure-plaintext=true"
+	// A socket in the context is left out with the warning a build here
+	// gives, printed once the progress display is done.
+	l, err := net.Listen("unix", filepath.Join(dir, "rootfs", "amd64", "app.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
 
 	r := e.kiln("build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64", "--node", node, "-t", "app", dir).ok(t)
 	if !strings.Contains(r.Stderr, "building linux/amd64 here, linux/arm64 on node "+n.Addr) {
 		t.Errorf("the build did not say where each platform builds:\n%s", r.Stderr)
+	}
+	if w := "warning: skipping socket rootfs/amd64/app.sock in the build context"; strings.Count(r.Stderr, w) != 1 {
+		t.Errorf("want the socket's warning once:\n%s", r.Stderr)
 	}
 	img := e.image(t, "docker.io/library/app:latest")
 	if len(img.Index.Manifests) != 2 {
