@@ -163,6 +163,9 @@ func (rw rewriter) rewrite(ctx context.Context, remote *solver.Remote) (*solver.
 					return nil
 				}
 				descs[j.i] = *d
+				// A rewrite that left the blob as it was is not remembered: the
+				// converter returns a layer it found to be the base image's
+				// untouched, and its descriptor must stay as BuildKit leaves it.
 				if key != "" && d.Digest != desc.Digest {
 					rw.remember(ctx, desc.Digest, d.Digest, key, sec)
 				}
