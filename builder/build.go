@@ -152,11 +152,7 @@ func ensureEmulation(ctx context.Context, req *request.Request) ([]ocispecs.Plat
 // the warnings the build reported once the display is done.
 func solve(ctx context.Context, c *bkclient.Client, req *request.Request, hist *recording) (*bkclient.SolveResponse, *recorder, error) {
 	solveOpt, closers, err := solveOpt(req)
-	defer func() {
-		for _, c := range closers {
-			c.Close()
-		}
-	}()
+	defer closeAll(closers)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -47,11 +47,7 @@ func Call(ctx context.Context, cfg engine.Config, req *request.Request) (*CallRe
 	defer eng.Close()
 
 	opt, closers, err := sessionOpt(req)
-	defer func() {
-		for _, c := range closers {
-			c.Close()
-		}
-	}()
+	defer closeAll(closers)
 	if err != nil {
 		return nil, err
 	}

@@ -110,3 +110,11 @@ func commitOutputs(closers []io.Closer) error {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
+
+// closeAll closes what a solve's options opened: the contexts, which print
+// their warnings, and the output files not committed, which are removed.
+func closeAll(closers []io.Closer) {
+	for _, c := range closers {
+		c.Close()
+	}
+}

@@ -214,11 +214,7 @@ func solveAll(ctx context.Context, runs []*builderRun, ingest *store.Ingest, mul
 	// exports into ingest); closing them after the solves prints what they
 	// warned about once the progress display is done.
 	var closers []io.Closer
-	defer func() {
-		for _, c := range closers {
-			c.Close()
-		}
-	}()
+	defer func() { closeAll(closers) }()
 	for i, r := range runs {
 		opt, cs, err := solveOpt(r.req)
 		closers = append(closers, cs...)
