@@ -2,8 +2,6 @@ package request
 
 import (
 	"slices"
-	"strconv"
-	"strings"
 
 	bkclient "github.com/moby/buildkit/client"
 
@@ -25,28 +23,23 @@ var (
 		"registry": append([]string{"ref", "mode", "image-manifest", "oci-mediatypes", "ignore-error", "registry.insecure"}, cacheCompressionAttrs...),
 		"inline":   {"mode"},
 	}
-	// cacheBoolAttrs hold true or false, read with strconv.ParseBool.
-	cacheBoolAttrs = []string{"reset", "image-manifest", "oci-mediatypes", "ignore-error", "registry.insecure", "force-compression"}
+	// cacheBoolAttrs hold true or false, read with strconv.ParseBool (an
+	// empty value is no boolean for any of them).
+	cacheBoolAttrs = map[string]bool{"reset": false, "image-manifest": false, "oci-mediatypes": false,
+		"ignore-error": false, "registry.insecure": false, "force-compression": false}
 )
 
 // checkCacheAttrs refuses a key the cache type of e does not read, or a
 // value BuildKit would reject only once the build has run.
 func checkCacheAttrs(flag, s string, e bkclient.CacheOptionsEntry, valid map[string][]string) error {
 	keys := valid[e.Type]
-	for k, v := range e.Attrs {
+	for k := range e.Attrs {
 		if !slices.Contains(keys, k) {
-			return usage.Errorf("invalid %s %q: type=%s has no attribute %q; it takes %s", flag, s, e.Type, k, strings.Join(keys, ", "))
-		}
-		if slices.Contains(cacheBoolAttrs, k) {
-			if _, err := strconv.ParseBool(v); err != nil {
-				return usage.Errorf("invalid %s %q: %s must be true or false, not %q", flag, s, k, v)
-			}
+			return unknownAttr(flag, s, e.Type, k, keys)
 		}
 	}
-	if c, l := e.Attrs["compression"], e.Attrs["compression-level"]; c != "" || l != "" {
-		if _, err := ParseCompression(c, l); err != nil {
-			return usage.Errorf("invalid %s %q: %w", flag, s, err)
-		}
+	if err := checkAttrValues(flag, s, e.Attrs, cacheBoolAttrs); err != nil {
+		return err
 	}
 	if e.Type == "inline" && e.Attrs["mode"] == "max" {
 		return usage.Errorf("invalid %s %q: inline cache holds only the final image's layers (mode=min); use type=registry or type=local for mode=max", flag, s)

@@ -55,7 +55,7 @@ func exporterKind(typ string) string {
 func checkExportAttrs(s string, o Output) error {
 	kind := exporterKind(o.Type)
 	valid := exporterAttrs[kind]
-	for k, v := range o.Attrs {
+	for k := range o.Attrs {
 		if kind != "local" && strings.HasPrefix(k, "annotation") {
 			if a, ok, err := exptypes.ParseAnnotationKey(k); ok {
 				if err != nil {
@@ -73,18 +73,11 @@ func checkExportAttrs(s string, o Output) error {
 			}
 		}
 		if !slices.Contains(valid, k) {
-			return usage.Errorf("invalid --output %q: type=%s has no attribute %q; it takes %s", s, o.Type, k, strings.Join(valid, ", "))
-		}
-		if emptyIsTrue, isBool := boolAttrs[k]; isBool && !(emptyIsTrue && v == "") {
-			if _, err := strconv.ParseBool(v); err != nil {
-				return usage.Errorf("invalid --output %q: %s must be true or false, not %q", s, k, v)
-			}
+			return unknownAttr("--output", s, o.Type, k, valid)
 		}
 	}
-	if c, l := o.Attrs["compression"], o.Attrs["compression-level"]; c != "" || l != "" {
-		if _, err := ParseCompression(c, l); err != nil {
-			return usage.Errorf("invalid --output %q: %w", s, err)
-		}
+	if err := checkAttrValues("--output", s, o.Attrs, boolAttrs); err != nil {
+		return err
 	}
 	if v, ok := o.Attrs["source-date-epoch"]; ok {
 		if _, err := ParseSourceDateEpoch(v); err != nil {
@@ -94,6 +87,31 @@ func checkExportAttrs(s string, o Output) error {
 	if v, ok := o.Attrs["mode"]; ok {
 		if _, err := bkclient.ParseLocalExporterMode(v); err != nil {
 			return usage.Errorf("invalid --output %q: mode must be copy or delete, not %q", s, v)
+		}
+	}
+	return nil
+}
+
+// unknownAttr is the error for an attribute k that type typ of flag's
+// value s does not read.
+func unknownAttr(flag, s, typ, k string, valid []string) error {
+	return usage.Errorf("invalid %s %q: type=%s has no attribute %q; it takes %s", flag, s, typ, k, strings.Join(valid, ", "))
+}
+
+// checkAttrValues refuses values BuildKit would reject only once the
+// build has run: a boolean of bools that is not one (an empty value is
+// true where bools says so), a compression or level it does not know.
+func checkAttrValues(flag, s string, attrs map[string]string, bools map[string]bool) error {
+	for k, v := range attrs {
+		if emptyIsTrue, isBool := bools[k]; isBool && !(emptyIsTrue && v == "") {
+			if _, err := strconv.ParseBool(v); err != nil {
+				return usage.Errorf("invalid %s %q: %s must be true or false, not %q", flag, s, k, v)
+			}
+		}
+	}
+	if c, l := attrs["compression"], attrs["compression-level"]; c != "" || l != "" {
+		if _, err := ParseCompression(c, l); err != nil {
+			return usage.Errorf("invalid %s %q: %w", flag, s, err)
 		}
 	}
 	return nil
