@@ -190,6 +190,9 @@ func (e *env) benchRealWorld(r *results, runs, cached int) error {
 			cpuRow("real world "+c+", "+cold+" (CPU)", s[0], s[1]),
 			noTarget(memRow("peak RSS, real world "+c+", "+cold, s[0], s[1])))
 		r.Rows[len(r.Rows)-3].Note = exportNote(s[0], s[1])
+		if c == "context" {
+			r.Rows[len(r.Rows)-3].Note += "; " + phaseNote(s[0], s[1], contextPhases)
+		}
 
 		b.noCache, b.noCacheStage = false, ""
 		s, err = e.alternateBuilders(cached, "real world "+c+", cached", b)
@@ -238,17 +241,41 @@ func noTarget(r row) row {
 	return r
 }
 
+// contextPhases are the steps of the context case's cold build, in the
+// order they run: the context's transfer, the COPY and the RUN of each
+// platform (side by side), the export. Both builders run the same BuildKit
+// code in each; the medians show which of them bounds the ratio.
+var contextPhases = []string{
+	"[internal] load build context",
+	"[linux/amd64 2/3] COPY", "[linux/arm64 2/3] COPY",
+	"[linux/amd64 3/3] RUN", "[linux/arm64 3/3] RUN",
+	"exporting layers",
+}
+
+// phaseNote gives the median time of each of the steps named (a prefix of
+// the step's name) in kiln's and buildkitd's builds.
+func phaseNote(kiln, peer []sample, phases []string) string {
+	var parts []string
+	for _, p := range phases {
+		parts = append(parts, fmt.Sprintf("%s kiln %.2f s, buildkitd %.2f s", p, stepMedian(kiln, p), stepMedian(peer, p)))
+	}
+	return "steps (median): " + strings.Join(parts, "; ")
+}
+
+// stepMedian is the median duration, in seconds, of the first step whose
+// name contains substr, over the samples that have one.
+func stepMedian(ss []sample, substr string) float64 {
+	var xs []float64
+	for _, s := range ss {
+		if d, ok := s.step(substr); ok {
+			xs = append(xs, d.Seconds())
+		}
+	}
+	return summarize(xs).Median
+}
+
 // exportNote gives the median time of the "exporting layers" step of kiln's and
 // buildkitd's builds: what compressing the new layers took.
 func exportNote(kiln, peer []sample) string {
-	median := func(ss []sample) float64 {
-		var xs []float64
-		for _, s := range ss {
-			if d, ok := s.step("exporting layers"); ok {
-				xs = append(xs, d.Seconds())
-			}
-		}
-		return summarize(xs).Median
-	}
-	return fmt.Sprintf("the \"exporting layers\" step (median): kiln %.1f s, buildkitd %.1f s", median(kiln), median(peer))
+	return fmt.Sprintf("the \"exporting layers\" step (median): kiln %.1f s, buildkitd %.1f s", stepMedian(kiln, "exporting layers"), stepMedian(peer, "exporting layers"))
 }
