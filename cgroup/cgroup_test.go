@@ -1,6 +1,7 @@
 package cgroup
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -182,5 +183,65 @@ func TestBudgetOnThisHost(t *testing.T) {
 	}
 	if n := g.OOMKills(); n == 0 {
 		t.Errorf("the step failed (%v) but the group counted no OOM kill", err)
+	}
+}
+
+func TestReadOwn(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "cgroup")
+	os.WriteFile(f, []byte("12:cpu,cpuacct:/user/alice\n4:memory:/user/alice\n1:name=systemd:/user.slice/a:b\n0::/user.slice/a:b\n"), 0o644)
+	own, err := readOwn(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c, want := range map[string]string{"cpu": "/user/alice", "cpuacct": "/user/alice", "memory": "/user/alice", "name=systemd": "/user.slice/a:b", "": "/user.slice/a:b"} {
+		if own[c] != want {
+			t.Errorf("%q: %q, want %q", c, own[c], want)
+		}
+	}
+}
+
+// Delegated finds the cgroup a process runs in when it may create cgroups
+// there, and refuses what it cannot use, saying why.
+func TestDelegated(t *testing.T) {
+	root := t.TempDir()
+	mem, cpu := filepath.Join(root, "memory"), filepath.Join(root, "cpu")
+	for _, d := range []string{mem, cpu} {
+		os.MkdirAll(filepath.Join(d, "user", "alice"), 0o755)
+		os.WriteFile(filepath.Join(d, "user", "alice", "cgroup.procs"), nil, 0o644)
+	}
+	fakeProc(t, fmt.Sprintf("31 30 0:28 / %s rw - cgroup cgroup rw,cpu\n34 30 0:31 / %s rw - cgroup cgroup rw,memory\n", cpu, mem), cgroupsEnabled)
+	self := filepath.Join(t.TempDir(), "self")
+	files.self = self
+	h := Probe()
+
+	os.WriteFile(self, []byte("12:cpu:/user/alice\n4:memory:/user/alice\n"), 0o644)
+	if os.Geteuid() == 0 {
+		p, err := h.Delegated(Limits{Memory: 1 << 30, CPUs: 1})
+		if err != nil || p != "user/alice" {
+			t.Errorf("delegated %q, %v; want user/alice", p, err)
+		}
+	}
+	if p, err := h.Delegated(Limits{}); err != nil || p != "" {
+		t.Errorf("without limits: %q, %v", p, err)
+	}
+
+	os.MkdirAll(filepath.Join(cpu, "user", "bob"), 0o755)
+	os.WriteFile(filepath.Join(cpu, "user", "bob", "cgroup.procs"), nil, 0o644)
+	os.WriteFile(self, []byte("12:cpu:/user/bob\n4:memory:/user/alice\n"), 0o644)
+	if _, err := h.Delegated(Limits{Memory: 1 << 30, CPUs: 1}); !errors.Is(err, ErrNotDelegated) || !strings.Contains(err.Error(), "different cgroups") {
+		t.Errorf("different paths per hierarchy: %v", err)
+	}
+	os.WriteFile(self, []byte("4:memory:/user/carol\n"), 0o644)
+	if _, err := h.Delegated(Limits{Memory: 1 << 30}); !errors.Is(err, ErrNotDelegated) {
+		t.Errorf("a cgroup that does not exist: %v", err)
+	}
+
+	v2 := t.TempDir()
+	os.WriteFile(filepath.Join(v2, "cgroup.controllers"), []byte("cpu memory\n"), 0o644)
+	fakeProc(t, fmt.Sprintf("25 1 0:22 / %s rw - cgroup2 cgroup2 rw\n", v2), cgroupsEnabled)
+	files.self = self
+	os.WriteFile(self, []byte("0::/\n"), 0o644)
+	if _, err := Probe().Delegated(Limits{Memory: 1 << 30}); !errors.Is(err, ErrNotDelegated) || !strings.Contains(err.Error(), "cgroup v2") {
+		t.Errorf("cgroup v2: %v", err)
 	}
 }
