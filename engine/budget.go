@@ -140,7 +140,11 @@ func budgetParent(cfg Config, h cgroup.Host) (parent, why string) {
 	}
 	delegated, err := h.Delegated(l)
 	if errors.Is(err, cgroup.ErrNotDelegated) {
-		return "", "as an unprivileged user kiln runs build steps without cgroups of their own (BuildKit's rootless mode), so a limit holds for them only in a cgroup delegated to you, and " + err.Error() + "; ask an administrator to delegate one (see kiln's README, Rootless), or build as root"
+		why := "creating the build's cgroup needs root or a cgroup delegated to you"
+		if cfg.Rootless || rootless.InUserNamespace() {
+			why = "as an unprivileged user kiln runs build steps without cgroups of their own (BuildKit's rootless mode), so a limit holds for them only in a cgroup delegated to you"
+		}
+		return "", why + ", and " + err.Error() + "; ask an administrator to delegate one (see kiln's README, Rootless), or build as root"
 	}
 	if err != nil {
 		return "", err.Error()
