@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -216,13 +217,13 @@ func TestDelegated(t *testing.T) {
 
 	os.WriteFile(self, []byte("12:cpu:/user/alice\n4:memory:/user/alice\n"), 0o644)
 	if os.Geteuid() == 0 {
-		p, err := h.Delegated(Limits{Memory: 1 << 30, CPUs: 1})
-		if err != nil || p != "user/alice" {
-			t.Errorf("delegated %q, %v; want user/alice", p, err)
+		d, err := h.Delegated(Limits{Memory: 1 << 30, CPUs: 1})
+		if err != nil || d.Parent != "user/alice" || len(d.move) > 0 {
+			t.Errorf("delegated %+v, %v; want user/alice, with nothing to move on v1", d, err)
 		}
 	}
-	if p, err := h.Delegated(Limits{}); err != nil || p != "" {
-		t.Errorf("without limits: %q, %v", p, err)
+	if d, err := h.Delegated(Limits{}); err != nil || d.Parent != "" {
+		t.Errorf("without limits: %+v, %v", d, err)
 	}
 
 	os.MkdirAll(filepath.Join(cpu, "user", "bob"), 0o755)
@@ -236,12 +237,66 @@ func TestDelegated(t *testing.T) {
 		t.Errorf("a cgroup that does not exist: %v", err)
 	}
 
+}
+
+// On cgroup v2 the delegated cgroup is kiln's own when kiln is alone there
+// (and must move out of it), else its parent when no process runs there
+// directly; never a systemd slice.
+func TestDelegatedV2(t *testing.T) {
 	v2 := t.TempDir()
-	os.WriteFile(filepath.Join(v2, "cgroup.controllers"), []byte("cpu memory\n"), 0o644)
 	fakeProc(t, fmt.Sprintf("25 1 0:22 / %s rw - cgroup2 cgroup2 rw\n", v2), cgroupsEnabled)
+	self := filepath.Join(t.TempDir(), "self")
 	files.self = self
-	os.WriteFile(self, []byte("0::/\n"), 0o644)
-	if _, err := Probe().Delegated(Limits{Memory: 1 << 30}); !errors.Is(err, ErrNotDelegated) || !strings.Contains(err.Error(), "cgroup v2") {
-		t.Errorf("cgroup v2: %v", err)
+	cg := func(p, controllers string, pids ...int) {
+		dir := filepath.Join(v2, p)
+		os.MkdirAll(dir, 0o755)
+		var procs string
+		for _, pid := range pids {
+			procs += fmt.Sprintf("%d\n", pid)
+		}
+		os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(procs), 0o644)
+		os.WriteFile(filepath.Join(dir, "cgroup.controllers"), []byte(controllers), 0o644)
+		os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), nil, 0o644)
+	}
+	cg("", "cpu memory")
+	h := Probe()
+	mem := Limits{Memory: 1 << 30}
+	delegated := func(own string) (Delegation, error) {
+		os.WriteFile(self, []byte("0::"+own+"\n"), 0o644)
+		return h.Delegated(mem)
+	}
+
+	cg("alice", "cpu memory", os.Getpid())
+	if d, err := delegated("/alice"); err != nil || d.Parent != "alice" || !slices.Equal(d.move, []int{os.Getpid()}) {
+		t.Errorf("kiln alone in its cgroup: %+v, %v; want alice, kiln to move out", d, err)
+	}
+	cg("dave", "cpu memory", 4242, os.Getpid())
+	os.WriteFile(self, []byte("0::/dave\n"), 0o644)
+	if d, err := h.Delegated(mem, 4242); err != nil || d.Parent != "dave" || !slices.Equal(d.move, []int{4242, os.Getpid()}) {
+		t.Errorf("kiln with its kin: %+v, %v; want dave, both to move out", d, err)
+	}
+	if _, err := h.Delegated(mem); !errors.Is(err, ErrNotDelegated) || !strings.Contains(err.Error(), "holds other processes too (pid 4242") {
+		t.Errorf("kiln with a process not its kin: %v", err)
+	}
+	cg("carol", "cpu memory")
+	cg("carol/session", "cpu memory", 1, os.Getpid())
+	if d, err := delegated("/carol/session"); err != nil || d.Parent != "carol" || len(d.move) > 0 {
+		t.Errorf("kiln beside other processes: %+v, %v; want the parent carol, nothing to move", d, err)
+	}
+	cg("carol", "cpu memory", 1)
+	if _, err := delegated("/carol/session"); !errors.Is(err, ErrNotDelegated) || !strings.Contains(err.Error(), "processes run directly in the cgroup /carol") {
+		t.Errorf("a parent with processes of its own: %v", err)
+	}
+	cg("user.slice/app.slice", "cpu memory")
+	cg("user.slice/app.slice/term.scope", "cpu memory", 1, os.Getpid())
+	if _, err := delegated("/user.slice/app.slice/term.scope"); !errors.Is(err, ErrNotDelegated) || !strings.Contains(err.Error(), "systemd-run --user --scope -p Delegate=yes") {
+		t.Errorf("a scope in a systemd slice: %v", err)
+	}
+	cg("bob", "cpu", os.Getpid())
+	if _, err := delegated("/bob"); !errors.Is(err, ErrNotDelegated) || !strings.Contains(err.Error(), "the memory controller is not delegated") {
+		t.Errorf("without the memory controller: %v", err)
+	}
+	if _, err := delegated("/"); !errors.Is(err, ErrNotDelegated) {
+		t.Errorf("the root cgroup: %v", err)
 	}
 }

@@ -35,7 +35,10 @@ type wrapSpec struct {
 // runs them rootless, without cgroup paths, so runc nests each step's
 // cgroup below the cgroup runc itself was started in.
 func (g *Group) Wrap(link, command string) error {
-	procs := g.ProcsFiles()
+	procs, err := g.ProcsFiles()
+	if err != nil {
+		return err
+	}
 	if len(procs) == 0 {
 		return errors.New("the build's cgroup has no cgroup.procs file to join")
 	}

@@ -46,8 +46,8 @@ func TestWrap(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the wrapped command: %v: %s", err, out)
 	}
-	if !strings.Contains(string(out), ":memory:/"+p+"\n") {
-		t.Errorf("the wrapped command ran in\n%s\nnot in the memory cgroup /%s", out, p)
+	if !strings.Contains(string(out), ":memory:/"+p+"/runtime\n") {
+		t.Errorf("the wrapped command ran in\n%s\nnot in the memory cgroup /%s/runtime", out, p)
 	}
 	// The test binary under its own name is not a wrapper: it runs tests.
 	self, _ := os.Executable()

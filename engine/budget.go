@@ -67,6 +67,13 @@ const budgetPrefix = "build-"
 // budgetName is this process's build cgroup's name.
 func budgetName() string { return budgetPrefix + strconv.Itoa(os.Getpid()) }
 
+// kilnPrefix starts the name of the cgroup an unprivileged kiln moves
+// itself to on cgroup v2 (see cgroup.Host.Vacate), beside its build's.
+const kilnPrefix = "kiln-"
+
+// kilnName is this process's own cgroup's name there.
+func kilnName() string { return kilnPrefix + strconv.Itoa(os.Getpid()) }
+
 // stepCgroupParent is the cgroup parent of the steps of a build with the
 // global options cfg: with a budget, the build's own cgroup (see
 // openBudget); otherwise the state directory's (see cgroupParent).
@@ -79,14 +86,18 @@ func stepCgroupParent(cfg Config, budget *cgroup.Group) string {
 
 // shimCgroup are the runc options of containerd's runc shim that start an
 // unprivileged build's steps inside its budget: BuildKit's rootless mode
-// gives the steps no cgroup paths, so runc nests each step's cgroup below
-// the shim's, which joins the budget's cgroup as it starts. Nil without a
+// gives the steps no cgroup paths, so runc places each step's cgroup by
+// its own, which is the shim's (see cgroup.Group.Runtime). Nil without a
 // budget.
-func shimCgroup(budget *cgroup.Group) *runcoptions.Options {
+func shimCgroup(budget *cgroup.Group) (*runcoptions.Options, error) {
 	if budget == nil {
-		return nil
+		return nil, nil
 	}
-	return &runcoptions.Options{ShimCgroup: "/" + budget.Path()}
+	p, err := budget.Runtime()
+	if err != nil {
+		return nil, err
+	}
+	return &runcoptions.Options{ShimCgroup: "/" + p}, nil
 }
 
 // wrapRunc returns the runc an unprivileged build's steps run with, in the
@@ -123,33 +134,38 @@ func unprivileged(cfg Config) bool {
 
 // budgetParent is the cgroup, relative to the hierarchies' roots, that a
 // build's cgroup is created in: the state directory's cgroup parent, below
-// the cgroup delegated to an unprivileged user (see cgroup.Host.Delegated).
-// It says why cfg's budget cannot be enforced here, or "": a kernel
-// without the controller a limit needs, or an unprivileged user without a
-// delegated cgroup.
-func budgetParent(cfg Config, h cgroup.Host) (parent, why string) {
+// the cgroup delegated to an unprivileged user (see
+// cgroup.Host.Delegated), and the delegation. It says why cfg's budget
+// cannot be enforced here, or "": a kernel without the controller a limit
+// needs, or an unprivileged user without a delegated cgroup.
+func budgetParent(cfg Config, h cgroup.Host) (parent string, d cgroup.Delegation, why string) {
 	l := cfg.Limits.cgroupLimits()
 	if !unprivileged(cfg) {
 		if err := h.Enforceable(l); err != nil && !l.IsZero() {
-			return "", err.Error()
+			return "", d, err.Error()
 		}
-		return cgroupParent(cfg.Root), ""
+		return cgroupParent(cfg.Root), d, ""
 	}
 	if l.IsZero() {
-		return "", ""
+		return "", d, ""
 	}
-	delegated, err := h.Delegated(l)
+	var kin []int
+	if rootless.InOwnNamespaces() {
+		// The kiln that made these namespaces waits in the same cgroup.
+		kin = append(kin, os.Getppid())
+	}
+	d, err := h.Delegated(l, kin...)
 	if errors.Is(err, cgroup.ErrNotDelegated) {
 		why := "creating the build's cgroup needs root or a cgroup delegated to you"
 		if cfg.Rootless || rootless.InUserNamespace() {
 			why = "as an unprivileged user kiln runs build steps without cgroups of their own (BuildKit's rootless mode), so a limit holds for them only in a cgroup delegated to you"
 		}
-		return "", why + ", and " + err.Error() + "; ask an administrator to delegate one (see kiln's README, Rootless), or build as root"
+		return "", d, why + ", and " + err.Error() + "; ask an administrator to delegate one (see kiln's README, Rootless), or build as root"
 	}
 	if err != nil {
-		return "", err.Error()
+		return "", d, err.Error()
 	}
-	return path.Join(delegated, cgroupParent(cfg.Root)), ""
+	return path.Join(d.Parent, cgroupParent(cfg.Root)), d, ""
 }
 
 // budgetError is a budget that cannot be enforced, and why.
@@ -169,13 +185,17 @@ func openBudget(cfg Config) (*cgroup.Group, error) {
 		return nil, nil
 	}
 	h := cgroup.Probe()
-	parent, why := budgetParent(cfg, h)
+	parent, d, why := budgetParent(cfg, h)
 	if why != "" {
 		return nil, budgetError(cfg.Limits, why)
 	}
 	h.Sweep(parent, budgetPrefix, budgetName())
+	h.Sweep(parent, kilnPrefix, kilnName())
 	if l.IsZero() {
 		return nil, nil
+	}
+	if err := h.Vacate(d, path.Join(parent, kilnName())); err != nil {
+		return nil, fmt.Errorf("creating the build's cgroup for its budget (%s): %w", cfg.Limits, err)
 	}
 	g, err := h.Create(path.Join(parent, budgetName()), l)
 	if err != nil {
@@ -220,7 +240,7 @@ type BudgetInfo struct {
 func describeBudget(cfg Config) *BudgetInfo {
 	h := cgroup.Probe()
 	b := &BudgetInfo{Limits: cfg.Limits.String(), Enforced: true, Memory: h.Memory, CPU: h.CPU}
-	if parent, why := budgetParent(cfg, h); why != "" {
+	if parent, _, why := budgetParent(cfg, h); why != "" {
 		b.Enforced, b.Why = false, why
 	} else if !cfg.Limits.cgroupLimits().IsZero() {
 		b.Cgroup = parent + "/" + budgetPrefix + "PID"

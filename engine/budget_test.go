@@ -31,7 +31,7 @@ func TestStepCgroupParent(t *testing.T) {
 		return
 	}
 	cfg.Limits.MaxParallelism = 2
-	parent, why := budgetParent(cfg, cgroup.Host{})
+	parent, _, why := budgetParent(cfg, cgroup.Host{})
 	if why != "" || parent != cgroupParent(cfg.Root) {
 		t.Errorf("as root with only --max-parallelism, which needs no cgroup: %q, %q", parent, why)
 	}
@@ -41,19 +41,19 @@ func TestStepCgroupParent(t *testing.T) {
 func TestBudgetParentRefuses(t *testing.T) {
 	mem := Limits{Memory: 256 << 20}
 	noMemory := cgroup.Host{Memory: cgroup.Controller{Name: "memory", Why: "the kernel's memory controller is disabled: add cgroup_enable=memory"}}
-	if _, why := budgetParent(Config{Rootless: true, Limits: mem}, noMemory); !strings.Contains(why, "cgroup_enable=memory") {
+	if _, _, why := budgetParent(Config{Rootless: true, Limits: mem}, noMemory); !strings.Contains(why, "cgroup_enable=memory") {
 		t.Errorf("rootless without a memory controller: %q", why)
 	}
-	if _, why := budgetParent(Config{Rootless: true, Limits: Limits{MaxParallelism: 1}}, cgroup.Host{}); why != "" {
+	if _, _, why := budgetParent(Config{Rootless: true, Limits: Limits{MaxParallelism: 1}}, cgroup.Host{}); why != "" {
 		t.Errorf("rootless with only --max-parallelism: %q, want it enforced (it needs no cgroup)", why)
 	}
 	if os.Geteuid() != 0 {
 		return
 	}
-	if _, why := budgetParent(Config{Limits: mem}, noMemory); !strings.Contains(why, "cgroup_enable=memory") {
+	if _, _, why := budgetParent(Config{Limits: mem}, noMemory); !strings.Contains(why, "cgroup_enable=memory") {
 		t.Errorf("without a memory controller: %q", why)
 	}
-	if _, why := budgetParent(Config{Limits: Limits{CPUs: 1}}, cgroup.Host{}); why == "" {
+	if _, _, why := budgetParent(Config{Limits: Limits{CPUs: 1}}, cgroup.Host{}); why == "" {
 		t.Error("a CPU quota without a cpu controller was taken as enforced")
 	}
 	err := budgetError(mem, "why")

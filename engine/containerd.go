@@ -66,7 +66,11 @@ func (b containerdBackend) workerOpt(_ *store.Store, state, snapshotter string, 
 	if cfg.Rootless {
 		// BuildKit's rootless mode drops cgroup paths: a budget holds
 		// for the steps through their shim's cgroup instead.
-		if o := shimCgroup(budget); o != nil {
+		o, err := shimCgroup(budget)
+		if err != nil {
+			return base.WorkerOpt{}, err
+		}
+		if o != nil {
 			runtime.Options = o
 		}
 	} else {
