@@ -191,8 +191,9 @@ func stepCgroups(cfg Config) string {
 	if cfg.Rootless {
 		note := "build steps run without cgroup paths or limits (BuildKit's rootless mode)"
 		if v != "v2" {
-			note += "; rootless runc cannot create cgroups on cgroup v1, but a budget holds in a cgroup delegated to you"
+			note += "; rootless runc cannot create cgroups on cgroup v1"
 		}
+		note += "; a budget holds in a cgroup delegated to you"
 		return v + ": " + note
 	}
 	return v + ": build steps run under the cgroup " + cgroupParent(cfg.Root)

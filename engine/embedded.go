@@ -128,10 +128,7 @@ func (b embeddedBackend) describe(ctx context.Context, info *Info) error {
 	}
 	cgroups := cgroupVersion() + ": build steps run under the cgroup " + cgroupParent(cfg.Root)
 	if rootless.InUserNamespace() {
-		cgroups = cgroupVersion() + ": build steps run without cgroup paths or limits (rootless runc in kiln's user namespace)"
-		if cgroupVersion() != "v2" {
-			cgroups += ", but a budget holds in a cgroup delegated to you"
-		}
+		cgroups = cgroupVersion() + ": build steps run without cgroup paths or limits (rootless runc in kiln's user namespace), but a budget holds in a cgroup delegated to you"
 	}
 	info.StoreDir = store.EmbeddedDir(cfg.Root)
 	info.Runtime = runtime
