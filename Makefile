@@ -40,6 +40,7 @@ deps:
 	hack/build-crictl.sh $(TOOLS)     # crictl for integration/k8s_test.go (containerd's CRI plugin)
 	hack/fixtures.sh $(FIXTURES)
 	hack/debian-fixtures.sh $(FIXTURES)   # Debian bookworm rootfs tarballs (once per machine, ~5 min)
+	hack/vm-kernel.sh $(FIXTURES)         # Debian's kernel for the cgroup v2 VM test (a download)
 
 fmt-check:
 	@out="$$(gofmt -l $$(find . -name '*.go' -not -path './_output/*' -not -path './vendor/*'))"; \

@@ -77,8 +77,8 @@ type mount struct {
 // files are the places the package reads the kernel's state from; tests
 // point them elsewhere.
 var files = struct {
-	mountinfo, cgroups, cmdline string
-}{"/proc/self/mountinfo", "/proc/cgroups", "/proc/cmdline"}
+	mountinfo, cgroups, cmdline, self string
+}{"/proc/self/mountinfo", "/proc/cgroups", "/proc/cmdline", "/proc/self/cgroup"}
 
 // Probe reads the host's cgroup mounts and the controllers the kernel
 // offers. It never fails: what it cannot find is reported as unavailable,

@@ -1,10 +1,12 @@
 package cgroup
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -182,5 +184,119 @@ func TestBudgetOnThisHost(t *testing.T) {
 	}
 	if n := g.OOMKills(); n == 0 {
 		t.Errorf("the step failed (%v) but the group counted no OOM kill", err)
+	}
+}
+
+func TestReadOwn(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "cgroup")
+	os.WriteFile(f, []byte("12:cpu,cpuacct:/user/alice\n4:memory:/user/alice\n1:name=systemd:/user.slice/a:b\n0::/user.slice/a:b\n"), 0o644)
+	own, err := readOwn(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c, want := range map[string]string{"cpu": "/user/alice", "cpuacct": "/user/alice", "memory": "/user/alice", "name=systemd": "/user.slice/a:b", "": "/user.slice/a:b"} {
+		if own[c] != want {
+			t.Errorf("%q: %q, want %q", c, own[c], want)
+		}
+	}
+}
+
+// Delegated finds the cgroup a process runs in when it may create cgroups
+// there, and refuses what it cannot use, saying why.
+func TestDelegated(t *testing.T) {
+	root := t.TempDir()
+	mem, cpu := filepath.Join(root, "memory"), filepath.Join(root, "cpu")
+	for _, d := range []string{mem, cpu} {
+		os.MkdirAll(filepath.Join(d, "user", "alice"), 0o755)
+		os.WriteFile(filepath.Join(d, "user", "alice", "cgroup.procs"), nil, 0o644)
+	}
+	fakeProc(t, fmt.Sprintf("31 30 0:28 / %s rw - cgroup cgroup rw,cpu\n34 30 0:31 / %s rw - cgroup cgroup rw,memory\n", cpu, mem), cgroupsEnabled)
+	self := filepath.Join(t.TempDir(), "self")
+	files.self = self
+	h := Probe()
+
+	os.WriteFile(self, []byte("12:cpu:/user/alice\n4:memory:/user/alice\n"), 0o644)
+	if os.Geteuid() == 0 {
+		d, err := h.Delegated(Limits{Memory: 1 << 30, CPUs: 1})
+		if err != nil || d.Parent != "user/alice" || len(d.move) > 0 {
+			t.Errorf("delegated %+v, %v; want user/alice, with nothing to move on v1", d, err)
+		}
+	}
+	if d, err := h.Delegated(Limits{}); err != nil || d.Parent != "" {
+		t.Errorf("without limits: %+v, %v", d, err)
+	}
+
+	os.MkdirAll(filepath.Join(cpu, "user", "bob"), 0o755)
+	os.WriteFile(filepath.Join(cpu, "user", "bob", "cgroup.procs"), nil, 0o644)
+	os.WriteFile(self, []byte("12:cpu:/user/bob\n4:memory:/user/alice\n"), 0o644)
+	if _, err := h.Delegated(Limits{Memory: 1 << 30, CPUs: 1}); !errors.Is(err, ErrNotDelegated) || !strings.Contains(err.Error(), "different cgroups") {
+		t.Errorf("different paths per hierarchy: %v", err)
+	}
+	os.WriteFile(self, []byte("4:memory:/user/carol\n"), 0o644)
+	if _, err := h.Delegated(Limits{Memory: 1 << 30}); !errors.Is(err, ErrNotDelegated) {
+		t.Errorf("a cgroup that does not exist: %v", err)
+	}
+
+}
+
+// On cgroup v2 the delegated cgroup is kiln's own when kiln is alone there
+// (and must move out of it), else its parent when no process runs there
+// directly; never a systemd slice.
+func TestDelegatedV2(t *testing.T) {
+	v2 := t.TempDir()
+	fakeProc(t, fmt.Sprintf("25 1 0:22 / %s rw - cgroup2 cgroup2 rw\n", v2), cgroupsEnabled)
+	self := filepath.Join(t.TempDir(), "self")
+	files.self = self
+	cg := func(p, controllers string, pids ...int) {
+		dir := filepath.Join(v2, p)
+		os.MkdirAll(dir, 0o755)
+		var procs string
+		for _, pid := range pids {
+			procs += fmt.Sprintf("%d\n", pid)
+		}
+		os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(procs), 0o644)
+		os.WriteFile(filepath.Join(dir, "cgroup.controllers"), []byte(controllers), 0o644)
+		os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), nil, 0o644)
+	}
+	cg("", "cpu memory")
+	h := Probe()
+	mem := Limits{Memory: 1 << 30}
+	delegated := func(own string) (Delegation, error) {
+		os.WriteFile(self, []byte("0::"+own+"\n"), 0o644)
+		return h.Delegated(mem)
+	}
+
+	cg("alice", "cpu memory", os.Getpid())
+	if d, err := delegated("/alice"); err != nil || d.Parent != "alice" || !slices.Equal(d.move, []int{os.Getpid()}) {
+		t.Errorf("kiln alone in its cgroup: %+v, %v; want alice, kiln to move out", d, err)
+	}
+	cg("dave", "cpu memory", 4242, os.Getpid())
+	os.WriteFile(self, []byte("0::/dave\n"), 0o644)
+	if d, err := h.Delegated(mem, 4242); err != nil || d.Parent != "dave" || !slices.Equal(d.move, []int{4242, os.Getpid()}) {
+		t.Errorf("kiln with its kin: %+v, %v; want dave, both to move out", d, err)
+	}
+	if _, err := h.Delegated(mem); !errors.Is(err, ErrNotDelegated) || !strings.Contains(err.Error(), "holds other processes too (pid 4242") {
+		t.Errorf("kiln with a process not its kin: %v", err)
+	}
+	cg("carol", "cpu memory")
+	cg("carol/session", "cpu memory", 1, os.Getpid())
+	if d, err := delegated("/carol/session"); err != nil || d.Parent != "carol" || len(d.move) > 0 {
+		t.Errorf("kiln beside other processes: %+v, %v; want the parent carol, nothing to move", d, err)
+	}
+	cg("carol", "cpu memory", 1)
+	if _, err := delegated("/carol/session"); !errors.Is(err, ErrNotDelegated) || !strings.Contains(err.Error(), "processes run directly in the cgroup /carol") {
+		t.Errorf("a parent with processes of its own: %v", err)
+	}
+	cg("user.slice/app.slice", "cpu memory")
+	cg("user.slice/app.slice/term.scope", "cpu memory", 1, os.Getpid())
+	if _, err := delegated("/user.slice/app.slice/term.scope"); !errors.Is(err, ErrNotDelegated) || !strings.Contains(err.Error(), "systemd-run --user --scope -p Delegate=yes") {
+		t.Errorf("a scope in a systemd slice: %v", err)
+	}
+	cg("bob", "cpu", os.Getpid())
+	if _, err := delegated("/bob"); !errors.Is(err, ErrNotDelegated) || !strings.Contains(err.Error(), "the memory controller is not delegated") {
+		t.Errorf("without the memory controller: %v", err)
+	}
+	if _, err := delegated("/"); !errors.Is(err, ErrNotDelegated) {
+		t.Errorf("the root cgroup: %v", err)
 	}
 }

@@ -23,6 +23,8 @@ type Group struct {
 	path   string // below the hierarchies' roots, e.g. kiln/1a2b3c/build-42
 	limits Limits
 	oom    *oomWatch // v1: notifications of the memory controller's OOM
+	// wrapped: this process's children join the group (see Wrap).
+	wrapped bool
 }
 
 // Create makes the cgroup at path (relative to the hierarchies' roots, as
@@ -226,6 +228,10 @@ func (g *Group) Remove() error {
 	if g.oom != nil {
 		g.oom.close()
 		g.oom = nil
+	}
+	if g.wrapped {
+		os.Unsetenv(wrapEnv)
+		g.wrapped = false
 	}
 	var errs []error
 	for _, root := range g.host.roots() {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/moby/buildkit/worker/base"
 
+	"github.com/kiln-build/kiln/cgroup"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/store"
 	"github.com/kiln-build/kiln/usage"
@@ -31,8 +32,9 @@ type backend interface {
 	// release gives back what hold took.
 	hold(ctx context.Context, st *store.Store, stderr io.Writer) (release func(), err error)
 	// workerOpt describes BuildKit's worker on the store, with its state
-	// in the namespace's state directory state and steps on snapshotter.
-	workerOpt(st *store.Store, state, snapshotter string) (base.WorkerOpt, error)
+	// in the namespace's state directory state and steps on snapshotter,
+	// inside the build's budget when it has one.
+	workerOpt(st *store.Store, state, snapshotter string, budget *cgroup.Group) (base.WorkerOpt, error)
 	// workerName names the worker in errors.
 	workerName() string
 	// describe fills in what kiln info says about the store, the

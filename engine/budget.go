@@ -4,9 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	units "github.com/docker/go-units"
 	"golang.org/x/sync/semaphore"
 
@@ -63,38 +67,105 @@ const budgetPrefix = "build-"
 // budgetName is this process's build cgroup's name.
 func budgetName() string { return budgetPrefix + strconv.Itoa(os.Getpid()) }
 
+// kilnPrefix starts the name of the cgroup an unprivileged kiln moves
+// itself to on cgroup v2 (see cgroup.Host.Vacate), beside its build's.
+const kilnPrefix = "kiln-"
+
+// kilnName is this process's own cgroup's name there.
+func kilnName() string { return kilnPrefix + strconv.Itoa(os.Getpid()) }
+
 // stepCgroupParent is the cgroup parent of the steps of a build with the
 // global options cfg: with a budget, the build's own cgroup (see
-// openBudget) below the state directory's; otherwise the state directory's
-// (see cgroupParent).
-func stepCgroupParent(cfg Config) string {
-	if cfg.Limits.cgroupLimits().IsZero() {
-		return cgroupParent(cfg.Root)
+// openBudget); otherwise the state directory's (see cgroupParent).
+func stepCgroupParent(cfg Config, budget *cgroup.Group) string {
+	if budget != nil {
+		return budget.Path()
 	}
-	return cgroupParent(cfg.Root) + "/" + budgetName()
+	return cgroupParent(cfg.Root)
+}
+
+// shimCgroup are the runc options of containerd's runc shim that start an
+// unprivileged build's steps inside its budget: BuildKit's rootless mode
+// gives the steps no cgroup paths, so runc places each step's cgroup by
+// its own, which is the shim's (see cgroup.Group.Runtime). Nil without a
+// budget.
+func shimCgroup(budget *cgroup.Group) (*runcoptions.Options, error) {
+	if budget == nil {
+		return nil, nil
+	}
+	p, err := budget.Runtime()
+	if err != nil {
+		return nil, err
+	}
+	return &runcoptions.Options{ShimCgroup: "/" + p}, nil
+}
+
+// wrapRunc returns the runc an unprivileged build's steps run with, in the
+// worker directory root: runc itself without a budget, else a wrapper that
+// starts it inside the budget's cgroup, below which runc nests each step's
+// (see cgroup.Group.Wrap).
+func wrapRunc(root string, budget *cgroup.Group) (string, error) {
+	if budget == nil {
+		return "runc", nil
+	}
+	real, err := exec.LookPath("runc")
+	if err != nil {
+		return "", fmt.Errorf("finding runc: %w", err)
+	}
+	if real, err = filepath.Abs(real); err != nil {
+		return "", err
+	}
+	link := filepath.Join(root, "budget", "runc")
+	if err := budget.Wrap(link, real); err != nil {
+		return "", fmt.Errorf("starting the build's steps in its cgroup: %w", err)
+	}
+	return link, nil
 }
 
 // ErrBudget is the cause of every budget that cannot be enforced here.
 var ErrBudget = errors.New("the build's budget cannot be enforced")
 
-// unenforced says why cfg's budget cannot be enforced, or "": build steps
-// without cgroups (an unprivileged user's: BuildKit's rootless mode, or
-// steps in kiln's own user namespace), kiln without the right to create
-// cgroups, or a kernel without the controller a limit needs.
-func unenforced(cfg Config, h cgroup.Host) string {
+// unprivileged reports whether cfg's builds run their steps as an
+// unprivileged user: BuildKit's rootless mode, or steps in kiln's own user
+// namespace.
+func unprivileged(cfg Config) bool {
+	return cfg.Rootless || rootless.InUserNamespace() || os.Geteuid() != 0
+}
+
+// budgetParent is the cgroup, relative to the hierarchies' roots, that a
+// build's cgroup is created in: the state directory's cgroup parent, below
+// the cgroup delegated to an unprivileged user (see
+// cgroup.Host.Delegated), and the delegation. It says why cfg's budget
+// cannot be enforced here, or "": a kernel without the controller a limit
+// needs, or an unprivileged user without a delegated cgroup.
+func budgetParent(cfg Config, h cgroup.Host) (parent string, d cgroup.Delegation, why string) {
 	l := cfg.Limits.cgroupLimits()
-	switch {
-	case l.IsZero():
-		return ""
-	case cfg.Rootless || rootless.InUserNamespace():
-		return "as an unprivileged user kiln runs build steps without cgroups (BuildKit's rootless mode), so no limit holds for them; build as root"
-	case os.Geteuid() != 0:
-		return "creating the build's cgroup needs root; build as root"
+	if !unprivileged(cfg) {
+		if err := h.Enforceable(l); err != nil && !l.IsZero() {
+			return "", d, err.Error()
+		}
+		return cgroupParent(cfg.Root), d, ""
 	}
-	if err := h.Enforceable(l); err != nil {
-		return err.Error()
+	if l.IsZero() {
+		return "", d, ""
 	}
-	return ""
+	var kin []int
+	if rootless.InOwnNamespaces() {
+		// The kiln that made these namespaces waits in the same cgroup.
+		kin = append(kin, os.Getppid())
+	}
+	d, err := h.Delegated(l, kin...)
+	if errors.Is(err, cgroup.ErrNotDelegated) {
+		why := "creating the build's cgroup needs root or a cgroup delegated to you"
+		if cfg.Rootless || rootless.InUserNamespace() {
+			why = "as an unprivileged user kiln runs build steps without cgroups of their own (BuildKit's rootless mode), so a limit holds for them only in a cgroup delegated to you"
+		}
+		return "", d, why + ", and " + err.Error() + "; ask an administrator to delegate one (see kiln's README, Rootless), or build as root"
+	}
+	if err != nil {
+		return "", d, err.Error()
+	}
+	return path.Join(d.Parent, cgroupParent(cfg.Root)), d, ""
 }
 
 // budgetError is a budget that cannot be enforced, and why.
@@ -103,25 +174,30 @@ func budgetError(l Limits, why string) error {
 }
 
 // openBudget creates the build's cgroup with cfg's limits, under which
-// runc creates every step's cgroup (see stepCgroupParent); nil without
-// limits. It first removes the build cgroups a killed kiln left: the caller
-// holds the state directory's lock, so no other build uses them.
+// every step runs; nil without limits. As root runc creates the steps'
+// cgroups below it (see stepCgroupParent); an unprivileged user's steps
+// are started inside it (see wrapRunc and shimCgroup). It first removes the
+// build cgroups a killed kiln left: the caller holds the state directory's
+// lock, so no other build uses them.
 func openBudget(cfg Config) (*cgroup.Group, error) {
-	if cfg.Rootless || rootless.InUserNamespace() || os.Geteuid() != 0 {
-		if why := unenforced(cfg, cgroup.Host{}); why != "" {
-			return nil, budgetError(cfg.Limits, why)
-		}
+	l := cfg.Limits.cgroupLimits()
+	if unprivileged(cfg) && l.IsZero() {
 		return nil, nil
 	}
 	h := cgroup.Probe()
-	h.Sweep(cgroupParent(cfg.Root), budgetPrefix, budgetName())
-	if why := unenforced(cfg, h); why != "" {
+	parent, d, why := budgetParent(cfg, h)
+	if why != "" {
 		return nil, budgetError(cfg.Limits, why)
 	}
-	if cfg.Limits.cgroupLimits().IsZero() {
+	h.Sweep(parent, budgetPrefix, budgetName())
+	h.Sweep(parent, kilnPrefix, kilnName())
+	if l.IsZero() {
 		return nil, nil
 	}
-	g, err := h.Create(stepCgroupParent(cfg), cfg.Limits.cgroupLimits())
+	if err := h.Vacate(d, path.Join(parent, kilnName())); err != nil {
+		return nil, fmt.Errorf("creating the build's cgroup for its budget (%s): %w", cfg.Limits, err)
+	}
+	g, err := h.Create(path.Join(parent, budgetName()), l)
 	if err != nil {
 		return nil, fmt.Errorf("creating the build's cgroup for its budget (%s): %w", cfg.Limits, err)
 	}
@@ -164,10 +240,10 @@ type BudgetInfo struct {
 func describeBudget(cfg Config) *BudgetInfo {
 	h := cgroup.Probe()
 	b := &BudgetInfo{Limits: cfg.Limits.String(), Enforced: true, Memory: h.Memory, CPU: h.CPU}
-	if why := unenforced(cfg, h); why != "" {
+	if parent, _, why := budgetParent(cfg, h); why != "" {
 		b.Enforced, b.Why = false, why
 	} else if !cfg.Limits.cgroupLimits().IsZero() {
-		b.Cgroup = cgroupParent(cfg.Root) + "/" + budgetPrefix + "PID"
+		b.Cgroup = parent + "/" + budgetPrefix + "PID"
 	}
 	return b
 }

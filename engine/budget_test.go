@@ -2,7 +2,6 @@ package engine
 
 import (
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -25,37 +24,36 @@ func TestLimitsString(t *testing.T) {
 
 func TestStepCgroupParent(t *testing.T) {
 	cfg := Config{Root: "/var/lib/kiln"}
-	if got := stepCgroupParent(cfg); got != cgroupParent(cfg.Root) {
+	if got := stepCgroupParent(cfg, nil); got != cgroupParent(cfg.Root) {
 		t.Errorf("without a budget: %q, want the root's %q", got, cgroupParent(cfg.Root))
 	}
-	cfg.Limits.MaxParallelism = 2
-	if got := stepCgroupParent(cfg); got != cgroupParent(cfg.Root) {
-		t.Errorf("with only --max-parallelism, which needs no cgroup: %q", got)
+	if os.Geteuid() != 0 {
+		return
 	}
-	cfg.Limits.Memory = 64 << 20
-	want := cgroupParent(cfg.Root) + "/build-" + strconv.Itoa(os.Getpid())
-	if got := stepCgroupParent(cfg); got != want {
-		t.Errorf("with a budget: %q, want %q", got, want)
+	cfg.Limits.MaxParallelism = 2
+	parent, _, why := budgetParent(cfg, cgroup.Host{})
+	if why != "" || parent != cgroupParent(cfg.Root) {
+		t.Errorf("as root with only --max-parallelism, which needs no cgroup: %q, %q", parent, why)
 	}
 }
 
 // A budget that cannot be enforced is refused, saying why, never ignored.
-func TestUnenforced(t *testing.T) {
+func TestBudgetParentRefuses(t *testing.T) {
 	mem := Limits{Memory: 256 << 20}
-	if why := unenforced(Config{Rootless: true, Limits: mem}, cgroup.Host{}); !strings.Contains(why, "unprivileged") {
-		t.Errorf("rootless: %q, want it to say that steps run without cgroups", why)
+	noMemory := cgroup.Host{Memory: cgroup.Controller{Name: "memory", Why: "the kernel's memory controller is disabled: add cgroup_enable=memory"}}
+	if _, _, why := budgetParent(Config{Rootless: true, Limits: mem}, noMemory); !strings.Contains(why, "cgroup_enable=memory") {
+		t.Errorf("rootless without a memory controller: %q", why)
 	}
-	if why := unenforced(Config{Rootless: true, Limits: Limits{MaxParallelism: 1}}, cgroup.Host{}); why != "" {
+	if _, _, why := budgetParent(Config{Rootless: true, Limits: Limits{MaxParallelism: 1}}, cgroup.Host{}); why != "" {
 		t.Errorf("rootless with only --max-parallelism: %q, want it enforced (it needs no cgroup)", why)
 	}
 	if os.Geteuid() != 0 {
 		return
 	}
-	disabled := cgroup.Host{Memory: cgroup.Controller{Name: "memory", Why: "the kernel's memory controller is disabled: add cgroup_enable=memory"}}
-	if why := unenforced(Config{Limits: mem}, disabled); !strings.Contains(why, "cgroup_enable=memory") {
+	if _, _, why := budgetParent(Config{Limits: mem}, noMemory); !strings.Contains(why, "cgroup_enable=memory") {
 		t.Errorf("without a memory controller: %q", why)
 	}
-	if why := unenforced(Config{Limits: Limits{CPUs: 1}}, cgroup.Host{}); why == "" {
+	if _, _, why := budgetParent(Config{Limits: Limits{CPUs: 1}}, cgroup.Host{}); why == "" {
 		t.Error("a CPU quota without a cpu controller was taken as enforced")
 	}
 	err := budgetError(mem, "why")

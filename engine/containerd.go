@@ -12,6 +12,7 @@ import (
 	"github.com/moby/buildkit/worker/containerd"
 	"google.golang.org/grpc"
 
+	"github.com/kiln-build/kiln/cgroup"
 	"github.com/kiln-build/kiln/rootless"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/store"
@@ -58,25 +59,34 @@ func (b containerdBackend) hold(ctx context.Context, st *store.Store, stderr io.
 	return unlock, nil
 }
 
-func (b containerdBackend) workerOpt(_ *store.Store, state, snapshotter string) (base.WorkerOpt, error) {
+func (b containerdBackend) workerOpt(_ *store.Store, state, snapshotter string, budget *cgroup.Group) (base.WorkerOpt, error) {
 	cfg := b.cfg
-	var cgroup string
-	if !cfg.Rootless {
-		// Rootless runc cannot use cgroup paths on cgroup v1, and BuildKit's
-		// rootless mode drops them anyway.
-		cgroup = stepCgroupParent(cfg)
+	var cgroupParent string
+	runtime := &containerd.RuntimeInfo{Name: "io.containerd.runc.v2"}
+	if cfg.Rootless {
+		// BuildKit's rootless mode drops cgroup paths: a budget holds
+		// for the steps through their shim's cgroup instead.
+		o, err := shimCgroup(budget)
+		if err != nil {
+			return base.WorkerOpt{}, err
+		}
+		if o != nil {
+			runtime.Options = o
+		}
+	} else {
+		cgroupParent = stepCgroupParent(cfg, budget)
 	}
 	return newWorkerOpt(containerd.WorkerOptions{
 		Root:            state,
 		Address:         cfg.Address,
 		SnapshotterName: snapshotter,
 		Namespace:       cfg.Namespace,
-		CgroupParent:    cgroup,
+		CgroupParent:    cgroupParent,
 		Rootless:        cfg.Rootless,
 		NetworkOpt: netproviders.Opt{
 			Mode: "host",
 		},
-		Runtime: &containerd.RuntimeInfo{Name: "io.containerd.runc.v2"},
+		Runtime: runtime,
 	}, ctd.WithTimeout(30*time.Second), labelContainers(rootID(cfg.Root)))
 }
 
@@ -183,6 +193,7 @@ func stepCgroups(cfg Config) string {
 		if v != "v2" {
 			note += "; rootless runc cannot create cgroups on cgroup v1"
 		}
+		note += "; a budget holds in a cgroup delegated to you"
 		return v + ": " + note
 	}
 	return v + ": build steps run under the cgroup " + cgroupParent(cfg.Root)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/moby/buildkit/worker/base"
 
+	"github.com/kiln-build/kiln/cgroup"
 	"github.com/kiln-build/kiln/rootless"
 	"github.com/kiln-build/kiln/snapshot"
 	"github.com/kiln-build/kiln/store"
@@ -79,12 +80,32 @@ func (b embeddedBackend) hold(ctx context.Context, st *store.Store, stderr io.Wr
 	return func() {}, nil
 }
 
-func (b embeddedBackend) workerOpt(st *store.Store, state, snapshotter string) (base.WorkerOpt, error) {
-	var cgroup string
-	if !b.cfg.Rootless && !rootless.InUserNamespace() {
-		cgroup = stepCgroupParent(b.cfg)
+func (b embeddedBackend) workerOpt(st *store.Store, state, snapshotter string, budget *cgroup.Group) (base.WorkerOpt, error) {
+	root := workerDir(state, embeddedWorkerPrefix, snapshotter)
+	steps := stepRunc{command: "runc"}
+	if b.cfg.Rootless || rootless.InUserNamespace() {
+		// BuildKit's rootless mode drops cgroup paths: a budget holds
+		// for the steps through runc's cgroup instead.
+		command, err := wrapRunc(root, budget)
+		if err != nil {
+			return base.WorkerOpt{}, err
+		}
+		steps = stepRunc{command: command, rootless: true}
+	} else {
+		steps.cgroupParent = stepCgroupParent(b.cfg, budget)
 	}
-	return embeddedWorkerOpt(st, b.cfg.Namespace, workerDir(state, embeddedWorkerPrefix, snapshotter), snapshotter, b.cfg.Rootless, cgroup)
+	return embeddedWorkerOpt(st, b.cfg.Namespace, root, snapshotter, steps)
+}
+
+// stepRunc is how the embedded store's worker runs build steps.
+type stepRunc struct {
+	// command is the runc to run (or the wrapper that starts it in the
+	// build's cgroup).
+	command string
+	// rootless is BuildKit's rootless mode: no cgroup paths, no /sys.
+	rootless bool
+	// cgroupParent is where runc creates the steps' cgroups, as root.
+	cgroupParent string
 }
 
 func (embeddedBackend) workerName() string { return "the embedded store's worker" }
@@ -107,7 +128,7 @@ func (b embeddedBackend) describe(ctx context.Context, info *Info) error {
 	}
 	cgroups := cgroupVersion() + ": build steps run under the cgroup " + cgroupParent(cfg.Root)
 	if rootless.InUserNamespace() {
-		cgroups = cgroupVersion() + ": build steps run without cgroup paths or limits (rootless runc in kiln's user namespace)"
+		cgroups = cgroupVersion() + ": build steps run without cgroup paths or limits (rootless runc in kiln's user namespace), but a budget holds in a cgroup delegated to you"
 	}
 	info.StoreDir = store.EmbeddedDir(cfg.Root)
 	info.Runtime = runtime

@@ -18,7 +18,6 @@ import (
 	wlabel "github.com/moby/buildkit/worker/label"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/kiln-build/kiln/rootless"
 	"github.com/kiln-build/kiln/store"
 )
 
@@ -26,8 +25,8 @@ import (
 // in the worker directory root: the store's content, images, leases and
 // snapshotter, as BuildKit's containerd worker takes them from a
 // containerd, and BuildKit's runc executor, as its OCI worker has it, in
-// place of containerd's tasks. Steps run under cgroupParent unless empty.
-func embeddedWorkerOpt(st *store.Store, namespace, root, name string, rootlessMode bool, cgroupParent string) (opt base.WorkerOpt, err error) {
+// place of containerd's tasks, as steps says.
+func embeddedWorkerOpt(st *store.Store, namespace, root, name string, steps stepRunc) (opt base.WorkerOpt, err error) {
 	c := st.Client()
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return opt, fmt.Errorf("creating %s: %w", root, err)
@@ -42,10 +41,12 @@ func embeddedWorkerOpt(st *store.Store, namespace, root, name string, rootlessMo
 	}
 	// In kiln's own user namespace runc runs rootless: BuildKit then drops
 	// the steps' cgroup paths and limits, which an unprivileged runc
-	// cannot set up on cgroup v1.
+	// cannot set up on cgroup v1; a budget's cgroup holds through the
+	// runc wrapper instead (see wrapRunc).
 	exe, monitor, err := newRuncExecutor(root, runcexecutor.Opt{
-		Rootless:            rootlessMode || rootless.InUserNamespace(),
-		DefaultCgroupParent: cgroupParent,
+		CommandCandidates:   []string{steps.command},
+		Rootless:            steps.rootless,
+		DefaultCgroupParent: steps.cgroupParent,
 	}, np, proxy)
 	if err != nil {
 		return opt, err

@@ -18,7 +18,7 @@ import (
 )
 
 // embeddedWorkerOpt fails off Linux, where runc does not run.
-func embeddedWorkerOpt(st *store.Store, namespace, root, name string, rootlessMode bool, cgroupParent string) (base.WorkerOpt, error) {
+func embeddedWorkerOpt(st *store.Store, namespace, root, name string, steps stepRunc) (base.WorkerOpt, error) {
 	return base.WorkerOpt{}, errors.New("kiln's embedded store needs Linux")
 }
 

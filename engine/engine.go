@@ -199,7 +199,7 @@ func open(ctx context.Context, cfg Config, platforms []ocispecs.Platform, stderr
 	if e.budget, err = openBudget(cfg); err != nil {
 		return nil, err
 	}
-	opt, err := b.workerOpt(st, e.state, e.snapshotter)
+	opt, err := b.workerOpt(st, e.state, e.snapshotter, e.budget)
 	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", b.workerName(), err)
 	}

@@ -36,7 +36,9 @@ func newRuncExecutor(workerRoot string, opt runcexecutor.Opt, np map[pb.NetMode]
 	opt.Root = filepath.Join(workerRoot, "executor")
 	// The sweep after a killed kiln (sweepRuncSteps) asks this runc for
 	// the steps it left; BuildKit would prefer a buildkit-runc.
-	opt.CommandCandidates = []string{"runc"}
+	if len(opt.CommandCandidates) == 0 {
+		opt.CommandCandidates = []string{"runc"}
+	}
 	opt.ProcessMode = oci.ProcessSandbox
 	opt.ResourceMonitor = monitor
 	opt.ProxyProvider = proxy

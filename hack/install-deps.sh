@@ -7,6 +7,7 @@ packages=(
 	runc qemu-user-static binfmt-support docker-registry uidmap rootlesskit slirp4netns
 	fuse-overlayfs skopeo ca-certificates make git openssh-client openssh-server
 	mmdebstrap arch-test # hack/debian-fixtures.sh: the Debian bookworm base of the real-world tests
+	qemu-system-x86      # integration/cgroupv2_test.go boots a cgroup v2 kernel (hack/vm-kernel.sh)
 )
 
 missing=()

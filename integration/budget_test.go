@@ -7,7 +7,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -41,25 +46,16 @@ func (e *env) kilnCgroupDirs(t *testing.T) []string {
 func TestBuildMemoryBudget(t *testing.T) {
 	e := newEnv(t)
 	e.busyboxBase(t, "busybox", "linux/amd64")
-	small := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN awk 'BEGIN{s=\"x\"; while (length(s) < 16000000) s = s s; print length(s)}' > /len\n"})
+	small := contextDir(t, map[string]string{"Dockerfile": withinBudgetDockerfile})
 	e.kiln("build", "--memory", "256MiB", "--cpus", "0.5", "--progress", "plain", "-t", "within", small).ok(t)
 	if dirs := e.kilnCgroupDirs(t); len(dirs) > 0 {
 		t.Errorf("the build's cgroup is still there after the build: %v", dirs)
 	}
 
 	// awk doubles a string until it is 512 MB long: twice the budget.
-	big := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN echo allocating && awk 'BEGIN{s=\"x\"; while (length(s) < 512000000) s = s s; print length(s)}'\n"})
+	big := contextDir(t, map[string]string{"Dockerfile": overBudgetDockerfile})
 	r := e.kiln("build", "--memory", "256m", "--progress", "plain", "-t", "over", big).fails(t, 1, "out of memory")
-	first := strings.SplitN(strings.TrimSpace(lastErrorLine(r.Stderr)), "\n", 2)[0]
-	t.Logf("error: %s", first)
-	for _, want := range []string{"Dockerfile:2", "RUN echo allocating", "out of memory", "--memory 256MiB"} {
-		if !strings.Contains(first, want) {
-			t.Errorf("the error line %q does not contain %q", first, want)
-		}
-	}
-	if strings.Contains(first, "exit code 137") {
-		t.Errorf("the error line %q is a bare exit code", first)
-	}
+	checkOutOfMemory(t, r)
 	if dirs := e.kilnCgroupDirs(t); len(dirs) > 0 {
 		t.Errorf("the build's cgroup is still there after the failed build: %v", dirs)
 	}
@@ -149,4 +145,82 @@ func sleepSpans(t *testing.T, stderr string) [2][2]time.Time {
 		t.Fatalf("found %d RUN sleep steps in the progress stream, want 2:\n%s", i, stderr)
 	}
 	return out
+}
+
+// delegatedCgroup makes a cgroup in the memory and cpu hierarchies of cgroup
+// v1 that uid owns, as an administrator delegates one to a user (mkdir and
+// chown -R, as cgcreate -a/-t does), and returns the shell command that
+// moves the shell into it before it executes "$0" "$@", and the cgroup's
+// directories. The cgroups go when the test ends, with what kiln left below
+// them.
+func delegatedCgroup(t *testing.T, uid, gid int) (join string, dirs []string) {
+	t.Helper()
+	if !cgroupV1() {
+		t.Skip("delegation is set up here for cgroup v1 only")
+	}
+	name := "kiln-it-delegated-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(int(time.Now().UnixNano()%1e6))
+	var joins []string
+	for _, h := range []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup/cpu"} {
+		dir := filepath.Join(h, name)
+		dirs = append(dirs, dir)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatalf("making the delegated cgroup: %v", err)
+		}
+		t.Cleanup(func() { removeCgroupTree(t, dir) })
+		if out, err := exec.Command("chown", "-R", fmt.Sprintf("%d:%d", uid, gid), dir).CombinedOutput(); err != nil {
+			t.Fatalf("delegating %s: %v: %s", dir, err, out)
+		}
+		joins = append(joins, "echo $$ > "+dir+"/cgroup.procs")
+	}
+	return strings.Join(joins, " && ") + ` && exec "$0" "$@"`, dirs
+}
+
+// buildCgroupsBelow lists the build cgroups (build-PID) kiln left below the
+// delegated cgroups dirs.
+func buildCgroupsBelow(dirs []string) []string {
+	var left []string
+	for _, d := range dirs {
+		m, _ := filepath.Glob(filepath.Join(d, "kiln", "*", "build-*"))
+		left = append(left, m...)
+	}
+	return left
+}
+
+// removeCgroupTree removes the cgroup dir and those below it, deepest first.
+func removeCgroupTree(t *testing.T, dir string) {
+	var dirs []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := os.Remove(dirs[i]); err != nil {
+			t.Logf("removing the cgroup %s: %v", dirs[i], err)
+		}
+	}
+}
+
+// budgetDockerfiles are a step within a 256 MiB budget (awk builds a 16 MB
+// string) and one over it (512 MB).
+const (
+	withinBudgetDockerfile = "FROM busybox\nRUN awk 'BEGIN{s=\"x\"; while (length(s) < 16000000) s = s s; print length(s)}' > /len\n"
+	overBudgetDockerfile   = "FROM busybox\nRUN echo allocating && awk 'BEGIN{s=\"x\"; while (length(s) < 512000000) s = s s; print length(s)}'\n"
+)
+
+// checkOutOfMemory checks that a build killed for its budget failed with one
+// line naming the step, "out of memory" and the budget.
+func checkOutOfMemory(t *testing.T, r result) {
+	t.Helper()
+	first := strings.SplitN(strings.TrimSpace(lastErrorLine(r.Stderr)), "\n", 2)[0]
+	t.Logf("error: %s", first)
+	for _, want := range []string{"Dockerfile:2", "RUN echo allocating", "out of memory", "--memory 256MiB"} {
+		if !strings.Contains(first, want) {
+			t.Errorf("the error line %q does not contain %q", first, want)
+		}
+	}
+	if strings.Contains(first, "exit code 137") {
+		t.Errorf("the error line %q is a bare exit code", first)
+	}
 }

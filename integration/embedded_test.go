@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -531,6 +532,11 @@ func TestEmbeddedUnprivileged(t *testing.T) {
 	scratch := filepath.Join(home, "scratch")
 	os.MkdirAll(scratch, 0o755)
 	os.WriteFile(filepath.Join(scratch, "Dockerfile"), []byte("FROM scratch\nCOPY Dockerfile /\n"), 0o644)
+	within, over := filepath.Join(home, "within"), filepath.Join(home, "over")
+	os.MkdirAll(within, 0o755)
+	os.WriteFile(filepath.Join(within, "Dockerfile"), []byte(withinBudgetDockerfile), 0o644)
+	os.MkdirAll(over, 0o755)
+	os.WriteFile(filepath.Join(over, "Dockerfile"), []byte(overBudgetDockerfile), 0o644)
 	if out, err := exec.Command("chown", "-R", uid+":"+gid, home).CombinedOutput(); err != nil {
 		t.Fatalf("chown: %v: %s", err, out)
 	}
@@ -560,8 +566,26 @@ func TestEmbeddedUnprivileged(t *testing.T) {
 
 	user("build", "--platform", "linux/amd64,linux/arm64", "-t", "busybox", bb).ok(t)
 	user("build", "--platform", "linux/amd64,linux/arm64", "-t", "hello", app).ok(t)
-	// Rootless runc gets no cgroups: a budget is refused, not ignored.
+	// Rootless runc gets no cgroups of its own: without a cgroup delegated
+	// to the user a budget is refused, not ignored.
 	user("build", "--memory", "256m", "-t", "hello", app).fails(t, 1, "cannot be enforced (memory 256MiB): as an unprivileged user")
+
+	// In a cgroup delegated to the user the budget holds: kiln starts runc
+	// inside the build's cgroup, below the delegated one.
+	uidN, _ := strconv.Atoi(uid)
+	gidN, _ := strconv.Atoi(gid)
+	join, delegated := delegatedCgroup(t, uidN, gidN)
+	inCgroup := func(args ...string) result {
+		t.Helper()
+		full := append([]string{"--reuid", uid, "--regid", gid, "--clear-groups", "/bin/sh", "-c", join, bin}, args...)
+		return runEnv(t, env, "("+embeddedUser+", in a delegated cgroup) kiln "+strings.Join(args, " "), "/usr/bin/setpriv", full...)
+	}
+	inCgroup("build", "--memory", "256m", "--cpus", "0.5", "-t", "within", within).ok(t)
+	r := inCgroup("build", "--memory", "256m", "--progress", "plain", "-t", "over", over).fails(t, 1, "out of memory")
+	checkOutOfMemory(t, r)
+	if left := buildCgroupsBelow(delegated); len(left) > 0 {
+		t.Errorf("the build's cgroups are still there: %v", left)
+	}
 	rows := user("images", "--format", "{{.Name}} {{join .Platforms \",\"}} {{.Complete}}").ok(t).Stdout
 	if !strings.Contains(rows, "docker.io/library/hello:latest linux/amd64,linux/arm64 true") {
 		t.Fatalf("kiln images as %s:\n%s", embeddedUser, rows)

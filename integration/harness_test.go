@@ -248,6 +248,12 @@ func sweepNamespace(address, ns string, logf func(format string, args ...any)) {
 	for i := 0; i < 50; i++ {
 		if _, lastErr = ctr("namespaces", "rm", ns); lastErr == nil {
 			_ = os.Remove(filepath.Join("/run/containerd/runc", ns)) // runc leaves it, empty
+			// ctr run's tasks get the cgroup /NS/ID in every hierarchy; runc
+			// removes ID and leaves NS, empty (rmdir refuses one in use).
+			dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", ns))
+			for _, d := range append(dirs, filepath.Join("/sys/fs/cgroup", ns)) {
+				_ = os.Remove(d)
+			}
 			return
 		}
 		time.Sleep(200 * time.Millisecond)

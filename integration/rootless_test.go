@@ -465,6 +465,29 @@ func TestRootless(t *testing.T) {
 		t.Logf("snapshotter: %s (%s); cgroups: %s; network: %s", info.Snapshotter, info.SnapshotterReason, info.Cgroups, info.Rootless.Network)
 	})
 
+	t.Run("budget", func(t *testing.T) {
+		// Without a cgroup delegated to the user a budget is refused, not
+		// ignored.
+		base := u.contextForUser(t, "budget-base", "FROM scratch\nARG TARGETARCH\nCOPY rootfs/${TARGETARCH}/ /\n")
+		u.kiln(t, base, "build", "-t", "busybox", ".").ok(t)
+		within := u.contextForUser(t, "budget-within", withinBudgetDockerfile)
+		over := u.contextForUser(t, "budget-over", overBudgetDockerfile)
+		u.kiln(t, within, "build", "--memory", "256m", ".").fails(t, 1, "cannot be enforced (memory 256MiB): as an unprivileged user")
+
+		// In a cgroup delegated to the user it holds: containerd's shim
+		// joins the build's cgroup, and runc nests each step's below it.
+		join, delegated := delegatedCgroup(t, u.uid, u.gid)
+		inCgroup := func(dir string, args ...string) result {
+			t.Helper()
+			return u.run(t, dir, "", nil, "/bin/sh", append([]string{"-c", join, filepath.Join(u.bin, "kiln")}, args...)...)
+		}
+		inCgroup(within, "build", "--memory", "256m", "--cpus", "0.5", "-t", "within", ".").ok(t)
+		checkOutOfMemory(t, inCgroup(over, "build", "--memory", "256m", "--progress", "plain", "-t", "over", ".").fails(t, 1, "out of memory"))
+		if left := buildCgroupsBelow(delegated); len(left) > 0 {
+			t.Errorf("the build's cgroups are still there: %v", left)
+		}
+	})
+
 	t.Run("two-platform-build", func(t *testing.T) {
 		dir := u.contextForUser(t, "app", rootlessDockerfile)
 		procsBefore := processesInNamespace(t, child)

@@ -205,9 +205,19 @@ func FinishOwnNamespaces() error {
 		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 			return fmt.Errorf("making the mounts of kiln's mount namespace private: %w", err)
 		}
+		inOwn = true
 	}
 	return nil
 }
+
+// inOwn is set once FinishOwnNamespaces has found kiln in namespaces its
+// parent made.
+var inOwn bool
+
+// InOwnNamespaces reports whether this kiln runs in the user and mount
+// namespaces that its parent, another kiln, made with RunInOwnNamespaces:
+// the parent waits for it there.
+func InOwnNamespaces() bool { return inOwn }
 
 // inOwnNamespaces reports whether the process runs in namespaces as
 // RunInOwnNamespaces makes them: a user namespace other than the initial

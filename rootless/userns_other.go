@@ -11,3 +11,7 @@ func RunInOwnNamespaces() (int, error) {
 
 // FinishOwnNamespaces does nothing off Linux.
 func FinishOwnNamespaces() error { return nil }
+
+// InOwnNamespaces reports whether this kiln runs in namespaces its parent
+// made: never off Linux.
+func InOwnNamespaces() bool { return false }

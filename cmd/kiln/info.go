@@ -111,7 +111,7 @@ func writeBudget(w io.Writer, b *engine.BudgetInfo) {
 	for _, c := range []cgroup.Controller{b.Memory, b.CPU} {
 		flag := map[string]string{"memory": "--memory", "cpu": "--cpus"}[c.Name]
 		if c.Available {
-			fmt.Fprintf(w, "%s controller:\tyes (cgroup %s, %s): %s is enforced as root\n", c.Name, c.Version, c.Dir, flag)
+			fmt.Fprintf(w, "%s controller:\tyes (cgroup %s, %s): %s is enforced as root, or in a cgroup delegated to you\n", c.Name, c.Version, c.Dir, flag)
 		} else {
 			fmt.Fprintf(w, "%s controller:\tno: %s; %s cannot be enforced\n", c.Name, c.Why, flag)
 		}

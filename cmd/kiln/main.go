@@ -13,12 +13,19 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/cgroup"
 	"github.com/kiln-build/kiln/rootless"
 	"github.com/kiln-build/kiln/usage"
 	"github.com/kiln-build/kiln/version"
 )
 
 func main() {
+	// kiln started as the runc of an unprivileged build's steps joins the
+	// build's cgroup and becomes runc (see cgroup.Group.Wrap).
+	if wrapper, err := cgroup.Exec(os.Args); wrapper {
+		fmt.Fprintln(os.Stderr, "kiln: "+err.Error())
+		os.Exit(1)
+	}
 	// No library logs a line before kiln knows whether --debug asks for it.
 	libraryLogs(false)
 	// In the namespaces kiln made for itself (see ownNamespaces), finish
