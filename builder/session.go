@@ -71,7 +71,7 @@ func NewSession(ctx context.Context, cfg engine.Config, reqs []*request.Request,
 	defer warmPlatforms(reqs...)()
 	eng, err := engine.Start(ctx, cfg, runnable, first.Stderr)
 	if err != nil {
-		return nil, err
+		return nil, budgetHint(err)
 	}
 	d, err := startDisplay(ctx, first)
 	if err != nil {

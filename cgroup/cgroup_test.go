@@ -189,7 +189,7 @@ func TestBudgetOnThisHost(t *testing.T) {
 
 func TestReadOwn(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "cgroup")
-	os.WriteFile(f, []byte("12:cpu,cpuacct:/user/alice\n4:memory:/user/alice\n1:name=systemd:/user.slice/a:b\n0::/user.slice/a:b\n"), 0o644)
+	os.WriteFile(f, []byte("12:cpu,cpuacct:/user/alice\n4:memory:/user/alice\n1:name=systemd:/user.slice/a:b\n0::/user.slice/a:b\n5:pids:/../../x\n"), 0o644)
 	own, err := readOwn(f)
 	if err != nil {
 		t.Fatal(err)
@@ -198,6 +198,10 @@ func TestReadOwn(t *testing.T) {
 		if own[c] != want {
 			t.Errorf("%q: %q, want %q", c, own[c], want)
 		}
+	}
+	// Outside this process's cgroup namespace: no cgroup it can reach.
+	if p, ok := own["pids"]; ok {
+		t.Errorf("pids: %q, want none", p)
 	}
 }
 
@@ -218,7 +222,7 @@ func TestDelegated(t *testing.T) {
 	os.WriteFile(self, []byte("12:cpu:/user/alice\n4:memory:/user/alice\n"), 0o644)
 	if os.Geteuid() == 0 {
 		d, err := h.Delegated(Limits{Memory: 1 << 30, CPUs: 1})
-		if err != nil || d.Parent != "user/alice" || len(d.move) > 0 {
+		if err != nil || d.Parent != "user/alice" || d.alone {
 			t.Errorf("delegated %+v, %v; want user/alice, with nothing to move on v1", d, err)
 		}
 	}
@@ -267,20 +271,31 @@ func TestDelegatedV2(t *testing.T) {
 	}
 
 	cg("alice", "cpu memory", os.Getpid())
-	if d, err := delegated("/alice"); err != nil || d.Parent != "alice" || !slices.Equal(d.move, []int{os.Getpid()}) {
+	if d, err := delegated("/alice"); err != nil || d.Parent != "alice" || !d.alone {
 		t.Errorf("kiln alone in its cgroup: %+v, %v; want alice, kiln to move out", d, err)
 	}
 	cg("dave", "cpu memory", 4242, os.Getpid())
 	os.WriteFile(self, []byte("0::/dave\n"), 0o644)
-	if d, err := h.Delegated(mem, 4242); err != nil || d.Parent != "dave" || !slices.Equal(d.move, []int{4242, os.Getpid()}) {
+	if d, err := h.Delegated(mem, 4242); err != nil || d.Parent != "dave" || !d.alone || !slices.Equal(d.kin, []int{4242}) {
 		t.Errorf("kiln with its kin: %+v, %v; want dave, both to move out", d, err)
 	}
-	if _, err := h.Delegated(mem); !errors.Is(err, ErrNotDelegated) || !strings.Contains(err.Error(), "holds other processes too (pid 4242") {
-		t.Errorf("kiln with a process not its kin: %v", err)
+	// A child of kiln's (a probe it started) is kiln's too.
+	child := exec.Command("sleep", "30")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { child.Process.Kill(); child.Wait() }()
+	cg("erin", "cpu memory", os.Getpid(), child.Process.Pid)
+	if d, err := delegated("/erin"); err != nil || d.Parent != "erin" || !d.alone {
+		t.Errorf("kiln with its child: %+v, %v; want erin, both to move out", d, err)
+	}
+	cg("frank", "cpu memory", 1, os.Getpid())
+	if _, err := delegated("/frank"); !errors.Is(err, ErrNotDelegated) || !strings.Contains(err.Error(), "is shared with other processes (pid 1 (") || !strings.Contains(err.Error(), "exec kiln") {
+		t.Errorf("kiln with a process not its own: %v", err)
 	}
 	cg("carol", "cpu memory")
 	cg("carol/session", "cpu memory", 1, os.Getpid())
-	if d, err := delegated("/carol/session"); err != nil || d.Parent != "carol" || len(d.move) > 0 {
+	if d, err := delegated("/carol/session"); err != nil || d.Parent != "carol" || d.alone {
 		t.Errorf("kiln beside other processes: %+v, %v; want the parent carol, nothing to move", d, err)
 	}
 	cg("carol", "cpu memory", 1)

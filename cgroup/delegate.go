@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -23,11 +24,14 @@ var ErrNotDelegated = errors.New("no cgroup is delegated to this user")
 type Delegation struct {
 	// Parent is the delegated cgroup, relative to the hierarchies' roots.
 	Parent string
-	// move are the processes that must leave Parent before its children
-	// get controllers (cgroup v2 allows no processes in a cgroup that
-	// hands controllers down): this kiln, and the kiln that started it
-	// in its own namespaces.
-	move []int
+	// alone: on cgroup v2, kiln runs in Parent itself, with nothing but
+	// its kin and their children, all of which must leave it before its
+	// children get controllers (cgroup v2 allows no processes in a cgroup
+	// that hands controllers down).
+	alone bool
+	// kin are the processes of kiln's own besides this one: the kiln that
+	// started it in namespaces of its own.
+	kin []int
 }
 
 // Delegated finds the cgroup delegated to this unprivileged process that
@@ -99,8 +103,8 @@ func (h Host) delegatedV2(own string, needed []Controller, kin []int) (Delegatio
 	}
 	ownErr := h.usableV2(own, needed)
 	if ownErr == nil {
-		if kilns, ok := onlyKiln(filepath.Join(h.v2, own), kin); ok {
-			return Delegation{Parent: strings.Trim(own, "/"), move: kilns}, nil
+		if others := strangers(filepath.Join(h.v2, own), kin); len(others) == 0 {
+			return Delegation{Parent: strings.Trim(own, "/"), alone: true, kin: kin}, nil
 		}
 	}
 	parent := path.Dir(own)
@@ -108,9 +112,7 @@ func (h Host) delegatedV2(own string, needed []Controller, kin []int) (Delegatio
 	case ownErr != nil && parent == "/":
 		return Delegation{}, fmt.Errorf("%w: %v", ErrNotDelegated, ownErr)
 	case parent == "/":
-		others, _ := readPids(filepath.Join(h.v2, own, "cgroup.procs"))
-		others = slices.DeleteFunc(others, func(pid int) bool { return pid == os.Getpid() || slices.Contains(kin, pid) })
-		return Delegation{}, fmt.Errorf("%w: the cgroup %s that this process runs in holds other processes too (%s), and cgroup v2 lets a cgroup hand controllers down only when no process runs in it: start kiln alone in a delegated cgroup (systemd-run --user --scope -p Delegate=yes does)", ErrNotDelegated, own, describePids(others))
+		return Delegation{}, sharedError(own, strangers(filepath.Join(h.v2, own), kin))
 	case strings.HasSuffix(parent, ".slice"):
 		// A slice is systemd's to manage: only a scope or service with
 		// Delegate=yes is the user's.
@@ -146,19 +148,61 @@ func (h Host) usableV2(p string, needed []Controller) error {
 	return nil
 }
 
-// onlyKiln returns the processes in the cgroup dir when they are only this
-// process and its kin.
-func onlyKiln(dir string, kin []int) ([]int, bool) {
+// strangers are the processes in the cgroup dir that are neither this
+// process, its kin, nor a descendant of either.
+func strangers(dir string, kin []int) []int {
 	pids, err := readPids(filepath.Join(dir, "cgroup.procs"))
 	if err != nil {
-		return nil, false
+		return []int{-1}
 	}
-	for _, pid := range pids {
-		if pid != os.Getpid() && !slices.Contains(kin, pid) {
-			return nil, false
+	return slices.DeleteFunc(pids, func(pid int) bool { return kilns(pid, kin) })
+}
+
+// kilns reports whether pid is this process, one of its kin, or a
+// descendant of either (a probe kiln started, or runc); a process that
+// has gone counts as kiln's, as it is no longer in the way.
+func kilns(pid int, kin []int) bool {
+	for range 64 {
+		if pid == os.Getpid() || slices.Contains(kin, pid) {
+			return true
 		}
+		if pid <= 1 {
+			return false
+		}
+		ppid, err := parentPid(pid)
+		if errors.Is(err, fs.ErrNotExist) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+		pid = ppid
 	}
-	return pids, true
+	return false
+}
+
+// parentPid reads the parent of the process pid from /proc/PID/stat.
+func parentPid(pid int) (int, error) {
+	dt, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	i := strings.LastIndexByte(string(dt), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	fields := strings.Fields(string(dt[i+1:]))
+	if len(fields) < 2 {
+		return 0, fmt.Errorf("/proc/%d/stat: no parent", pid)
+	}
+	return strconv.Atoi(fields[1])
+}
+
+// sharedError says that the cgroup own, where kiln runs, holds the
+// processes others too.
+func sharedError(own string, others []int) error {
+	return fmt.Errorf("%w: the cgroup %s that kiln runs in is shared with other processes (%s), and cgroup v2 lets a cgroup hand controllers down only when no process runs in it: run kiln alone there (exec kiln from a shell in that scope, or systemd-run --user --scope -p Delegate=yes kiln ...)", ErrNotDelegated, own, describePids(others))
 }
 
 // readPids reads a cgroup.procs file.
@@ -178,21 +222,127 @@ func readPids(file string) ([]int, error) {
 	return pids, nil
 }
 
-// Vacate moves the processes d says must leave the delegated cgroup into
-// the cgroup leaf below it (relative to the hierarchies' roots), where
-// they stay: kiln's own, on cgroup v2, when it was alone there.
-func (h Host) Vacate(d Delegation, leaf string) error {
-	if len(d.move) == 0 {
-		return nil
+// Vacate moves kiln out of the delegated cgroup d, when it runs there
+// alone on cgroup v2, into the cgroup leaf below it (relative to the
+// hierarchies' roots), where it stays: this process first, so that the
+// processes it starts from then on are born there, then its kin and the
+// children either started before. A process of anyone else's in the
+// delegated cgroup stops it.
+//
+// The returned function undoes it once the build's cgroup is gone: it
+// hands the controllers kiln enabled below the delegated cgroup back,
+// moves kiln's processes back there and removes the cgroups kiln made
+// below it, so that the user can start a process in the delegated cgroup
+// again (cgroup v2 refuses one in a cgroup that hands controllers down).
+func (h Host) Vacate(d Delegation, leaf string) (restore func() error, err error) {
+	if !d.alone {
+		return func() error { return nil }, nil
 	}
 	dir := filepath.Join(h.v2, leaf)
+	parent := filepath.Join(h.v2, d.Parent)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating a cgroup for kiln itself: %w", err)
+		return nil, fmt.Errorf("creating a cgroup for kiln itself: %w", err)
 	}
-	for _, pid := range d.move {
-		if err := write(dir, "cgroup.procs", strconv.Itoa(pid)); err != nil {
-			return fmt.Errorf("moving kiln out of the delegated cgroup %s: %w", d.Parent, err)
+	if err := move(dir, os.Getpid()); err != nil {
+		return nil, fmt.Errorf("moving kiln out of the delegated cgroup %s: %w", d.Parent, err)
+	}
+	restore = func() error { return h.unvacate(d, leaf) }
+	// Children started before kiln moved can start more there meanwhile;
+	// each round moves what the last one found.
+	err = moveAll(parent, dir, func(pid int) error {
+		if !kilns(pid, d.kin) {
+			return sharedError("/"+d.Parent, []int{pid})
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, errors.Join(err, restore())
+	}
+	return restore, nil
+}
+
+// unvacate undoes Vacate (see there).
+func (h Host) unvacate(d Delegation, leaf string) error {
+	parent := filepath.Join(h.v2, d.Parent)
+	if err := disableBelow(parent); err != nil {
+		return fmt.Errorf("handing the controllers of the delegated cgroup %s back: %w", d.Parent, err)
+	}
+	if err := moveAll(filepath.Join(h.v2, leaf), parent, nil); err != nil {
+		return fmt.Errorf("moving kiln back to the delegated cgroup %s: %w", d.Parent, err)
+	}
+	if err := removeTree(filepath.Join(h.v2, leaf)); err != nil {
+		return err
+	}
+	// The cgroups between are kiln's state directory's; they go when no
+	// other build's cgroup is in them.
+	for p := path.Dir(leaf); strings.HasPrefix(p, d.Parent+"/"); p = path.Dir(p) {
+		if os.Remove(filepath.Join(h.v2, p)) != nil {
+			break
+		}
+	}
+	return nil
+}
+
+// moveAll moves every process in the cgroup from to the cgroup to, until
+// none is left; check, when set, may refuse one.
+func moveAll(from, to string, check func(pid int) error) error {
+	for range 100 {
+		pids, err := readPids(filepath.Join(from, "cgroup.procs"))
+		if err != nil || len(pids) == 0 {
+			return err
+		}
+		for _, pid := range pids {
+			if check != nil {
+				if err := check(pid); err != nil {
+					return err
+				}
+			}
+			if err := move(to, pid); err != nil {
+				return fmt.Errorf("moving process %d: %w", pid, err)
+			}
+		}
+	}
+	return fmt.Errorf("processes kept starting in the cgroup %s while kiln moved them out", from)
+}
+
+// disableBelow takes the memory and cpu controllers away from the cgroups
+// below dir and from dir's children: deepest first, as the kernel lets a
+// cgroup stop handing a controller down only when no child hands it on.
+// Below a delegated cgroup kiln ran in, kiln enabled them all: none can
+// be enabled in a cgroup that processes run in, nor below it.
+func disableBelow(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := disableBelow(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	dt, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control"))
+	if err != nil {
+		return err
+	}
+	var off []string
+	for _, c := range []string{"memory", "cpu"} {
+		if slices.Contains(strings.Fields(string(dt)), c) {
+			off = append(off, "-"+c)
+		}
+	}
+	if len(off) == 0 {
+		return nil
+	}
+	return write(dir, "cgroup.subtree_control", strings.Join(off, " "))
+}
+
+// move moves the process pid into the cgroup dir; a process that has
+// ended meanwhile is no error.
+func move(dir string, pid int) error {
+	if err := write(dir, "cgroup.procs", strconv.Itoa(pid)); err != nil && !errors.Is(err, unix.ESRCH) {
+		return err
 	}
 	return nil
 }
@@ -218,6 +368,11 @@ func readOwn(file string) (map[string]string, error) {
 		// hierarchy-ID:controller-list:path; the path may hold colons.
 		parts := strings.SplitN(s.Text(), ":", 3)
 		if len(parts) != 3 {
+			continue
+		}
+		// A path above the root of this process's cgroup namespace
+		// ("/../x") names no cgroup this process can reach.
+		if parts[2] == ".." || strings.HasPrefix(parts[2], "../") || strings.HasPrefix(parts[2], "/..") {
 			continue
 		}
 		p := path.Clean("/" + parts[2])

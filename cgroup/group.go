@@ -25,7 +25,12 @@ type Group struct {
 	oom    *oomWatch // v1: notifications of the memory controller's OOM
 	// wrapped: this process's children join the group (see Wrap).
 	wrapped bool
+	// after runs once the group is removed (see OnRemove).
+	after func() error
 }
+
+// OnRemove has Remove call f once the group is gone.
+func (g *Group) OnRemove(f func() error) { g.after = f }
 
 // Create makes the cgroup at path (relative to the hierarchies' roots, as
 // a runc cgroups path is) and sets limits on it: memory (swap included, so
@@ -239,6 +244,10 @@ func (g *Group) Remove() error {
 			errs = append(errs, err)
 		}
 	}
+	if g.after != nil {
+		errs = append(errs, g.after())
+		g.after = nil
+	}
 	return errors.Join(errs...)
 }
 
@@ -249,6 +258,17 @@ func (h Host) roots() []string {
 		roots = append(roots, h.v2)
 	}
 	return roots
+}
+
+// Exists reports whether the cgroup p (relative to the hierarchies' roots)
+// is there in any hierarchy.
+func (h Host) Exists(p string) bool {
+	for _, root := range h.roots() {
+		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // Sweep removes the cgroups named prefix* directly below parent, in every

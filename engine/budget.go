@@ -179,6 +179,10 @@ func budgetError(l Limits, why string) error {
 // are started inside it (see wrapRunc and shimCgroup). It first removes the
 // build cgroups a killed kiln left: the caller holds the state directory's
 // lock, so no other build uses them.
+//
+// An unprivileged kiln that ran alone in the delegated cgroup on cgroup v2
+// has moved out of it (see cgroup.Host.Vacate); the returned group's Remove
+// moves it back.
 func openBudget(cfg Config) (*cgroup.Group, error) {
 	l := cfg.Limits.cgroupLimits()
 	if unprivileged(cfg) && l.IsZero() {
@@ -189,19 +193,37 @@ func openBudget(cfg Config) (*cgroup.Group, error) {
 	if why != "" {
 		return nil, budgetError(cfg.Limits, why)
 	}
-	h.Sweep(parent, budgetPrefix, budgetName())
-	h.Sweep(parent, kilnPrefix, kilnName())
+	// This build's own name goes too: a cgroup by that name is an earlier
+	// build's whose kiln had this pid, and its counters are not this
+	// build's.
+	h.Sweep(parent, budgetPrefix, "")
+	if unprivileged(cfg) {
+		// Only an unprivileged kiln moves itself to a cgroup of its own,
+		// which stays while it runs in it.
+		h.Sweep(parent, kilnPrefix, "")
+	}
 	if l.IsZero() {
 		return nil, nil
 	}
-	if err := h.Vacate(d, path.Join(parent, kilnName())); err != nil {
-		return nil, fmt.Errorf("creating the build's cgroup for its budget (%s): %w", cfg.Limits, err)
+	build := path.Join(parent, budgetName())
+	if h.Exists(build) {
+		return nil, budgetCgroupError(cfg.Limits, fmt.Errorf("the cgroup %s of an earlier build with kiln's pid still holds processes: stop them, or build again", build))
 	}
-	g, err := h.Create(path.Join(parent, budgetName()), l)
+	restore, err := h.Vacate(d, path.Join(parent, kilnName()))
 	if err != nil {
-		return nil, fmt.Errorf("creating the build's cgroup for its budget (%s): %w", cfg.Limits, err)
+		return nil, budgetCgroupError(cfg.Limits, err)
 	}
+	g, err := h.Create(build, l)
+	if err != nil {
+		return nil, budgetCgroupError(cfg.Limits, errors.Join(err, restore()))
+	}
+	g.OnRemove(restore)
 	return g, nil
+}
+
+// budgetCgroupError is a build cgroup that could not be made, for cause.
+func budgetCgroupError(l Limits, cause error) error {
+	return fmt.Errorf("%w (%s): creating the build's cgroup: %w", ErrBudget, Limits{Memory: l.Memory, CPUs: l.CPUs}, cause)
 }
 
 // parallelism is the solver's semaphore for MaxParallelism; nil for no

@@ -27,7 +27,9 @@ import (
 // and as an unprivileged user in cgroups delegated to her, as systemd-run --user --scope -p
 // Delegate=yes delegates one (kiln alone in it) and as a session below a delegated cgroup (kiln
 // beside another process). A step within the budget builds; one over it is killed with the
-// out-of-memory line; no build cgroup is left; without delegation the budget is refused.
+// out-of-memory line; no build cgroup is left, and a cgroup kiln ran in alone is handed back as it
+// was, so it can be entered again; without delegation, or in a delegated cgroup shared with
+// another process, the budget is refused.
 func TestBudgetOnCgroupV2(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
 		t.Skipf("the VM is amd64 and this host is %s", runtime.GOARCH)
@@ -84,6 +86,12 @@ func TestBudgetOnCgroupV2(t *testing.T) {
 	expect("root-over", 1, oom...)
 	expect("alice-refused", 1, "cannot be enforced (memory 256MiB)", "no cgroup is delegated", "runs in the root cgroup")
 	expect("alice-alone-over", 1, oom...)
+	expect("alice-alone-again", 0)
+	expect("alice-scope-after", 0)
+	if s := got["alice-scope-after"]; strings.TrimSpace(s.out) != "" {
+		t.Errorf("kiln left controllers enabled or cgroups in the delegated cgroup it ran in alone:\n%s", s.out)
+	}
+	expect("alice-scope-shared", 1, "is shared with other processes", "(sleep)", "exec kiln")
 	expect("alice-session-within", 0)
 	expect("alice-session-over", 1, oom...)
 	for _, name := range []string{"root-left", "alice-left"} {

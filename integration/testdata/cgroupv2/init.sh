@@ -51,6 +51,12 @@ scenario alice-refused /usr/bin/setpriv --reuid 1000 --regid 1000 --clear-groups
 mkdir /sys/fs/cgroup/alice-scope
 chown -R 1000:1000 /sys/fs/cgroup/alice-scope
 scenario alice-alone-over as_alice /sys/fs/cgroup/alice-scope build --memory 256m --progress plain -t over /home/alice/over
+# Again, into the same cgroup (kiln handed it back as it found it), with --no-cache: kiln's probes
+# of the platforms start before it moves out of the delegated cgroup, and move with it.
+scenario alice-alone-again as_alice /sys/fs/cgroup/alice-scope build --no-cache --memory 256m --cpus 0.5 --progress plain -t within /home/alice/within
+scenario alice-scope-after /bin/sh -c 'cat /sys/fs/cgroup/alice-scope/cgroup.subtree_control; cd /sys/fs/cgroup/alice-scope && /bin/find . -mindepth 1 -type d'
+# Beside another of her processes in that cgroup, kiln cannot move out: refused, saying so.
+scenario alice-scope-shared as_alice_beside /sys/fs/cgroup/alice-scope build --memory 256m /home/alice/within
 # Delegated with her session in a cgroup below: kiln beside another of her processes.
 mkdir -p /sys/fs/cgroup/alice/session
 chown -R 1000:1000 /sys/fs/cgroup/alice
