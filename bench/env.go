@@ -38,6 +38,8 @@ type env struct {
 	containerd   *privatecontainerd.Containerd
 	buildkitd    *privatecontainerd.Daemon
 	logf         func(format string, args ...any)
+	// debianImported: the real-world Debian base is in both namespaces.
+	debianImported bool
 }
 
 // paths are the binaries and fixtures the harness needs.

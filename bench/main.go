@@ -34,6 +34,7 @@ func main() {
 		runs, quick int
 		rwRuns      int
 		only        string
+		budget      string
 	)
 	flag.StringVar(&p.kiln, "kiln", "bin/kiln", "the kiln binary to measure")
 	flag.StringVar(&p.baseline, "baseline", "", "another kiln binary (say, of an older commit) to measure alongside in the cached and --no-cache builds")
@@ -45,16 +46,17 @@ func main() {
 	flag.StringVar(&out, "out", "_output/bench", "directory for results.md and results.json")
 	flag.IntVar(&runs, "runs", 5, "runs of each builder for the emulation and layer benchmarks")
 	flag.IntVar(&quick, "consecutive", 10, "runs of each builder for the cached and --no-cache builds (also the consecutive builds of the memory figures)")
-	flag.StringVar(&only, "only", "cached,nocache,emulation,layer,realworld", "benchmarks to run")
+	flag.StringVar(&only, "only", "cached,nocache,emulation,layer,realworld", "benchmarks to run (budget, the real-world corpus under -budget, is not run by default)")
+	flag.StringVar(&budget, "budget", "256MiB", "the --memory of the budget benchmark")
 	flag.Parse()
 	realworldCases = strings.Split(*cases, ",")
-	if err := run(p, out, runs, quick, rwRuns, strings.Split(only, ",")); err != nil {
+	if err := run(p, out, runs, quick, rwRuns, budget, strings.Split(only, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(p paths, outDir string, runs, quick, rwRuns int, only []string) error {
+func run(p paths, outDir string, runs, quick, rwRuns int, budget string, only []string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("the benchmarks start containerd and buildkitd and must run as root: sudo make bench")
 	}
@@ -117,6 +119,7 @@ func run(p paths, outDir string, runs, quick, rwRuns int, only []string) error {
 			return nil
 		}},
 		{"realworld", func() error { return e.benchRealWorld(r, rwRuns, runs) }},
+		{"budget", func() error { return e.benchBudget(r, budget) }},
 	}
 	for _, s := range steps {
 		if !slices.Contains(only, s.name) {

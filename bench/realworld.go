@@ -39,6 +39,9 @@ const bothPlatforms = "linux/amd64,linux/arm64"
 // imports it into both namespaces, unpacked, as TestRealWorld does.
 func (e *env) importDebian() error {
 	dir := filepath.Join(e.dir, "ctx-debian")
+	if e.debianImported {
+		return nil
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -70,13 +73,17 @@ func (e *env) importDebian() error {
 			return fmt.Errorf("importing the Debian base into %s: %v: %s", ns, err, out)
 		}
 	}
+	e.debianImported = true
 	return nil
 }
 
 // realworldContext copies a case of the corpus into the bench directory with the files its
-// test generates (the same files: seeded, deterministic).
+// test generates (the same files: seeded, deterministic), once per bench run.
 func (e *env) realworldContext(name string) (string, error) {
 	dir := filepath.Join(e.dir, "ctx-rw-"+name)
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
 	if out, err := exec.Command("cp", "-a", filepath.Join(e.corpus, name), dir).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("copying the %s case: %v: %s", name, err, out)
 	}
