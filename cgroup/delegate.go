@@ -305,11 +305,11 @@ func moveAll(from, to string, check func(pid int) error) error {
 	return fmt.Errorf("processes kept starting in the cgroup %s while kiln moved them out", from)
 }
 
-// disableBelow takes the memory and cpu controllers away from the cgroups
-// below dir and from dir's children: deepest first, as the kernel lets a
-// cgroup stop handing a controller down only when no child hands it on.
-// Below a delegated cgroup kiln ran in, kiln enabled them all: none can
-// be enabled in a cgroup that processes run in, nor below it.
+// disableBelow takes every controller away from the cgroups below dir and
+// from dir's children: deepest first, as the kernel lets a cgroup stop
+// handing a controller down only when no child hands it on. Below a
+// delegated cgroup kiln ran in alone, kiln and the runc it started enabled
+// them all: none can be enabled in a cgroup that processes run in.
 func disableBelow(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -327,10 +327,8 @@ func disableBelow(dir string) error {
 		return err
 	}
 	var off []string
-	for _, c := range []string{"memory", "cpu"} {
-		if slices.Contains(strings.Fields(string(dt)), c) {
-			off = append(off, "-"+c)
-		}
+	for _, c := range strings.Fields(string(dt)) {
+		off = append(off, "-"+c)
 	}
 	if len(off) == 0 {
 		return nil

@@ -48,10 +48,8 @@ func TestBudgetOnCgroupV2(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	// TCG, not KVM: a /dev/kvm of a nested virtual machine can hang the guest's boot for good.
 	accel := []string{"-accel", "tcg"}
-	if _, err := os.Stat("/dev/kvm"); err == nil {
-		accel = []string{"-accel", "kvm", "-accel", "tcg"}
-	}
 	cmd := exec.CommandContext(ctx, qemu, append(accel, "-m", "3072", "-smp", "2", "-nic", "none", "-nographic", "-no-reboot", "-kernel", filepath.Join(vm, "vmlinuz"), "-initrd", initrd,
 		"-append", "console=ttyS0 quiet panic=-1")...)
 	start := time.Now()
@@ -70,7 +68,7 @@ func TestBudgetOnCgroupV2(t *testing.T) {
 		s, ok := got[name]
 		switch {
 		case !ok:
-			t.Errorf("%s: no output", name)
+			t.Errorf("%s: no output on the console:\n%s", name, out)
 		case s.rc != rc:
 			t.Errorf("%s: exit %d, want %d:\n%s", name, s.rc, rc, s.out)
 		default:

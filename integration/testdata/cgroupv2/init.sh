@@ -36,7 +36,8 @@ as_alice() {
 as_alice_beside() {
 	cg=$1
 	shift
-	/bin/sh -c 'echo $$ >"$0"/cgroup.procs && /usr/bin/setpriv --reuid 1000 --regid 1000 --clear-groups /bin/sleep 600 & exec /usr/bin/setpriv --reuid 1000 --regid 1000 --clear-groups /bin/env HOME=/home/alice USER=alice /usr/bin/kiln "$@"' "$cg" "$@"
+	# The sleep starts after the shell joined CG, from a subshell that ends: in CG, not kiln's child.
+	/bin/sh -c 'echo $$ >"$0"/cgroup.procs && (/usr/bin/setpriv --reuid 1000 --regid 1000 --clear-groups /bin/sleep 600 &) && exec /usr/bin/setpriv --reuid 1000 --regid 1000 --clear-groups /bin/env HOME=/home/alice USER=alice /usr/bin/kiln "$@"' "$cg" "$@"
 }
 
 echo "KILN-VM-CONTROLLERS $(cat /sys/fs/cgroup/cgroup.controllers)"
