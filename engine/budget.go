@@ -207,7 +207,7 @@ func openBudget(cfg Config) (*cgroup.Group, error) {
 	}
 	build := path.Join(parent, budgetName())
 	if h.Exists(build) {
-		return nil, budgetCgroupError(cfg.Limits, fmt.Errorf("the cgroup %s of an earlier build with kiln's pid still holds processes: stop them, or build again", build))
+		return nil, budgetCgroupError(cfg.Limits, fmt.Errorf("the cgroup %s of an earlier build with kiln's pid still holds processes: stop them, then build again", build))
 	}
 	restore, err := h.Vacate(d, path.Join(parent, kilnName()))
 	if err != nil {
