@@ -39,7 +39,9 @@ var allowed = map[string]string{
 	// nodes package's own (it parses it), like nodes.toml's keys.
 	"nodes/config.go:node %s %s; give its TLS settings in --node (,tls-ca=FILE,tls-cert=FILE,tls-key=FILE), or accept the risk by adding ,insecure-plaintext=true to it": "the --node syntax nodes parses",
 	// usermod's flags: the root-only fix for missing subordinate IDs.
-	`rootless/check_linux.go:as root, run "usermod --add-subuids %d-%d --add-subgids %d-%d %s"`: "usermod's flags",
+	`rootless/check_linux.go:as root, run "usermod --add-subuids %d-%d --add-subgids %d-%d %s"`:                                                                                                                                                                                                          "usermod's flags",
+	"cgroup/delegate.go:%w: this process runs in %s, which is systemd's: start kiln in a delegated scope of its own (systemd-run --user --scope -p Delegate=yes)":                                                                                                                                        "systemd-run's flags",
+	"cgroup/delegate.go:%w: the cgroup %s that kiln runs in is shared with other processes (%s), and cgroup v2 lets a cgroup hand controllers down only when no process runs in it: run kiln alone there (exec kiln from a shell in that scope, or systemd-run --user --scope -p Delegate=yes kiln ...)": "systemd-run's flags",
 }
 
 // TestLibraryMessagesNameNoCommand fails when a string in the libraries'
