@@ -102,8 +102,9 @@ func (h Host) delegatedV2(own string, needed []Controller, kin []int) (Delegatio
 		return Delegation{}, fmt.Errorf("%w: this process runs in the root cgroup", ErrNotDelegated)
 	}
 	ownErr := h.usableV2(own, needed)
+	var others []int
 	if ownErr == nil {
-		if others := strangers(filepath.Join(h.v2, own), kin); len(others) == 0 {
+		if others = strangers(filepath.Join(h.v2, own), kin); len(others) == 0 {
 			return Delegation{Parent: strings.Trim(own, "/"), alone: true, kin: kin}, nil
 		}
 	}
@@ -112,7 +113,7 @@ func (h Host) delegatedV2(own string, needed []Controller, kin []int) (Delegatio
 	case ownErr != nil && parent == "/":
 		return Delegation{}, fmt.Errorf("%w: %v", ErrNotDelegated, ownErr)
 	case parent == "/":
-		return Delegation{}, sharedError(own, strangers(filepath.Join(h.v2, own), kin))
+		return Delegation{}, sharedError(own, others)
 	case strings.HasSuffix(parent, ".slice"):
 		// A slice is systemd's to manage: only a scope or service with
 		// Delegate=yes is the user's.

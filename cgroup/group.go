@@ -272,10 +272,10 @@ func (h Host) Exists(p string) bool {
 }
 
 // Sweep removes the cgroups named prefix* directly below parent, in every
-// hierarchy, except keep: the groups of builds whose kiln was killed. The
-// caller makes sure no build using them runs (kiln holds the state
-// directory's lock). Cgroups that still hold processes stay.
-func (h Host) Sweep(parent, prefix, keep string) {
+// hierarchy: the groups of builds whose kiln was killed. The caller makes
+// sure no build using them runs (kiln holds the state directory's lock).
+// Cgroups that still hold processes stay.
+func (h Host) Sweep(parent, prefix string) {
 	parent = strings.Trim(path.Clean("/"+parent), "/")
 	for _, root := range h.roots() {
 		dir := filepath.Join(root, parent)
@@ -284,7 +284,7 @@ func (h Host) Sweep(parent, prefix, keep string) {
 			continue
 		}
 		for _, e := range entries {
-			if e.IsDir() && strings.HasPrefix(e.Name(), prefix) && e.Name() != keep {
+			if e.IsDir() && strings.HasPrefix(e.Name(), prefix) {
 				removeTree(filepath.Join(dir, e.Name()))
 			}
 		}

@@ -41,8 +41,11 @@ type wrapSpec struct {
 // runs them rootless, without cgroup paths, so runc nests each step's
 // cgroup below the cgroup runc itself was started in.
 func (g *Group) Wrap(link, command string) error {
-	if filepath.Base(link) != wrapperName || filepath.Base(command) != wrapperName || !filepath.IsAbs(command) {
-		return fmt.Errorf("the cgroup wrapper only starts runc, by an absolute path, as runc (not %s as %s)", command, filepath.Base(link))
+	if filepath.Base(link) != wrapperName {
+		return fmt.Errorf("the cgroup wrapper only starts runc, as runc (not as %s)", filepath.Base(link))
+	}
+	if err := checkCommand(command); err != nil {
+		return err
 	}
 	procs, err := g.ProcsFiles()
 	if err != nil {
@@ -124,8 +127,8 @@ func Exec(args []string) (bool, error) {
 // systems mounts, or nil: it becomes only runc, and joins only the runtime
 // cgroups of builds (see Group.Runtime).
 func (s wrapSpec) validate(mounts []mount) error {
-	if !filepath.IsAbs(s.Command) || filepath.Clean(s.Command) != s.Command || filepath.Base(s.Command) != wrapperName {
-		return fmt.Errorf("%s names %q, and kiln's cgroup wrapper only starts runc by an absolute path", wrapEnv, s.Command)
+	if err := checkCommand(s.Command); err != nil {
+		return fmt.Errorf("%s: %w", wrapEnv, err)
 	}
 	if len(s.Procs) == 0 {
 		return fmt.Errorf("%s names no cgroup to join", wrapEnv)
@@ -134,6 +137,15 @@ func (s wrapSpec) validate(mounts []mount) error {
 		if filepath.Clean(f) != f || !strings.HasSuffix(f, "/"+runtimeLeaf+"/cgroup.procs") || !underMount(f, mounts) {
 			return fmt.Errorf("%s names %q, which is not the cgroup.procs file of a build's runtime cgroup", wrapEnv, f)
 		}
+	}
+	return nil
+}
+
+// checkCommand says why the wrapper must not become command, or nil: it
+// becomes only runc, by an absolute path.
+func checkCommand(command string) error {
+	if !filepath.IsAbs(command) || filepath.Clean(command) != command || filepath.Base(command) != wrapperName {
+		return fmt.Errorf("%q is not runc by an absolute path, and kiln's cgroup wrapper only starts runc so", command)
 	}
 	return nil
 }

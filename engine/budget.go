@@ -196,11 +196,11 @@ func openBudget(cfg Config) (*cgroup.Group, error) {
 	// This build's own name goes too: a cgroup by that name is an earlier
 	// build's whose kiln had this pid, and its counters are not this
 	// build's.
-	h.Sweep(parent, budgetPrefix, "")
+	h.Sweep(parent, budgetPrefix)
 	if unprivileged(cfg) {
 		// Only an unprivileged kiln moves itself to a cgroup of its own,
 		// which stays while it runs in it.
-		h.Sweep(parent, kilnPrefix, "")
+		h.Sweep(parent, kilnPrefix)
 	}
 	if l.IsZero() {
 		return nil, nil
