@@ -3,12 +3,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/docker/go-units"
@@ -64,56 +64,45 @@ func (e *env) benchBudget(r *results, budget string) error {
 // one is the stat of a single measurement.
 func one(v float64) stat { return stat{Median: v, Min: v, Max: v} }
 
-// pollCgroupPeak polls the peak memory of kiln's build cgroups (cgroup v1's
-// memory.max_usage_in_bytes, v2's memory.peak) every 100 ms until the function it
-// returns is called, which returns the highest value seen. The build's cgroup goes away
-// when the build ends, so its peak has to be read while it runs; the usage counts page
-// cache the kernel reclaims under the limit, so a busy build's peak reaches its budget.
-func pollCgroupPeak() func() int64 {
-	var (
-		mu   sync.Mutex
-		peak int64
-		done = make(chan struct{})
-		wg   sync.WaitGroup
-	)
-	globs := []string{"/sys/fs/cgroup/memory/kiln/*/build-*/memory.max_usage_in_bytes", "/sys/fs/cgroup/kiln/*/build-*/memory.peak"}
-	read := func() {
-		for _, g := range globs {
-			files, _ := filepath.Glob(g)
-			for _, f := range files {
-				b, err := os.ReadFile(f)
-				if err != nil {
-					continue
-				}
-				v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-				if err != nil {
-					continue
-				}
-				mu.Lock()
-				peak = max(peak, v)
-				mu.Unlock()
-			}
-		}
-	}
-	wg.Add(1)
+// pollCgroupPeak polls the peak memory of kiln's build cgroups every 100 ms until the function
+// it returns is called, which returns the highest value seen. The build's cgroup goes away
+// when the build ends, so its peak has to be read while it runs; the usage counts page cache
+// the kernel reclaims under the limit, so a busy build's peak reaches its budget.
+func pollCgroupPeak() (stop func() int64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	peak := make(chan int64, 1)
 	go func() {
-		defer wg.Done()
+		var highest int64
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {
-			case <-done:
+			case <-ctx.Done():
+				peak <- highest
 				return
 			case <-t.C:
-				read()
+				highest = max(highest, cgroupPeak())
 			}
 		}
 	}()
-	return func() int64 {
-		close(done)
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		return peak
+	return func() int64 { cancel(); return <-peak }
+}
+
+// cgroupPeak is the highest peak memory of kiln's build cgroups now: cgroup v1's
+// memory.max_usage_in_bytes, v2's memory.peak.
+func cgroupPeak() int64 {
+	var highest int64
+	for _, g := range []string{"/sys/fs/cgroup/memory/kiln/*/build-*/memory.max_usage_in_bytes", "/sys/fs/cgroup/kiln/*/build-*/memory.peak"} {
+		files, _ := filepath.Glob(g)
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			if v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+				highest = max(highest, v)
+			}
+		}
 	}
+	return highest
 }
