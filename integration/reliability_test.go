@@ -366,7 +366,9 @@ func TestFullDisk(t *testing.T) {
 	// The step itself fills the disk: the error names the step and dd's complaint.
 	fill := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN dd if=/dev/zero of=/fill bs=1M count=400\n"})
 	e.kiln("build", "-t", "fill", fill).fails(t, 1, "No space left on device")
-	// The layer fits while the step runs, but not once more for its export.
+	// The layer fits while the step runs, but not once more for its export. containerd removes the
+	// failed step's snapshot in its garbage collection, after kiln has exited: wait for the space.
+	waitFree(t, filepath.Join(d.dir, "root"), 120<<20)
 	export := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 90000000 /dev/urandom > /blob\n"})
 	r := e.kiln("build", "-t", "export", export)
 	r.fails(t, 1, "")
@@ -383,6 +385,22 @@ func TestFullDisk(t *testing.T) {
 	}
 	if strings.Contains(check, "export") || strings.Contains(check, "fill") {
 		t.Errorf("a failed build left a name behind:\n%s", check)
+	}
+}
+
+// waitFree waits until the file system holding dir has at least free bytes available.
+func waitFree(t *testing.T, dir string, free uint64) {
+	t.Helper()
+	var st syscall.Statfs_t
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err := syscall.Statfs(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		if avail := st.Bavail * uint64(st.Bsize); avail >= free {
+			return
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%s has %d MiB free 30 s after the build, want %d MiB", dir, avail>>20, free>>20)
+		}
 	}
 }
 
