@@ -742,20 +742,26 @@ func checkCacheExport(t *testing.T, c *caseRun) {
 	reg := startRegistry(t)
 	reproducibleBase(t, c.e)
 	local := filepath.Join(t.TempDir(), "cache")
-	orig := c.build(t, "--cache-to", "type=local,dest="+local+",mode=max")
-	// The same build, cached, exports the registry cache: one local cache
-	// export per build (see checkLocalCacheExport).
-	c.kiln(t, "build", "--platform", strings.Join(c.platforms, ","),
-		"--cache-to", "type=registry,ref="+reg+"/conformance/cache:1,mode=max", c.ctx).ok(t)
-	// The same build, cached, pushed with inline cache metadata.
-	c.kiln(t, "build", "--platform", strings.Join(c.platforms, ","), "--cache-to", "type=inline",
-		"--push", "-t", reg+"/conformance/inline:1", c.ctx).ok(t)
+	// Every cache comes from a cold build. A cache exported by a second, fully cached build of
+	// both platforms can miss one platform's later steps when the machine is loaded (BuildKit's
+	// exporter, moby/buildkit#2279; the README says so). The inline cache goes with a push, in a
+	// root of its own.
+	both := c.build(t, "--cache-to", "type=local,dest="+local+",mode=max",
+		"--cache-to", "type=registry,ref="+reg+"/conformance/cache:1,mode=max")
+	dest := filepath.Join(t.TempDir(), "image.tar")
+	c.freshRun(t).kiln(t, "build", "--platform", strings.Join(c.platforms, ","), "-o", "type=oci,dest="+dest,
+		"--cache-to", "type=inline", "-o", "type=image,push=true", "-t", reg+"/conformance/inline:1", c.ctx).ok(t)
+	origs := map[string]*ociImage{
+		"type=local,src=" + local:                           both,
+		"type=registry,ref=" + reg + "/conformance/cache:1": both,
+		reg + "/conformance/inline:1":                       readOCI(t, dest),
+	}
 
 	for _, from := range []string{"type=local,src=" + local, "type=registry,ref=" + reg + "/conformance/cache:1", reg + "/conformance/inline:1"} {
 		t.Run(strings.SplitN(from, ",", 2)[0], func(t *testing.T) {
 			img := c.freshRun(t).build(t, "--cache-from", from)
 			for _, p := range img.each() {
-				o := orig.Platforms[p.Platform]
+				o := origs[from].Platforms[p.Platform]
 				p.want(t, "/stamp.txt", o.file(t, "/stamp.txt"))
 				p.want(t, "/second-stamp.txt", o.file(t, "/second-stamp.txt"))
 			}
@@ -767,7 +773,7 @@ func checkCacheExport(t *testing.T, c *caseRun) {
 	// Without the import a fresh root runs the steps again.
 	img := c.freshRun(t).build(t)
 	for _, p := range img.each() {
-		if p.file(t, "/stamp.txt") == orig.Platforms[p.Platform].file(t, "/stamp.txt") {
+		if p.file(t, "/stamp.txt") == both.Platforms[p.Platform].file(t, "/stamp.txt") {
 			t.Errorf("%s: a fresh root without --cache-from reproduced the random stamp", p.Platform)
 		}
 	}
@@ -986,7 +992,7 @@ func TestConformanceOptionErrors(t *testing.T) {
 		{[]string{"--cache-from", "type=s3,bucket=b"}, `unsupported --cache-from type "s3"`},
 		{[]string{"--cache-from", "type=local"}, "needs src=DIR"},
 		{[]string{"--cache-to", "type=local"}, "needs dest=DIR"},
-		{[]string{"--cache-to", "type=local,dest=/tmp/c", "--cache-to", "type=inline"}, "--cache-to type=local cannot be combined with another --cache-to"},
+		{[]string{"--cache-to", "type=local,dest=/tmp/c", "--cache-to", "type=local,dest=/tmp/d"}, "--cache-to type=local is given 2 times"},
 		{[]string{"--cache-to", "type=registry,ref=localhost:5000/cache,mode=all"}, "mode must be min or max"},
 		{[]string{"--cache-to", "mode=max"}, "missing type="},
 		{[]string{"--network", "bridge"}, `invalid --network "bridge": use default, none or host`},

@@ -264,6 +264,24 @@ func TestParseCacheOptions(t *testing.T) {
 	}
 }
 
+// A local cache export goes last, where BuildKit's merged response names its manifest; a second is refused.
+func TestLocalCacheExportLast(t *testing.T) {
+	r := &Request{}
+	o := &Options{CacheTo: []string{"type=local,dest=/c", "type=registry,ref=r.io/c", "type=inline"}}
+	if err := r.resolveCache(o); err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, e := range r.CacheExports {
+		types = append(types, e.Type)
+	}
+	if want := []string{"registry", "inline", "local"}; !reflect.DeepEqual(types, want) {
+		t.Errorf("cache exports in the order %v, want %v", types, want)
+	}
+	err := (&Request{}).resolveCache(&Options{CacheTo: []string{"type=local,dest=/c", "type=local,dest=/d"}})
+	wantUsage(t, "two local cache exports", err, "--cache-to type=local is given 2 times")
+}
+
 func TestParseRunOptions(t *testing.T) {
 	for in, want := range map[string]string{"db:10.0.0.5": "db=10.0.0.5", "db=10.0.0.5": "db=10.0.0.5", "v6:::1": "v6=::1", " h : 1.2.3.4 ": "h=1.2.3.4"} {
 		if got, err := ParseAddHost(in); err != nil || got != want {

@@ -146,22 +146,27 @@ func (r *Request) resolveCache(o *Options) error {
 		}
 		r.CacheExports = append(r.CacheExports, e)
 	}
-	return r.checkLocalCacheExport()
+	return r.orderLocalCacheExport()
 }
 
-// checkLocalCacheExport refuses a local cache export beside another cache
-// export. BuildKit reports one cache manifest per build, and its client
-// writes that one into the local directory's index.json: with two exports
-// the index can name the other export's manifest, which the directory does
-// not hold, and a later --cache-from silently finds nothing.
-func (r *Request) checkLocalCacheExport() error {
-	if len(r.CacheExports) < 2 {
-		return nil
-	}
+// orderLocalCacheExport puts a local cache export last and refuses a second
+// one. BuildKit merges the responses of a build's cache exports in their
+// order, each naming its cache manifest under the same key, and its client
+// writes the merged one into the local directory's index.json: the local
+// export must come last, or the index names another export's manifest, which
+// the directory does not hold, and a later --cache-from silently finds nothing.
+func (r *Request) orderLocalCacheExport() error {
+	var local, rest []bkclient.CacheOptionsEntry
 	for _, e := range r.CacheExports {
 		if e.Type == "local" {
-			return usage.Errorf("--cache-to type=local cannot be combined with another --cache-to in one build: BuildKit records one cache manifest per build; export the other cache in a second, fully cached build")
+			local = append(local, e)
+		} else {
+			rest = append(rest, e)
 		}
 	}
+	if len(local) > 1 {
+		return usage.Errorf("--cache-to type=local is given %d times: a build writes one local cache; copy its directory for another", len(local))
+	}
+	r.CacheExports = append(rest, local...)
 	return nil
 }
