@@ -280,6 +280,11 @@ func TestLocalCacheExportLast(t *testing.T) {
 	}
 	err := (&Request{}).resolveCache(&Options{CacheTo: []string{"type=local,dest=/c", "type=local,dest=/d"}})
 	wantUsage(t, "two local cache exports", err, "--cache-to type=local is given 2 times")
+	err = (&Request{}).resolveCache(&Options{CacheTo: []string{"type=local,dest=/c,ignore-error=true", "type=inline"}})
+	wantUsage(t, "a local cache export that may fail beside another", err, "cannot go beside another --cache-to")
+	if err := (&Request{}).resolveCache(&Options{CacheTo: []string{"type=local,dest=/c,ignore-error=true"}}); err != nil {
+		t.Errorf("a local cache export with ignore-error=true on its own: %v", err)
+	}
 }
 
 func TestParseRunOptions(t *testing.T) {

@@ -167,6 +167,11 @@ func (r *Request) orderLocalCacheExport() error {
 	if len(local) > 1 {
 		return usage.Errorf("--cache-to type=local is given %d times: a build writes one local cache; copy its directory for another", len(local))
 	}
+	// A local export that fails with ignore-error=true reports nothing, and
+	// the index would name the other export's manifest.
+	if len(local) == 1 && len(rest) > 0 && local[0].Attrs["ignore-error"] == "true" {
+		return usage.Errorf("--cache-to type=local,ignore-error=true cannot go beside another --cache-to: leave out ignore-error, or export the local cache in a build of its own")
+	}
 	r.CacheExports = append(rest, local...)
 	return nil
 }
