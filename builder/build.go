@@ -96,6 +96,7 @@ func buildHere(ctx context.Context, cfg engine.Config, eng *engine.Engine, req *
 	resp, rec, err := solve(ctx, eng.Client(), req, hist)
 	if err != nil {
 		rec.outOfMemory(eng, req)
+		rec.outOfDisk(eng)
 		return nil, request.WithOptionHint(explain(ctx, cfg, eng.Store(), req, rec, err))
 	}
 	return finish(ctx, eng.Store(), req, resp)

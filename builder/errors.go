@@ -132,10 +132,46 @@ func stepError(err error, rec *recorder, loc, msg string) *BuildError {
 	if budget := rec.oomBudget(); budget != "" {
 		return &BuildError{Message: loc + oomMessage(name, budget), Output: tail, err: err}
 	}
+	why := msg
 	if errors.As(err, &ee) {
+		why = fmt.Sprintf("exit code %d", ee.ExitCode)
+	}
+	if dir := rec.diskFull(); dir != "" {
+		return &BuildError{Message: fmt.Sprintf("%sstep %s failed (%s): %s", loc, name, why, diskMessage(dir)), Output: tail, err: err}
+	}
+	if ee != nil {
 		return &BuildError{Message: fmt.Sprintf("%sstep %s failed with exit code %d", loc, name, ee.ExitCode), Output: tail, err: err}
 	}
 	return &BuildError{Message: fmt.Sprintf("%sstep %s failed: %s", loc, name, msg), Output: tail, err: err}
+}
+
+// diskMessage says that the file system of the build's snapshots in dir is
+// full, and what to do.
+func diskMessage(dir string) string {
+	return fmt.Sprintf("out of disk space: the file system of the build's snapshots (%s) is full; free space, for example with \"kiln prune\" or by removing images, then build again", dir)
+}
+
+// outOfDisk notes, for the explanation of a failed build, that the file
+// system of eng's snapshots is full.
+func (r *recorder) outOfDisk(eng *engine.Engine) {
+	dir := eng.FullDisk()
+	if r == nil || dir == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fullDisk = dir
+}
+
+// diskFull is the directory of the build's snapshots if their file system
+// was full when the build failed, or "".
+func (r *recorder) diskFull() string {
+	if r == nil {
+		return ""
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.fullDisk
 }
 
 // pushError explains a failed push; the image itself was built (and stored,

@@ -23,6 +23,9 @@ type recorder struct {
 	// oom is the memory budget the build's steps went over (see
 	// outOfMemory), or "".
 	oom string
+	// fullDisk is the directory of the build's snapshots when their file
+	// system was full as the build failed (see outOfDisk), or "".
+	fullDisk string
 }
 
 func newRecorder() *recorder {

@@ -110,6 +110,7 @@ func (s *Session) build(ctx context.Context, name string, req *request.Request, 
 		err = commitOutputs(closers)
 	}
 	if err != nil {
+		rec.outOfDisk(s.eng)
 		return nil, explain(ctx, s.cfg, s.eng.Store(), req, rec, err)
 	}
 	return finish(ctx, s.eng.Store(), req, resp)

@@ -149,7 +149,13 @@ func chooseSnapshotter(ctx context.Context, st *store.Store, cfg Config) (snapsh
 	if cfg.Rootless && rootless.Child() {
 		req.ProbeOverlay = func() error { return snapshot.ProbeOverlay(cfg.Root) }
 	}
-	return snapshot.Choose(plugins, req)
+	choice, err := snapshot.Choose(plugins, req)
+	for _, p := range plugins {
+		if p.ID == choice.Name {
+			choice.Root = p.Root
+		}
+	}
+	return choice, err
 }
 
 // containerLabelKey is the label kiln puts on every step container, with

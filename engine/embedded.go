@@ -151,5 +151,7 @@ func chooseEmbeddedSnapshotter(cfg Config) (snapshot.Choice, error) {
 	if cfg.SnapshotterSet {
 		req.Name = cfg.Snapshotter
 	}
-	return snapshot.ChooseEmbedded(req)
+	choice, err := snapshot.ChooseEmbedded(req)
+	choice.Root = req.Dir
+	return choice, err
 }

@@ -110,6 +110,7 @@ type Engine struct {
 	store       *store.Store
 	release     func() // what the backend's hold took
 	snapshotter string
+	snapshots   string        // the directory of the snapshots' data, or "" (see FullDisk)
 	state       string        // BuildKit's state directory for the namespace (see stateDir)
 	budget      *cgroup.Group // the build's cgroup, with its limits; nil without
 	hosts       docker.RegistryHosts
@@ -182,7 +183,7 @@ func open(ctx context.Context, cfg Config, platforms []ocispecs.Platform, stderr
 	if err != nil {
 		return nil, err
 	}
-	e.snapshotter = choice.Name
+	e.snapshotter, e.snapshots = choice.Name, choice.Root
 	id, err := st.ID(ctx)
 	if err != nil {
 		return nil, err

@@ -386,6 +386,62 @@ func TestFullDisk(t *testing.T) {
 	if strings.Contains(check, "export") || strings.Contains(check, "fill") {
 		t.Errorf("a failed build left a name behind:\n%s", check)
 	}
+
+	// The disk is full whatever the step's program says (a write to a full overlayfs can fail
+	// with EIO): kiln says so, naming where the snapshots are.
+	root := filepath.Join(d.dir, "root")
+	filler := filepath.Join(root, "filler")
+	t.Cleanup(func() { os.Remove(filler) })
+	waitSettled(t, root) // containerd frees what prune removed in its garbage collection
+	fillAllBut(t, filler, 1<<20)
+	full := contextDir(t, map[string]string{"Dockerfile": "FROM busybox\nRUN head -c 200000000 /dev/zero > /blob || { echo write failed; exit 3; }\n"})
+	r = e.kiln("build", "-t", "full", full).fails(t, 1, "out of disk space: the file system of the build's snapshots ("+root+"/io.containerd.snapshotter.v1.overlayfs) is full")
+	if !strings.Contains(r.Stderr, "failed (exit code 3)") || !strings.Contains(r.Stderr, "write failed") {
+		t.Errorf("the error does not give the step's exit code and output:\n%s", r.Stderr)
+	}
+}
+
+// waitSettled waits until the free space of dir's file system stays the same for a second.
+func waitSettled(t *testing.T, dir string) {
+	t.Helper()
+	free := func() uint64 {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(dir, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Bavail
+	}
+	last := free()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(time.Second)
+		now := free()
+		if now == last {
+			return
+		}
+		last = now
+	}
+	t.Fatalf("the free space of %s kept changing for 30 s", dir)
+}
+
+// fillAllBut allocates a file at path that leaves keep bytes free on its file system.
+func fillAllBut(t *testing.T, path string, keep uint64) {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Bavail*uint64(st.Bsize) <= keep {
+		return
+	}
+	size := int64(st.Bavail*uint64(st.Bsize) - keep)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // waitFree waits until the file system holding dir has at least free bytes available.

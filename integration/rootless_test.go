@@ -641,9 +641,10 @@ func TestRootless(t *testing.T) {
 		// longer serve it, so arm64 steps run only if kiln registers QEMU there, as the user. When
 		// the host has no arm64 handler, an earlier subtest's kiln already mounted the instance
 		// (mount says EBUSY: the same one is there) and registered QEMU in it: remove that.
-		u.nsenter(t, "sh", "-c", `mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null ||
-			{ grep -q '^binfmt_misc /proc/sys/fs/binfmt_misc ' /proc/self/mounts &&
-			  if [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then echo -1 > /proc/sys/fs/binfmt_misc/qemu-aarch64; fi; }`).ok(t)
+		u.nsenter(t, "sh", "-c", `out=$(mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>&1) || case $out in
+			*"already mounted"*) if [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then echo -1 > /proc/sys/fs/binfmt_misc/qemu-aarch64; fi ;;
+			*) echo "$out" >&2; exit 1 ;;
+			esac`).ok(t)
 		dir := u.contextForUser(t, "emu", "FROM app\nRUN uname -m > /emulated\n")
 		r := u.kiln(t, dir, "build", "--platform", "linux/amd64,linux/arm64", "-t", "emu", ".").ok(t)
 		if !strings.Contains(r.Stderr, "registered a QEMU binfmt_misc handler for linux/arm64") {

@@ -37,6 +37,9 @@ type Plugin struct {
 	ID string
 	// Err is why the plugin did not load; empty when it did.
 	Err string
+	// Root is the directory of the snapshotter's data, as containerd
+	// exports it; empty when it does not say.
+	Root string
 }
 
 // Choice is the snapshotter build steps run on, and why.
@@ -47,6 +50,9 @@ type Choice struct {
 	Chosen bool `json:"chosen,omitempty"`
 	// Reason says why kiln picked it.
 	Reason string `json:"reason"`
+	// Root is the directory of the snapshotter's data, where the steps
+	// write; empty when containerd does not say.
+	Root string `json:"-"`
 }
 
 // ChoiceError reports that the snapshotter the user named cannot be used.
@@ -114,7 +120,7 @@ func Plugins(ctx context.Context, c *ctd.Client) ([]Plugin, error) {
 	}
 	var out []Plugin
 	for _, p := range resp.Plugins {
-		pl := Plugin{ID: p.ID}
+		pl := Plugin{ID: p.ID, Root: p.Exports["root"]}
 		if p.InitErr != nil {
 			pl.Err = p.InitErr.Message
 			if pl.Err == "" {
