@@ -119,6 +119,7 @@ func (b containerdBackend) describe(ctx context.Context, info *Info) error {
 	info.Snapshotter = choice.Name
 	info.SnapshotterReason = choice.Reason
 	info.SnapshotterChosen = choice.Chosen
+	info.Snapshots = describeDisk(choice.Root)
 	info.Cgroups = stepCgroups(cfg)
 	info.Runtime = stepRuntime(cfg)
 	info.Rootless = rootlessInfo(cfg)

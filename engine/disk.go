@@ -16,20 +16,27 @@ const nearlyFull = 32 << 20
 // then most likely failed for want of space, whatever its program printed:
 // a write to a full overlayfs can fail with EIO rather than ENOSPC.
 func (e *Engine) FullDisk() string {
-	if e.snapshots == "" {
-		return ""
-	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(e.snapshots, &st); err != nil {
-		return ""
-	}
-	// Root's steps may use the blocks a file system reserves for root.
-	free, size := st.Bavail*uint64(st.Bsize), st.Blocks*uint64(st.Bsize)
-	if os.Geteuid() == 0 && !userns.RunningInUserNS() {
-		free = st.Bfree * uint64(st.Bsize)
-	}
-	if free < nearlyFull && free < size/20 {
-		return e.snapshots
+	d := describeDisk(e.snapshots)
+	if d != nil && d.Free < nearlyFull && d.Free < d.Size/20 {
+		return d.Dir
 	}
 	return ""
+}
+
+// describeDisk measures the file system of dir; nil when dir is empty or
+// cannot be measured.
+func describeDisk(dir string) *DiskInfo {
+	if dir == "" {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return nil
+	}
+	d := &DiskInfo{Dir: dir, Free: st.Bavail * uint64(st.Bsize), Size: st.Blocks * uint64(st.Bsize)}
+	// Root's steps may use the blocks a file system reserves for root.
+	if os.Geteuid() == 0 && !userns.RunningInUserNS() {
+		d.Free = st.Bfree * uint64(st.Bsize)
+	}
+	return d
 }

@@ -135,6 +135,7 @@ func (b embeddedBackend) describe(ctx context.Context, info *Info) error {
 	info.Snapshotter = choice.Name
 	info.SnapshotterReason = choice.Reason
 	info.SnapshotterChosen = choice.Chosen
+	info.Snapshots = describeDisk(choice.Root)
 	info.State = state
 	info.Cgroups = cgroups
 	info.UserNamespace = rootless.UserNamespaceMap()

@@ -40,11 +40,14 @@ type Info struct {
 	SnapshotterReason  string `json:"snapshotterReason"`
 	// SnapshotterChosen: the user named the snapshotter. SnapshotterReason
 	// would then name kiln's options, so the command line writes it.
-	SnapshotterChosen bool     `json:"-"`
-	Root              string   `json:"root"`
-	HostPlatform      string   `json:"hostPlatform"`
-	Platforms         []string `json:"platforms"`
-	Installable       []string `json:"installable"`
+	SnapshotterChosen bool `json:"-"`
+	// Snapshots is the file system the build steps write to; nil when the
+	// snapshotter does not say where its data is.
+	Snapshots    *DiskInfo `json:"snapshots,omitempty"`
+	Root         string    `json:"root"`
+	HostPlatform string    `json:"hostPlatform"`
+	Platforms    []string  `json:"platforms"`
+	Installable  []string  `json:"installable"`
 	// State is BuildKit's state directory for the namespace, under Root:
 	// the build cache that kiln du and kiln prune act on (see stateDir).
 	State string `json:"state"`
@@ -56,6 +59,14 @@ type Info struct {
 	// Budget says which build limits are in force and whether the kernel
 	// enforces them.
 	Budget *BudgetInfo `json:"budget"`
+}
+
+// DiskInfo is the space of the file system holding a directory.
+type DiskInfo struct {
+	Dir string `json:"dir"`
+	// Free is what the build steps can still write, in bytes.
+	Free uint64 `json:"free"`
+	Size uint64 `json:"size"`
 }
 
 // RootlessInfo describes the rootless containerd kiln builds with.

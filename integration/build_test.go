@@ -300,6 +300,17 @@ func TestCacheCommandsAndInfo(t *testing.T) {
 	if m["address"] != e.Address || m["namespace"] != e.Namespace || m["containerdVersion"] == "" {
 		t.Errorf("kiln info: %s", info)
 	}
+	// The file system the steps write to is containerd's overlayfs snapshotter's, as it says.
+	disk, _ := m["snapshots"].(map[string]any)
+	if dir, _ := disk["dir"].(string); filepath.Base(dir) != "io.containerd.snapshotter.v1.overlayfs" || !isDir(dir) {
+		t.Errorf("kiln info names %v as the snapshots' directory, want containerd's overlayfs snapshotter's", disk["dir"])
+	}
+	if free, size := disk["free"].(float64), disk["size"].(float64); size == 0 || free > size {
+		t.Errorf("kiln info gives the snapshots' file system %v bytes free of %v", disk["free"], disk["size"])
+	}
+	if text := e.kiln("info").ok(t).Stdout; !regexp.MustCompile(`(?m)^snapshots:\s+/\S+ \(\S+ free of \S+\)$`).MatchString(text) {
+		t.Errorf("kiln info shows no snapshots line:\n%s", text)
+	}
 	// As root kiln runs the steps with runc itself.
 	if runc, err := exec.LookPath("runc"); err != nil || m["runtime"] != runc {
 		t.Errorf("kiln info names %v as the step runtime, want %s (%v)", m["runtime"], runc, err)
@@ -307,6 +318,12 @@ func TestCacheCommandsAndInfo(t *testing.T) {
 	if v := e.kiln("version").ok(t).Stdout; !strings.Contains(v, "BuildKit v0.34.2") {
 		t.Errorf("kiln version does not name the embedded BuildKit:\n%s", v)
 	}
+}
+
+// isDir reports whether path is a directory.
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }
 
 // duFigures reads kiln du's summary lines ("reclaimable:  1.2MB ...") as bytes.

@@ -115,6 +115,10 @@ type kilnInfo struct {
 	StoreDir    string `json:"storeDir"`
 	Snapshotter string `json:"snapshotter"`
 	Address     string `json:"address"`
+	Snapshots   struct {
+		Dir        string
+		Free, Size uint64
+	} `json:"snapshots"`
 }
 
 func (e *embeddedEnv) info(t *testing.T) kilnInfo {
@@ -137,6 +141,9 @@ func TestEmbeddedBuildPushRun(t *testing.T) {
 	info := e.info(t)
 	if info.Store != "embedded" || info.StoreDir != filepath.Join(e.Root, "store") || info.Address != "" {
 		t.Fatalf("kiln info: %+v, want the embedded store in %s/store", info, e.Root)
+	}
+	if s := info.Snapshots; s.Dir != filepath.Join(e.Root, "store", "snapshots") || s.Size == 0 || s.Free > s.Size {
+		t.Errorf("kiln info: snapshots %+v, want the file system of %s/store/snapshots", s, e.Root)
 	}
 	e.buildUname(t, "hello")
 

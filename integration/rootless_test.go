@@ -448,8 +448,22 @@ func TestRootless(t *testing.T) {
 				ChildPID int
 				Network  string
 			}
+			Snapshots struct {
+				Dir  string
+				Size uint64
+			}
 		}
 		mustJSON(t, u.kiln(t, "", "info", "--format", "json").ok(t).Stdout, &info)
+		// The rootless containerd's snapshots are where it sees them, /var/lib/containerd in
+		// RootlessKit's mount namespace, and measured there: on the file system of the user's
+		// ~/.local/share/containerd, bind-mounted over it.
+		var home syscall.Statfs_t
+		if err := syscall.Statfs(filepath.Join(u.home, ".local/share/containerd"), &home); err != nil {
+			t.Fatal(err)
+		}
+		if s := info.Snapshots; s.Dir != "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs" || s.Size != home.Blocks*uint64(home.Bsize) {
+			t.Errorf("info.snapshots = %+v, want containerd's overlayfs directory on the file system of ~/.local/share/containerd (%d bytes)", s, home.Blocks*uint64(home.Bsize))
+		}
 		if info.Address != u.sock || info.Root != filepath.Join(u.home, ".local/share/kiln") {
 			t.Errorf("per-user defaults: address %s, root %s; want %s and ~/.local/share/kiln", info.Address, info.Root, u.sock)
 		}

@@ -68,6 +68,9 @@ func infoCommand() *cli.Command {
 			fmt.Fprintf(w, "runtime:\t%s\n", info.Runtime)
 			fmt.Fprintf(w, "namespace:\t%s\n", info.Namespace)
 			fmt.Fprintf(w, "snapshotter:\t%s (%s)\n", info.Snapshotter, info.SnapshotterReason)
+			if d := info.Snapshots; d != nil {
+				fmt.Fprintf(w, "snapshots:\t%s (%s free of %s)\n", d.Dir, humanSize(int64(d.Free)), humanSize(int64(d.Size)))
+			}
 			fmt.Fprintf(w, "root:\t%s\n", info.Root)
 			fmt.Fprintf(w, "build state:\t%s\n", info.State)
 			if info.UserNamespace != "" {
