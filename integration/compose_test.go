@@ -70,7 +70,12 @@ func TestComposeBuild(t *testing.T) {
 	file := filepath.Join(dir, "compose.yaml")
 
 	records := len(strings.Fields(e.kiln("history", "ls", "-q").ok(t).Stdout))
-	r := e.kiln("compose", "-f", file, "build", "--progress", "plain").ok(t)
+	// A nodes file's node takes no part (nor is it contacted), and kiln says so: base has arm64.
+	nodesFile := nodesConfig(t, "[node.lab]\naddress = \"tcp://192.0.2.1:1234\"\ninsecure-plaintext = true\n")
+	r := e.kilnEnv([]string{nodesFile}, "compose", "-f", file, "build", "--progress", "plain").ok(t)
+	if !strings.Contains(r.Stderr, "warning: kiln compose build builds every platform on this host, linux/arm64 under QEMU: the nodes of the nodes files (lab) are for kiln build only") {
+		t.Errorf("no warning that the nodes file's node is not used:\n%s", r.Stderr)
+	}
 	for _, svc := range []string{"base", "app", "vault"} {
 		if !strings.Contains(r.Stderr, "built service "+svc+": ") {
 			t.Errorf("no line saying service %s was built:\n%s", svc, r.Stderr)

@@ -4,14 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
 
+	"github.com/containerd/platforms"
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/builder"
 	"github.com/kiln-build/kiln/compose"
+	"github.com/kiln-build/kiln/emulation"
+	"github.com/kiln-build/kiln/nodes"
 	"github.com/kiln-build/kiln/platform"
 	"github.com/kiln-build/kiln/request"
 	"github.com/kiln-build/kiln/usage"
@@ -127,6 +131,7 @@ func runComposeBuild(c *cli.Context) error {
 			fmt.Fprintf(stderr, "service %s: %s\n", b.Service, w)
 		}
 	}
+	warnNodesUnused(ctx, stderr, all)
 
 	sess, err := builder.NewSession(ctx, engineConfig(c), all, builder.WithHistory(limits, os.Args[1:]))
 	if err != nil {
@@ -155,6 +160,29 @@ func runComposeBuild(c *cli.Context) error {
 	})
 	closeErr := sess.Close(ctx)
 	return reportCompose(c, plan, reqs, results, errs, closeErr)
+}
+
+// warnNodesUnused says that the nodes of the nodes files, which kiln build
+// sends foreign platforms to, do not take part when a compose build has
+// such platforms: every service builds here.
+func warnNodesUnused(ctx context.Context, stderr io.Writer, reqs []*request.Request) {
+	configured, err := nodes.LoadDefault(ctx)
+	if err != nil || len(configured) == 0 {
+		return
+	}
+	host := platforms.Only(emulation.HostPlatform())
+	for _, r := range reqs {
+		for _, p := range r.Platforms {
+			if !host.Match(p) {
+				var names []string
+				for _, n := range configured {
+					names = append(names, n.Name)
+				}
+				fmt.Fprintf(stderr, "warning: kiln compose build builds every platform on this host, %s under QEMU: the nodes of the nodes files (%s) are for kiln build only\n", platforms.Format(p), strings.Join(names, ", "))
+				return
+			}
+		}
+	}
 }
 
 // reportCompose says what was built and what failed, in the plan's order:
