@@ -127,6 +127,7 @@ func runPlan(ctx context.Context, cfg engine.Config, req *request.Request, plan 
 	if err := solveAll(ctx, runs, ingest, multi, req, hist); err != nil {
 		if eng != nil {
 			runs[0].rec.outOfMemory(eng, req)
+			runs[0].rec.outOfDisk(eng)
 		}
 		return nil, explainRuns(ctx, cfg, st, runs, err)
 	}
