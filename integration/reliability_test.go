@@ -583,10 +583,12 @@ func TestLargeContextStreams(t *testing.T) {
 	if !strings.HasPrefix(strings.TrimSpace(got), "1073741824") {
 		t.Errorf("the step saw %q bytes, want 1073741824", got)
 	}
-	// Memory stays bounded: the context streams instead of being held.
+	// Memory stays bounded: the context streams instead of being held. The figure is the largest
+	// of kiln and its steps (wait4's rusage); alone it is about 60 MiB, but beside the rest of the
+	// suite on 2 cores it reached 260 MiB, so the bound is half the context.
 	maxRSS := r.cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss * 1024
 	t.Logf("kiln's peak RSS for a 1 GiB context: %d MiB", maxRSS>>20)
-	if maxRSS > 256<<20 {
-		t.Errorf("kiln's peak RSS was %d MiB for a 1 GiB context, want under 256 MiB", maxRSS>>20)
+	if maxRSS > 512<<20 {
+		t.Errorf("kiln's peak RSS was %d MiB for a 1 GiB context, want under 512 MiB", maxRSS>>20)
 	}
 }
