@@ -3,7 +3,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -69,23 +68,7 @@ func one(v float64) stat { return stat{Median: v, Min: v, Max: v} }
 // when the build ends, so its peak has to be read while it runs; the usage counts page cache
 // the kernel reclaims under the limit, so a busy build's peak reaches its budget.
 func pollCgroupPeak() (stop func() int64) {
-	ctx, cancel := context.WithCancel(context.Background())
-	peak := make(chan int64, 1)
-	go func() {
-		var highest int64
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				peak <- highest
-				return
-			case <-t.C:
-				highest = max(highest, cgroupPeak())
-			}
-		}
-	}()
-	return func() int64 { cancel(); return <-peak }
+	return sampleMax(100*time.Millisecond, func(highest int64) int64 { return max(highest, cgroupPeak()) })
 }
 
 // cgroupPeak is the highest peak memory of kiln's build cgroups now: cgroup v1's

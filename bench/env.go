@@ -264,31 +264,33 @@ type peaks struct{ total, anon int64 }
 // sampleRSS records the peak resident size of pid, and of its anonymous
 // part, every 10 ms until stop is called, which returns them.
 func sampleRSS(pid int) (stop func() peaks) {
+	return sampleMax(10*time.Millisecond, func(highest peaks) peaks {
+		total, anon := memory(pid)
+		return peaks{max(highest.total, total), max(highest.anon, anon)}
+	})
+}
+
+// sampleMax calls raise now and then every interval until stop is called,
+// which returns what raise last returned: raise takes the highest value so
+// far and returns it raised to a new reading where that is higher.
+func sampleMax[T any](every time.Duration, raise func(highest T) T) (stop func() T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	peak := make(chan peaks, 1)
+	result := make(chan T, 1)
 	go func() {
-		var max peaks
-		t := time.NewTicker(10 * time.Millisecond)
+		var highest T
+		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
-			total, anon := memory(pid)
-			max.total, max.anon = maxInt(max.total, total), maxInt(max.anon, anon)
+			highest = raise(highest)
 			select {
 			case <-ctx.Done():
-				peak <- max
+				result <- highest
 				return
 			case <-t.C:
 			}
 		}
 	}()
-	return func() peaks { cancel(); return <-peak }
-}
-
-func maxInt(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
+	return func() T { cancel(); return <-result }
 }
 
 func tail(path string, lines int) string {
