@@ -424,20 +424,23 @@ func peakOwnRSS(r *running) int {
 	}
 }
 
+// available is the space free to unprivileged writers on the file system holding dir, in bytes.
+func available(t *testing.T, dir string) uint64 {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Bavail * uint64(st.Bsize)
+}
+
 // waitSettled waits until the free space of dir's file system stays the same for a second.
 func waitSettled(t *testing.T, dir string) {
 	t.Helper()
-	free := func() uint64 {
-		var st syscall.Statfs_t
-		if err := syscall.Statfs(dir, &st); err != nil {
-			t.Fatal(err)
-		}
-		return st.Bavail
-	}
-	last := free()
+	last := available(t, dir)
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		time.Sleep(time.Second)
-		now := free()
+		now := available(t, dir)
 		if now == last {
 			return
 		}
@@ -449,20 +452,16 @@ func waitSettled(t *testing.T, dir string) {
 // fillAllBut allocates a file at path that leaves keep bytes free on its file system.
 func fillAllBut(t *testing.T, path string, keep uint64) {
 	t.Helper()
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Bavail*uint64(st.Bsize) <= keep {
+	free := available(t, filepath.Dir(path))
+	if free <= keep {
 		return
 	}
-	size := int64(st.Bavail*uint64(st.Bsize) - keep)
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := syscall.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(free-keep)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -470,14 +469,12 @@ func fillAllBut(t *testing.T, path string, keep uint64) {
 // waitFree waits until the file system holding dir has at least free bytes available.
 func waitFree(t *testing.T, dir string, free uint64) {
 	t.Helper()
-	var st syscall.Statfs_t
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if err := syscall.Statfs(dir, &st); err != nil {
-			t.Fatal(err)
-		}
-		if avail := st.Bavail * uint64(st.Bsize); avail >= free {
+		avail := available(t, dir)
+		if avail >= free {
 			return
-		} else if time.Now().After(deadline) {
+		}
+		if time.Now().After(deadline) {
 			t.Fatalf("%s has %d MiB free 30 s after the build, want %d MiB", dir, avail>>20, free>>20)
 		}
 	}
