@@ -64,7 +64,7 @@ func explain(ctx context.Context, cfg engine.Config, st *store.Store, req *reque
 	msg := clean(err)
 	var ee *gwpb.ExitError
 	if noSpace().MatchString(msg) && !errors.As(err, &ee) {
-		return fmt.Errorf("out of disk space (%s): free space, for example with \"kiln prune\" or by removing images, then build again", noSpace().FindString(msg))
+		return fmt.Errorf("out of disk space (%s): %s", noSpace().FindString(msg), freeSpace)
 	}
 	if m := unreadable().FindStringSubmatch(msg); m != nil {
 		return fmt.Errorf("cannot read %s in the build context: permission denied; make it readable to kiln or exclude it in .dockerignore", m[1])
@@ -145,10 +145,13 @@ func stepError(err error, rec *recorder, loc, msg string) *BuildError {
 	return &BuildError{Message: fmt.Sprintf("%sstep %s failed: %s", loc, name, msg), Output: tail, err: err}
 }
 
+// freeSpace is what to do when the disk is full.
+const freeSpace = "free space, for example with \"kiln prune\" or by removing images, then build again"
+
 // diskMessage says that the file system of the build's snapshots in dir is
 // full, and what to do.
 func diskMessage(dir string) string {
-	return fmt.Sprintf("out of disk space: the file system of the build's snapshots (%s) is full; free space, for example with \"kiln prune\" or by removing images, then build again", dir)
+	return fmt.Sprintf("out of disk space: the file system of the build's snapshots (%s) is full; %s", dir, freeSpace)
 }
 
 // outOfDisk notes, for the explanation of a failed build, that the file
