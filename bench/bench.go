@@ -110,6 +110,14 @@ type results struct {
 
 func (r *results) keep(name string, s []sample) { r.Samples[name] = s }
 
+// keepBaseline keeps the baseline kiln's samples of a comparison, when one
+// was measured (the third builder).
+func (r *results) keepBaseline(key string, s [][]sample) {
+	if len(s) > 2 {
+		r.keep(key+"/baseline", s[2])
+	}
+}
+
 // benchCached: a fully cached two-platform rebuild, the whole kiln process
 // against buildctl talking to the already-running buildkitd.
 func (e *env) benchCached(r *results, ctxDir string, n int) error {
@@ -167,6 +175,7 @@ func (e *env) benchNoCache(r *results, ctxDir string, n int) error {
 func (r *results) compareBuilds(key, long, short string, s [][]sample) {
 	r.keep(key+"/kiln", s[0])
 	r.keep(key+"/buildctl", s[1])
+	r.keepBaseline(key, s)
 	r.Rows = append(r.Rows,
 		wallRow(long+" (wall)", s[0], s[1], "<= 1.0x", 1.0),
 		cpuRow(long+" (CPU)", s[0], s[1]),

@@ -37,7 +37,7 @@ func main() {
 		budget      string
 	)
 	flag.StringVar(&p.kiln, "kiln", "bin/kiln", "the kiln binary to measure")
-	flag.StringVar(&p.baseline, "baseline", "", "another kiln binary (say, of an older commit) to measure alongside in the cached and --no-cache builds")
+	flag.StringVar(&p.baseline, "baseline", "", "another kiln binary (say, of an older commit) to measure alongside in the cached, --no-cache and real-world builds")
 	flag.StringVar(&p.tools, "tools", "_output/bin", "directory with containerd, containerd-shim-runc-v2, ctr, buildkitd and buildctl")
 	flag.StringVar(&p.fixtures, "fixtures", "_output/fixtures", "busybox fixtures (hack/fixtures.sh) and the Debian root filesystems (hack/debian-fixtures.sh)")
 	flag.StringVar(&p.corpus, "corpus", "integration/testdata/realworld", "the real-world corpus")

@@ -199,7 +199,12 @@ func (e *env) benchRealWorld(r *results, runs, cached int) error {
 			noTarget(memRow("peak RSS, real world "+c+", "+cold, s[0], s[1])))
 		r.Rows[len(r.Rows)-3].Note = exportNote(s[0], s[1])
 		if c == "context" {
-			r.Rows[len(r.Rows)-3].Note += "; " + phaseNote(s[0], s[1], contextPhases)
+			r.Rows[len(r.Rows)-3].Note += "; " + phaseNote(s[0], s[1], "buildkitd", contextPhases)
+		}
+		r.keepBaseline("realworld-"+c+"-cold", s)
+		r.Rows = append(r.Rows, baselineRows("real world "+c+", "+cold, s)...)
+		if c == "context" && len(s) > 2 {
+			r.Rows[len(r.Rows)-3].Note = phaseNote(s[0], s[2], "the baseline kiln", contextPhases)
 		}
 
 		b.noCache, b.noCacheStage = false, ""
@@ -212,6 +217,8 @@ func (e *env) benchRealWorld(r *results, runs, cached int) error {
 		r.Rows = append(r.Rows,
 			wallRow("real world "+c+", cached (wall)", s[0], s[1], "<= 1.0x", 1.0),
 			noTarget(memRow("peak RSS, real world "+c+", cached", s[0], s[1])))
+		r.keepBaseline("realworld-"+c+"-cached", s)
+		r.Rows = append(r.Rows, baselineRows("real world "+c+", cached", s)...)
 
 		if c != "fs" {
 			continue
@@ -261,11 +268,11 @@ var contextPhases = []string{
 }
 
 // phaseNote gives the median time of each of the steps named (a prefix of
-// the step's name) in kiln's and buildkitd's builds.
-func phaseNote(kiln, peer []sample, phases []string) string {
+// the step's name) in kiln's builds and the peer's, named peerName.
+func phaseNote(kiln, peer []sample, peerName string, phases []string) string {
 	var parts []string
 	for _, p := range phases {
-		parts = append(parts, fmt.Sprintf("%s kiln %.2f s, buildkitd %.2f s", p, stepMedian(kiln, p), stepMedian(peer, p)))
+		parts = append(parts, fmt.Sprintf("%s kiln %.2f s, %s %.2f s", p, stepMedian(kiln, p), peerName, stepMedian(peer, p)))
 	}
 	return "steps (median): " + strings.Join(parts, "; ")
 }

@@ -67,8 +67,11 @@ func (e *env) kilnBuild(b build) (sample, error) {
 	return e.kilnBuildWith(e.kiln, e.kilnRoot, b)
 }
 
-// baselineBuild runs the baseline kiln binary for b, on a root of its own.
+// baselineBuild runs the baseline kiln binary for b, on a root and under an
+// image name of its own: had both kilns moved one name between their images,
+// each build would unpack the other's layers again.
 func (e *env) baselineBuild(b build) (sample, error) {
+	b.tag += "-baseline"
 	return e.kilnBuildWith(e.baseline, e.baselineRoot, b)
 }
 
