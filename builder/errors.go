@@ -157,8 +157,11 @@ func diskMessage(dir string) string {
 // outOfDisk notes, for the explanation of a failed build, that the file
 // system of eng's snapshots is full.
 func (r *recorder) outOfDisk(eng *engine.Engine) {
+	if r == nil {
+		return
+	}
 	dir := eng.FullDisk()
-	if r == nil || dir == "" {
+	if dir == "" {
 		return
 	}
 	r.mu.Lock()

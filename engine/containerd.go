@@ -150,13 +150,7 @@ func chooseSnapshotter(ctx context.Context, st *store.Store, cfg Config) (snapsh
 	if cfg.Rootless && rootless.Child() {
 		req.ProbeOverlay = func() error { return snapshot.ProbeOverlay(cfg.Root) }
 	}
-	choice, err := snapshot.Choose(plugins, req)
-	for _, p := range plugins {
-		if p.ID == choice.Name {
-			choice.Root = p.Root
-		}
-	}
-	return choice, err
+	return snapshot.Choose(plugins, req)
 }
 
 // containerLabelKey is the label kiln puts on every step container, with

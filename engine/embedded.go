@@ -152,7 +152,5 @@ func chooseEmbeddedSnapshotter(cfg Config) (snapshot.Choice, error) {
 	if cfg.SnapshotterSet {
 		req.Name = cfg.Snapshotter
 	}
-	choice, err := snapshot.ChooseEmbedded(req)
-	choice.Root = req.Dir
-	return choice, err
+	return snapshot.ChooseEmbedded(req)
 }

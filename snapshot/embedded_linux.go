@@ -41,8 +41,17 @@ var checks = map[string]func(dir string) error{
 // the user asked for, by trying each where the snapshots live: overlayfs
 // when the kernel mounts it there (in a user namespace: Linux 5.11 or
 // newer), else fuse-overlayfs when it is installed and works, else native,
-// which copies files.
+// which copies files. Root is req.Dir, where every one of them keeps its data.
 func ChooseEmbedded(req EmbeddedRequest) (Choice, error) {
+	c, err := chooseEmbedded(req)
+	if err != nil {
+		return c, err
+	}
+	c.Root = req.Dir
+	return c, nil
+}
+
+func chooseEmbedded(req EmbeddedRequest) (Choice, error) {
 	where := "in " + req.Dir
 	if req.UserNamespace {
 		where += " inside kiln's user namespace"

@@ -50,7 +50,7 @@ func TestChooseEmbedded(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Name != c.want || got.Chosen != (c.req.Name != "") {
+			if got.Name != c.want || got.Chosen != (c.req.Name != "") || got.Root != c.req.Dir {
 				t.Fatalf("chose %+v, want %s", got, c.want)
 			}
 			for _, w := range c.why {

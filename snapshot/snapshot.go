@@ -133,9 +133,23 @@ func Plugins(ctx context.Context, c *ctd.Client) ([]Plugin, error) {
 }
 
 // Choose picks the snapshotter among containerd's plugins, or checks the one
-// the user asked for. The error says what containerd has; a name containerd
-// does not know is a usage error.
+// the user asked for, and gives the chosen plugin's Root. The error says what
+// containerd has; a name containerd does not know is a usage error.
 func Choose(plugins []Plugin, req Request) (Choice, error) {
+	c, err := choose(plugins, req)
+	if err != nil {
+		return c, err
+	}
+	for _, p := range plugins {
+		if p.ID == c.Name {
+			c.Root = p.Root
+			break
+		}
+	}
+	return c, nil
+}
+
+func choose(plugins []Plugin, req Request) (Choice, error) {
 	byID := map[string]Plugin{}
 	var loaded []string
 	for _, p := range plugins {

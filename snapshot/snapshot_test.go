@@ -47,6 +47,10 @@ func TestChoose(t *testing.T) {
 			}
 		})
 	}
+	rooted := []Plugin{{ID: "native", Root: "/c/native"}, {ID: "overlayfs", Root: "/c/overlayfs"}}
+	if got, err := Choose(rooted, Request{}); err != nil || got.Root != "/c/overlayfs" {
+		t.Errorf("Choose gives Root %q (%v), want the overlayfs plugin's /c/overlayfs", got.Root, err)
+	}
 	got, err := Choose(withFuse, Request{Name: "fuse-overlayfs", Rootless: true, ProbeOverlay: ok})
 	if err != nil || got != (Choice{Name: FuseOverlayfs, Chosen: true}) {
 		t.Errorf("Choose(asked for fuse-overlayfs) = %+v, %v", got, err)
